@@ -1,0 +1,1 @@
+"""Example remaster plugin: a sepia tone filter."""

@@ -1,0 +1,369 @@
+"""The ``remaster`` command: a thin layer that parses, calls the library and prints.
+
+Exit codes: 0 when everything succeeded, 1 when some items failed, 2 for usage
+errors, 130 when interrupted. Errors print as one line unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import OutputError, RemasterError, UsageError
+
+log = logging.getLogger("remaster")
+
+#: Extensions picked up when a folder is given as input.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
+#: Extensions remaster can write; other inputs are written as PNG.
+WRITABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors, as one line with exit code 2
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    """Options every command understands (accepted before or after the command name)."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print nothing but errors")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print a machine-readable JSON summary on stdout")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output file (one input) or folder")
+    parser.add_argument("--tile", default="auto", metavar="N|auto",
+                        help="tile size in pixels, 'auto' (tile only when memory needs it) or 0 (never)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="compute precision; fp32 gives exact results (default: auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
+    parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
+    parser.add_argument("--format", choices=["png", "jpg", "webp", "tif"],
+                        help="output format for folder runs (default: the input's, or PNG)")
+    parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
+    parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
+    parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
+    _common(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``remaster`` command."""
+    parser = _Parser(prog="remaster", description="Restore and upscale images.")
+    parser.add_argument("--version", action="version", version=f"remaster {__version__}")
+    parser.set_defaults(quiet=False, json=False, debug=False)
+    _common(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    upscale = commands.add_parser("upscale", help="upscale images (default model: the default pipeline's upscaler)")
+    upscale.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
+    upscale.add_argument("--scale", type=float, help="output scale; resampled from the model's native scale if different")
+    _run_options(upscale)
+
+    run = commands.add_parser("run", help='run any pipeline, e.g. "degrade.jpeg(quality=30) | bicubic(scale=2)"')
+    run.add_argument("pipeline", help="stages separated by '|'")
+    _run_options(run)
+
+    degrade = commands.add_parser("degrade", help="make images worse on purpose (training/evaluation pairs)")
+    degrade.add_argument("--blur", type=float, metavar="SIGMA", help="Gaussian blur sigma in pixels")
+    degrade.add_argument("--downsample", type=float, metavar="F", help="downsample factor, e.g. 0.25")
+    degrade.add_argument("--noise", type=float, metavar="SIGMA", help="Gaussian noise sigma in 8-bit units")
+    degrade.add_argument("--jpeg", type=int, metavar="Q", help="JPEG quality 1-100")
+    degrade.add_argument("--seed", type=int, default=0, help="random seed (default 0: reproducible)")
+    _run_options(degrade)
+
+    stages = commands.add_parser("stages", help="list every stage with its kind, parameters and defaults")
+    _common(stages)
+    plugins = commands.add_parser("plugins", help="list plugins with their versions and stages")
+    _common(plugins)
+    return parser
+
+
+@dataclass
+class _Item:
+    source: Path
+    target: Path
+    ok: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"input": str(self.source), "output": str(self.target) if self.ok else None, "ok": self.ok,
+                "error": self.error, "seconds": round(self.seconds, 3), **self.extras}
+
+
+def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """Expand files and folders into ``(file, path relative to its root)`` pairs, sorted per folder."""
+    found: list[tuple[Path, Path]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise UsageError(f"no images in folder {path}", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
+            found.extend((p, p.relative_to(path)) for p in files)
+        elif path.exists():
+            found.append((path, Path(path.name)))
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    return found
+
+
+def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None) -> list[_Item]:
+    """Decide each output path; one input with a file-like OUT is written there, else into the folder OUT."""
+    if len(sources) == 1 and output.suffix.lower() in WRITABLE_SUFFIXES and not output.is_dir():
+        return [_Item(sources[0][0], output)]
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file, but several inputs need an output folder")
+    items: list[_Item] = []
+    taken: set[Path] = set()
+    for source, relative in sources:
+        suffix = f".{fmt}" if fmt else (relative.suffix.lower() if relative.suffix.lower() in WRITABLE_SUFFIXES else ".png")
+        target = output / relative.with_suffix(suffix)
+        if target in taken:  # a.jpg and a.png both asked to become a.png: keep both, name the second after its source
+            target = target.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}{suffix}")
+        taken.add(target)
+        items.append(_Item(source, target))
+    return items
+
+
+def _check_writable(items: list[_Item]) -> None:
+    """Fail before loading any model when the output folder cannot be written."""
+    for folder in sorted({item.target.parent for item in items}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder: {exc.strerror}", path=folder) from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError("the output folder is not writable", path=folder,
+                              hint="choose another folder with -o or fix its permissions")
+
+
+def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
+    from .pipeline import DEFAULT_UPSCALER
+    from .plugins import get_host
+
+    name = args.model or DEFAULT_UPSCALER
+    spec = get_host().stages.get(name)
+    if args.scale is None:
+        return [name]
+    if args.scale <= 0:
+        raise UsageError(f"--scale must be positive, not {args.scale}")
+    if spec.info.scale_param is not None:
+        return [f"{name}({spec.info.scale_param}={args.scale!r})"]
+    native = spec.info.scale
+    if abs(args.scale - native) < 1e-9:
+        return [name]
+    # A fixed-scale model runs at its native factor; a good filter covers the rest.
+    return [name, f"lanczos(scale={args.scale / native!r})"]
+
+
+def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
+    # Real-ESRGAN's first-order order: blur, resize, noise, then JPEG last as a camera/codec would.
+    stages = []
+    if args.blur:
+        stages.append(f"degrade.blur(sigma={args.blur!r})")
+    if args.downsample:
+        stages.append(f"degrade.downsample(scale={args.downsample!r})")
+    if args.noise:
+        stages.append(f"degrade.noise(sigma={args.noise!r}, seed={args.seed})")
+    if args.jpeg:
+        stages.append(f"degrade.jpeg(quality={args.jpeg})")
+    if not stages:
+        raise UsageError("nothing to do", hint="give at least one of --blur, --downsample, --noise, --jpeg")
+    return stages
+
+
+def _parse_tile(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--tile must be 'auto' or a number of pixels, not {text!r}") from None
+    if value < 0:
+        raise UsageError("--tile must not be negative")
+    return value
+
+
+def _process(args: argparse.Namespace, stages: list[str]) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+
+    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
+    remasterer = Remasterer(
+        stages, device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
+        max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
+    )
+    _check_writable(items)
+    _warn_plugin_errors(args)
+    if not args.quiet and not args.json:
+        print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
+              file=sys.stderr)
+    bar = tqdm(total=len(items), unit="img", disable=args.quiet or None, leave=False, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
+    interrupted = False
+    try:
+        for index, item in enumerate(items):
+            bar.set_postfix_str(item.source.name, refresh=False)
+
+            def progress(fraction: float, _index: int = index) -> None:
+                bar.n = _index + fraction
+                bar.refresh()
+
+            started = time.perf_counter()
+            try:
+                _, result = remasterer.run_file(item.source, item.target, overwrite=args.overwrite,
+                                                quality=args.quality, progress=progress)
+                item.ok, item.extras = True, dict(result.meta.extras)
+            except RemasterError as exc:
+                item.error = str(exc) if exc.path else f"{item.source}: {exc}"
+            except (MemoryError, RuntimeError, OSError, ValueError) as exc:  # keep a folder run going past one bad file
+                if args.debug:
+                    traceback.print_exc()
+                item.error = f"{item.source}: {type(exc).__name__}: {exc}"
+            item.seconds = time.perf_counter() - started
+            if item.error:
+                bar.write(f"remaster: error: {item.error}", file=sys.stderr)
+            elif not args.quiet and not args.json:
+                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s)", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    failed = [i for i in items if i.error]
+    summary = {"ok": sum(i.ok for i in items), "failed": len(failed),
+               "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
+               "items": [i.as_json() for i in items if i.ok or i.error]}
+    if args.report:
+        _write_report(Path(args.report), summary)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        done = summary["ok"]
+        print(f"{done} of {len(items)} image(s) written to {args.output}" + (
+            f", {summary['failed']} failed" if summary["failed"] else ""), file=sys.stderr)
+    if interrupted:
+        print("remaster: interrupted", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
+
+
+def _write_report(path: Path, summary: dict[str, Any]) -> None:
+    from .io import write_atomic
+
+    write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
+
+
+def _warn_plugin_errors(args: argparse.Namespace) -> None:
+    from .plugins import get_host
+
+    if args.quiet:
+        return
+    for error in get_host().errors:
+        print(f"remaster: warning: plugin {error}", file=sys.stderr)
+
+
+def _list_stages(args: argparse.Namespace) -> int:
+    from .plugins import get_host
+
+    host = get_host()
+    _warn_plugin_errors(args)
+    specs = list(host.stages)
+    if args.json:
+        print(json.dumps([{
+            "name": s.name, "kind": s.kind.value, "plugin": s.plugin, "summary": s.summary,
+            "scale": s.info.scale_param or s.info.scale, "tiling": s.info.tiling.value,
+            "params": [{"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
+                        "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max}
+                       for p in s.params],
+        } for s in specs], indent=2))
+        return 0
+    kind = None
+    for spec in specs:
+        if spec.kind != kind:
+            kind = spec.kind
+            print(f"{kind.value}s:")
+        scale = f"x{spec.info.scale:g}" if spec.info.scale_param is None else f"x<{spec.info.scale_param}>"
+        print(f"  {spec.name:<24} {scale:<10} {spec.summary}  [{spec.plugin}]")
+        for param in spec.params:
+            print(f"      {param.describe():<44} {param.help}")
+    return 0
+
+
+def _list_plugins(args: argparse.Namespace) -> int:
+    from .plugins import get_host
+
+    host = get_host()
+    if args.json:
+        print(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
+                           "stages": p.stages, "error": str(p.error) if p.error else None}
+                          for p in host.plugins], indent=2))
+        return 0
+    for plugin in host.plugins:
+        origin = f"{plugin.distribution} {plugin.version}" if plugin.distribution else "(not from a distribution)"
+        print(f"{plugin.name}  {origin}")
+        if plugin.error:
+            print(f"    error: {plugin.error}")
+        else:
+            print(f"    stages: {', '.join(plugin.stages) or '(none)'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``remaster`` command; returns the exit code."""
+    parser = build_parser()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                            format="remaster: %(levelname)s: %(message)s")
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        if args.command == "stages":
+            return _list_stages(args)
+        if args.command == "plugins":
+            return _list_plugins(args)
+        if args.command == "upscale":
+            return _process(args, _upscale_pipeline(args))
+        if args.command == "degrade":
+            return _process(args, _degrade_pipeline(args))
+        from .pipeline import parse_pipeline
+
+        return _process(args, parse_pipeline(args.pipeline))
+    except KeyboardInterrupt:
+        print("remaster: interrupted", file=sys.stderr)
+        return 130
+    except RemasterError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"remaster: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # an unexpected bug: still one line, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"remaster: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

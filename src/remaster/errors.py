@@ -1,0 +1,118 @@
+"""The exceptions remaster raises.
+
+Every failure a user can cause is a :class:`RemasterError`. Each one says what
+happened, to which file or stage, and what to do about it, so that the CLI can
+print ``str(error)`` as a single line and a developer can catch one base class.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = [
+    "RemasterError",
+    "UsageError",
+    "InputError",
+    "ImageTooLargeError",
+    "UnsupportedImageError",
+    "OutputError",
+    "StageError",
+    "UnknownStageError",
+    "StageParamError",
+    "StageContractError",
+    "PluginError",
+    "WeightsError",
+    "WeightsNotFoundError",
+    "ChecksumError",
+    "UnsafeWeightsError",
+]
+
+
+class RemasterError(Exception):
+    """Base class of every error remaster raises on purpose.
+
+    Args:
+        message: What happened, as one sentence without a trailing full stop.
+        path: The file (or stage name) it happened to, if any.
+        hint: What the user can do about it.
+    """
+
+    #: Exit status the command-line tool uses when this error ends a run.
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None, hint: str | None = None):
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+
+class UsageError(RemasterError):
+    """The command or call was malformed (bad option, bad pipeline string)."""
+
+    exit_code = 2
+
+
+class InputError(RemasterError):
+    """An input image could not be read or is not usable."""
+
+
+class ImageTooLargeError(InputError):
+    """An image (input or planned output) exceeds the configured pixel limit."""
+
+
+class UnsupportedImageError(InputError):
+    """The file is not an image remaster can decode, or uses a mode it cannot handle."""
+
+
+class OutputError(RemasterError):
+    """A result could not be written where it was asked to go."""
+
+
+class StageError(RemasterError):
+    """A stage could not be found, configured, built or run."""
+
+
+class UnknownStageError(StageError, KeyError):
+    """No stage is registered under the requested name."""
+
+    exit_code = 2  # a misspelt stage is a malformed command, like an unknown option
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return RemasterError.__str__(self)
+
+
+class StageParamError(StageError, UsageError):
+    """A stage parameter is unknown, of the wrong type or out of range."""
+
+    exit_code = 2
+
+
+class StageContractError(StageError):
+    """A stage broke its contract (wrong output shape, dtype, range, NaN)."""
+
+
+class PluginError(StageError):
+    """A plugin failed to load or registered something invalid."""
+
+
+class WeightsError(RemasterError):
+    """Model weights are missing, corrupt or unsafe."""
+
+
+class WeightsNotFoundError(WeightsError):
+    """The weights a stage needs are not in the cache and cannot be fetched."""
+
+
+class ChecksumError(WeightsError):
+    """A weights file does not have the expected sha256."""
+
+
+class UnsafeWeightsError(WeightsError):
+    """A weights file can only be loaded by running arbitrary pickled code."""

@@ -1,0 +1,405 @@
+"""The pipeline: parse stage strings, check the chain, run it, convert back.
+
+``Remasterer`` is the one entry point the library, the CLI and the server share.
+It owns everything around a stage — device and precision, channel conversion,
+padding to size requirements, tiling, alpha, output checks — so stages stay
+small image operations.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import devices, io, tiling
+from .errors import ImageTooLargeError, StageContractError, StageError, UsageError
+from .image import Image
+from .plugins import PluginHost, get_host
+from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size
+
+__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "DEFAULT_PIPELINE", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS"]
+
+log = logging.getLogger(__name__)
+
+#: The upscaler ``remaster upscale`` uses without ``--model``.
+DEFAULT_UPSCALER = "lanczos"
+
+#: What ``Remasterer()`` runs when no stages are given.
+DEFAULT_PIPELINE = "lanczos(scale=4)"
+
+#: Largest output, in pixels, a run may produce unless raised; checked before any work.
+DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000
+
+# BT.601 luma weights, the ones Pillow uses for RGB -> L, so gray round trips match.
+_LUMA = (0.299, 0.587, 0.114)
+
+_STAGE_RE = re.compile(r"^\s*(?P<name>[^\s()|]+)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
+
+
+def _literal(node: ast.expr, text: str) -> Any:
+    if isinstance(node, ast.Name):  # bare words such as method=bicubic read as strings
+        return {"True": True, "False": False, "None": None}.get(node.id, node.id)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise UsageError(f"cannot read the value {ast.get_source_segment(text, node)!r}", hint="use numbers, quoted strings, True or False") from None
+
+
+def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"name(key=value, ...)"`` into the name and its keyword values."""
+    match = _STAGE_RE.match(text)
+    if not match:
+        raise UsageError(f"cannot read the stage {text.strip()!r}", hint="write name or name(key=value, ...)")
+    name, args = match["name"], (match["args"] or "").strip()
+    if not args:
+        return name, {}
+    call = f"f({args})"
+    try:
+        parsed = ast.parse(call, mode="eval").body
+    except SyntaxError:
+        raise UsageError(f"cannot read the parameters of {text.strip()!r}", hint="write name(key=value, ...)") from None
+    assert isinstance(parsed, ast.Call)
+    if parsed.args:
+        raise UsageError(f"stage {name!r} got a value without a name", hint="write name(key=value, ...)")
+    return name, {kw.arg: _literal(kw.value, call) for kw in parsed.keywords if kw.arg is not None}
+
+
+def parse_pipeline(text: str) -> list[str]:
+    """Split ``"a | b(x=1) | c"`` into stage strings (``|`` inside parentheses is kept)."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "|" and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    stages = [p.strip() for p in parts]
+    if not all(stages):
+        raise UsageError(f"empty stage in the pipeline {text!r}")
+    return stages
+
+
+@dataclass
+class ConfiguredStage:
+    """A stage with its parameters resolved; the implementation is built on first use.
+
+    Attributes:
+        spec: The registered description.
+        params: Validated parameters including defaults.
+    """
+
+    spec: StageSpec
+    params: dict[str, Any]
+    _instance: Stage | None = field(default=None, repr=False)
+    _prepared_for: tuple[torch.device, torch.dtype] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def info(self) -> StageInfo:
+        return self.spec.info
+
+    @property
+    def scale(self) -> float:
+        return self.spec.info.scale_for(self.params)
+
+    def __str__(self) -> str:
+        changed = {k: v for k, v in self.params.items() if any(p.name == k and p.default != v for p in self.spec.params)}
+        return self.name + (f"({', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else "")
+
+    def instance(self, device: torch.device, dtype: torch.dtype) -> Stage:
+        """The stage object, built and prepared for ``device``/``dtype`` once."""
+        if self._instance is None:
+            factory = self.spec.load_factory()
+            try:
+                self._instance = factory(**self.params)
+            except StageError:
+                raise
+            except Exception as exc:
+                raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
+        if self._prepared_for != (device, dtype):
+            self._instance.prepare(device, dtype)
+            self._prepared_for = (device, dtype)
+        return self._instance
+
+
+def _from_stage_object(stage: Stage) -> ConfiguredStage:
+    """Wrap a user-made stage object so it runs like a registered one."""
+    spec = getattr(stage, "spec", None)
+    if not isinstance(spec, StageSpec):
+        info = getattr(stage, "info", StageInfo())
+        name = getattr(stage, "name", type(stage).__name__.lower())
+        spec = StageSpec(name=name, kind=getattr(stage, "kind", "filter"), factory=lambda **_: stage, info=info)  # type: ignore[arg-type]
+    configured = ConfiguredStage(spec, dict(getattr(stage, "params", {}) or {}))
+    configured._instance = stage
+    return configured
+
+
+class Remasterer:
+    """Runs a pipeline of stages on images.
+
+    Args:
+        stages: A pipeline string (``"degrade.jpeg(quality=30) | bicubic(scale=2)"``),
+            a list of stage strings or stage objects, or ``None`` for
+            :data:`DEFAULT_PIPELINE`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``; ``auto``
+            picks per device and CPU capability among what each stage supports.
+        tile: ``"auto"`` (tile only when memory requires it), a tile size in
+            pixels, or ``0`` to never tile.
+        max_pixels: Largest input accepted, in pixels (``None``: the
+            ``REMASTER_MAX_PIXELS`` environment variable or Pillow's default).
+        max_output_pixels: Largest output a run may produce; checked before
+            any stage runs.
+        host: Plugin host to take stages from (default: the process-wide one).
+
+    Example:
+        >>> out = Remasterer(["degrade.downsample(scale=0.25)", "bicubic(scale=4)"]).run(pil_img)
+    """
+
+    def __init__(
+        self,
+        stages: str | Sequence[str | Stage] | None = None,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        tile: int | str = "auto",
+        max_pixels: int | None = None,
+        max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+        host: PluginHost | None = None,
+    ):
+        self.host = host.ensure_loaded() if host is not None else get_host()
+        if stages is None:
+            stages = DEFAULT_PIPELINE
+        items = parse_pipeline(stages) if isinstance(stages, str) else list(stages)
+        if not items:
+            raise UsageError("the pipeline has no stages")
+        self.stages: list[ConfiguredStage] = [self._configure(item) for item in items]
+        self.device = devices.resolve_device(device)
+        self.precision = precision
+        if precision not in {"auto", "fp32", "bf16", "fp16"}:
+            raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, bf16 or fp16")
+        if not (tile == "auto" or (isinstance(tile, int) and tile >= 0)):
+            raise UsageError(f"tile must be 'auto' or a size in pixels, not {tile!r}")
+        self.tile = tile
+        self.max_pixels = max_pixels if max_pixels is not None else io.max_pixels_from_env()
+        self.max_output_pixels = max_output_pixels
+        for stage in self.stages:  # fail on impossible precision requests now, not after loading images
+            self._dtype_for(stage, self._device_for(stage))
+
+    def _configure(self, item: str | Stage) -> ConfiguredStage:
+        if isinstance(item, Stage):
+            return _from_stage_object(item)
+        if not isinstance(item, str):
+            raise UsageError(f"a pipeline item must be a stage string or a Stage, not {type(item).__name__}")
+        name, given = parse_stage(item)
+        spec = self.host.stages.get(name)
+        return ConfiguredStage(spec, spec.resolve_params(given))
+
+    def __repr__(self) -> str:
+        return f"Remasterer({' | '.join(map(str, self.stages))!r}, device={str(self.device)!r})"
+
+    # -- planning -------------------------------------------------------------
+
+    def plan(self, height: int, width: int, channels: int) -> tuple[int, int, int]:
+        """Check the chain for an input of this size before doing any work.
+
+        Returns:
+            The output ``(height, width, channels)``.
+
+        Raises:
+            StageError: when a stage cannot take what the previous one gives.
+            ImageTooLargeError: when the output would exceed ``max_output_pixels``.
+        """
+        for index, stage in enumerate(self.stages):
+            accepted = stage.info.in_channels
+            if channels not in accepted and not (channels == 1 and 3 in accepted):
+                source = f"stage {self.stages[index - 1].name!r}" if index else "the input"
+                raise StageError(
+                    f"accepts {'/'.join(map(str, accepted))}-channel images but {source} gives {channels} channels",
+                    path=stage.name,
+                )
+            channels = stage.info.channels_out(3 if channels not in accepted else channels)
+            height, width = scaled_size(height, width, stage.scale)
+            if height * width > self.max_output_pixels:
+                raise ImageTooLargeError(
+                    f"the output would be {width}x{height} = {height * width / 1e6:.1f} MP after stage {stage.name!r}, "
+                    f"over the limit of {self.max_output_pixels / 1e6:.0f} MP",
+                    hint="lower the scale, or raise the limit with --max-output-pixels",
+                )
+        return height, width, channels
+
+    # -- running --------------------------------------------------------------
+
+    def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
+        """Run the pipeline on ``img`` and return the result in the same kind.
+
+        Args:
+            img: A path, ``bytes``, ``PIL.Image``, numpy array (HW or HWC;
+                uint8, uint16 or float in [0, 1]), torch tensor (CHW or NCHW,
+                float in [0, 1]) or :class:`~remaster.Image`.
+            progress: Called with the fraction done (0..1) as work proceeds.
+
+        Returns:
+            PIL in → PIL out, numpy → numpy of the same dtype and layout,
+            tensor → tensor on the same device; a path, bytes or Image gives an
+            :class:`~remaster.Image` (use :func:`remaster.io.save` to write it).
+        """
+        if isinstance(img, torch.Tensor) and img.ndim == 4 and img.shape[0] > 1:
+            return torch.cat([self.run(item[None], progress=progress) for item in img])
+        image = io.load(img, max_pixels=self.max_pixels)
+        result = self.run_image(image, progress=progress)
+        return io.convert_like(result, img)
+
+    def run_file(self, source: str | os.PathLike[str], target: str | os.PathLike[str], *, overwrite: bool = False,
+                 quality: int | None = None, progress: Callable[[float], None] | None = None) -> tuple[Path, Image]:
+        """Read ``source``, run the pipeline, write ``target`` atomically.
+
+        Returns:
+            The path written and the result image (its ``meta.extras`` holds
+            what stages reported).
+        """
+        image = io.load(source, max_pixels=self.max_pixels)
+        result = self.run_image(image, progress=progress)
+        return io.save(result, target, quality=quality, overwrite=overwrite), result
+
+    def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None) -> Image:
+        """Run every stage on an :class:`Image` (the internal representation)."""
+        self.plan(image.height, image.width, image.channels)
+        pixels, alpha = image.pixels, image.alpha
+        extras = dict(image.meta.extras)
+        total = len(self.stages)
+        for index, stage in enumerate(self.stages):
+            def stage_progress(fraction: float, _index: int = index) -> None:
+                if progress is not None:
+                    progress((_index + min(max(fraction, 0.0), 1.0)) / total)
+
+            pixels, alpha, report = self._run_stage(stage, pixels, alpha, stage_progress)
+            extras.update(report)
+            stage_progress(1.0)
+        if image.meta.grayscale and pixels.shape[1] == 3:
+            pixels = _to_gray(pixels)  # grayscale stays grayscale even when a stage needed RGB
+        result = image.with_pixels(pixels.float().cpu(), None if alpha is None else alpha.float().cpu())
+        result.meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
+        return result
+
+    def _device_for(self, stage: ConfiguredStage) -> torch.device:
+        return self.device if self.device.type in stage.info.devices else torch.device("cpu")
+
+    def _dtype_for(self, stage: ConfiguredStage, device: torch.device) -> torch.dtype:
+        try:
+            return devices.resolve_precision(self.precision, device, stage.info.dtypes)
+        except UsageError as exc:
+            raise UsageError(exc.message, path=stage.name, hint=exc.hint) from None
+
+    def _run_stage(self, stage: ConfiguredStage, pixels: torch.Tensor, alpha: torch.Tensor | None,
+                   progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+        device = self._device_for(stage)
+        dtype = self._dtype_for(stage, device)
+        info = stage.info
+        pixels = pixels.to(device)
+        if pixels.shape[1] not in info.in_channels:
+            pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
+        out_h, out_w = scaled_size(pixels.shape[-2], pixels.shape[-1], stage.scale)
+        ctx = RunContext(device=device, dtype=dtype, progress=progress)
+        result = self._checked_run(stage, pixels, ctx, (out_h, out_w))
+        if alpha is not None:
+            alpha = alpha.to(device)
+            if info.alpha == "process":
+                gray = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
+                alpha = self._checked_run(stage, gray, RunContext(device=device, dtype=dtype), (out_h, out_w))
+                alpha = alpha.mean(dim=1, keepdim=True)
+            elif alpha.shape[-2:] != (out_h, out_w):
+                alpha = _resize_alpha(alpha, (out_h, out_w))
+        return result, alpha, ctx.report
+
+    def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
+                     out_size: tuple[int, int]) -> torch.Tensor:
+        """Run one stage and hold it to its contract; retry in fp32 if reduced precision gives NaN/Inf."""
+        result = self._execute(stage, pixels, ctx)
+        if result.shape[-2:] != out_size or result.ndim != 4 or result.shape[0] != pixels.shape[0]:
+            raise StageContractError(
+                f"returned shape {tuple(result.shape)}, expected (N, C, {out_size[0]}, {out_size[1]})",
+                path=stage.name, hint="this is a bug in the stage; report it to its plugin's author",
+            )
+        if not bool(torch.isfinite(result).all()):
+            if ctx.dtype != torch.float32:
+                log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
+                ctx.dtype = torch.float32
+                return self._checked_run(stage, pixels, ctx, out_size)
+            raise StageContractError("produced NaN or Inf values", path=stage.name,
+                                     hint="try --precision fp32, or report it to the plugin's author")
+        return result.float().clamp_(0.0, 1.0)
+
+    def _execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        info = stage.info
+        instance = stage.instance(ctx.device, ctx.dtype)
+        padded, pad = _pad_to_requirements(pixels, info.min_size, info.multiple_of)
+        scale = stage.scale
+
+        def call(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad(), devices.autocast_context(ctx.device, ctx.dtype):
+                out = instance.run(x, ctx)
+            if not isinstance(out, torch.Tensor) or not out.is_floating_point():  # checked per tile: the tiler casts
+                got = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
+                raise StageContractError(f"returned {got} pixels instead of a float tensor", path=stage.name,
+                                         hint="this is a bug in the stage; report it to its plugin's author")
+            return out
+
+        tileable = scale >= 1 and float(scale).is_integer() and (
+            info.tiling is Tiling.SUPPORTED or (info.tiling is Tiling.DISCOURAGED and isinstance(self.tile, int)))
+        if tileable and self.tile != 0:
+            integer_scale = int(scale)
+            tile = self.tile
+            if tile == "auto":
+                tile = tiling.auto_tile_size(padded.shape, device=ctx.device, scale=integer_scale,
+                                             overlap=info.tile_overlap)
+            result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
+                                             overlap=info.tile_overlap, multiple_of=info.multiple_of,
+                                             progress=ctx.progress)
+        else:
+            result = call(padded)
+        if any(pad):  # padding went to the bottom/right, so the wanted output is the top-left corner
+            height, width = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
+            result = result[..., :height, :width]
+        return result
+
+
+def _pad_to_requirements(pixels: torch.Tensor, min_size: int, multiple_of: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad bottom/right by reflection so a stage's size requirements hold; the caller crops after."""
+    height, width = pixels.shape[-2:]
+    target_h = max(height, min_size)
+    target_w = max(width, min_size)
+    target_h = math.ceil(target_h / multiple_of) * multiple_of
+    target_w = math.ceil(target_w / multiple_of) * multiple_of
+    pad_h, pad_w = target_h - height, target_w - width
+    if not (pad_h or pad_w):
+        return pixels, (0, 0)
+    # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode), (pad_h, pad_w)
+
+
+def _resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    downscale = size[0] < alpha.shape[-2] or size[1] < alpha.shape[-1]
+    resized = F.interpolate(alpha.float(), size=size, mode="bicubic", align_corners=False, antialias=downscale)
+    return resized.clamp_(0.0, 1.0)
+
+
+def _to_gray(pixels: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(_LUMA, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
+    return (pixels * weights).sum(dim=1, keepdim=True)

@@ -1,0 +1,1 @@
+"""Built-in stages: classic interpolators and simple degraders."""

@@ -1,0 +1,129 @@
+"""The command line: commands, outputs, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from remaster.cli import main
+
+
+def write_png(path: Path, width=12, height=10, mode="RGB", seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    array = rng.integers(0, 256, (height, width, channels), dtype=np.uint8).squeeze()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(array, mode).save(path)
+    return path
+
+
+def test_upscale_one_file_with_a_model_and_scale(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png")
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", "bicubic", "--scale", "2"]) == 0
+    assert PILImage.open(tmp_path / "out.png").size == (24, 20)
+    assert "1 of 1 image(s) written" in capsys.readouterr().err
+
+
+def test_upscale_default_is_x4(tmp_path):
+    source = write_png(tmp_path / "in.png")
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "-q"]) == 0
+    assert PILImage.open(tmp_path / "out.png").size == (48, 40)
+
+
+def test_folder_run_goes_on_past_a_bad_file_and_reports_it(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_png(photos / "a.png")
+    write_png(photos / "sub" / "b.png", mode="RGBA")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (photos / "notes.txt").write_text("ignored: not an image suffix")
+    report = tmp_path / "report.json"
+    code = main(["run", "nearest(scale=2)", str(photos), "-o", str(tmp_path / "out"), "--json",
+                 "--report", str(report)])
+    assert code == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["ok"] == 2 and summary["failed"] == 1
+    assert json.loads(report.read_text()) == summary
+    failed = next(i for i in summary["items"] if not i["ok"])
+    assert "broken.jpg" in failed["error"]
+    assert PILImage.open(tmp_path / "out" / "sub" / "b.png").mode == "RGBA"
+    assert "broken.jpg" in captured.err and "Traceback" not in captured.err
+
+
+def test_same_stem_in_a_folder_does_not_collide(tmp_path):
+    photos = tmp_path / "photos"
+    write_png(photos / "a.png")
+    PILImage.fromarray(np.zeros((5, 5, 3), np.uint8)).save(photos / "a.bmp")
+    assert main(["run", "nearest(scale=1)", str(photos), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a_png.png"]
+
+
+def test_degrade_is_reproducible_with_a_seed(tmp_path):
+    source = write_png(tmp_path / "in.png", 40, 40)
+    for name in ("one", "two"):
+        assert main(["degrade", str(source), "-o", str(tmp_path / f"{name}.png"), "--downsample", "0.5",
+                     "--noise", "8", "--jpeg", "40", "--blur", "1", "--seed", "3", "-q"]) == 0
+    one, two = (np.asarray(PILImage.open(tmp_path / f"{n}.png")) for n in ("one", "two"))
+    assert one.shape == (20, 20, 3)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png")
+    target = tmp_path / "out.png"
+    target.write_bytes(b"precious")
+    assert main(["upscale", str(source), "-o", str(target), "--model", "nearest"]) == 1
+    assert target.read_bytes() == b"precious"
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["upscale", str(source), "-o", str(target), "--model", "nearest", "--overwrite", "-q"]) == 0
+    assert PILImage.open(target).size == (48, 40)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["upscale", "missing.png", "-o", "out.png"], "no such file"),
+    (["run", "bicubik", "x.png", "-o", "o.png"], "did you mean"),
+    (["upscale", "x.png"], "-o/--output"),
+    (["upscale", "x.png", "-o", "o.png", "--tile", "big"], "--tile"),
+    (["degrade", "x.png", "-o", "o.png"], "nothing to do"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    write_png(tmp_path / "x.png")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("remaster: error:")
+
+
+def test_unwritable_output_folder_fails_before_work(tmp_path, capsys, monkeypatch):
+    source = write_png(tmp_path / "in.png")
+    (tmp_path / "plain-file").write_text("a file where a folder should be")
+    built = []
+    monkeypatch.setattr("remaster.pipeline.ConfiguredStage.instance", lambda *a: built.append(a))
+    assert main(["upscale", str(source), "-o", str(tmp_path / "plain-file" / "x.png")]) == 1
+    assert "cannot create the output folder" in capsys.readouterr().err
+    assert not built  # no stage was built or run
+
+
+def test_stages_lists_kinds_parameters_and_defaults(capsys):
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    for text in ("upscalers:", "degraders:", "bicubic", "degrade.jpeg", "quality: int = 50", "[remaster.stages.builtin]"):
+        assert text in out
+    assert main(["stages", "--json"]) == 0
+    listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)}
+    assert listed["lanczos"]["params"][0]["name"] == "scale"
+
+
+def test_console_script_exit_codes(tmp_path):
+    remaster = Path(sys.executable).with_name("remaster")
+    ok = subprocess.run([remaster, "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("remaster ")
+    bad = subprocess.run([remaster, "upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

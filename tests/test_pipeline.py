@@ -1,0 +1,259 @@
+"""The pipeline: parsing, chain checks, conversions back, alpha, gray, padding, tiling, contracts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from remaster import (
+    ImageTooLargeError,
+    Remasterer,
+    RunContext,
+    Stage,
+    StageContractError,
+    StageError,
+    StageInfo,
+    StageParamError,
+    Tiling,
+    UnknownStageError,
+    UsageError,
+)
+from remaster.pipeline import parse_pipeline, parse_stage
+
+
+def random_rgb(height=23, width=17, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+# -- parsing ------------------------------------------------------------------
+
+def test_parse_stage_strings():
+    assert parse_stage("bicubic") == ("bicubic", {})
+    assert parse_stage(" degrade.jpeg(quality=30) ") == ("degrade.jpeg", {"quality": 30})
+    assert parse_stage("degrade.downsample(scale=0.25, method=area)") == (
+        "degrade.downsample", {"scale": 0.25, "method": "area"})
+    assert parse_stage("x(flag=True, name='a|b')") == ("x", {"flag": True, "name": "a|b"})
+    assert parse_pipeline("a | b(x=1) | c(s='p|q')") == ["a", "b(x=1)", "c(s='p|q')"]
+
+
+@pytest.mark.parametrize("text", ["bicubic(2)", "bicubic(scale=)", "bicubic(scale=2", "a||b", "bicubic(scale=f(1))"])
+def test_malformed_stage_strings_are_usage_errors(text):
+    with pytest.raises(UsageError):
+        Remasterer(text)
+
+
+def test_unknown_stage_and_parameters_fail_before_any_work():
+    with pytest.raises(UnknownStageError, match="did you mean"):
+        Remasterer("bicubik")
+    with pytest.raises(StageParamError, match="valid parameters: scale"):
+        Remasterer("bicubic(sclae=2)")
+    with pytest.raises(StageParamError, match="not a valid float"):
+        Remasterer("bicubic(scale=big)")
+
+
+# -- the issue's acceptance example and conversions back ----------------------------
+
+def test_downsample_then_bicubic_returns_a_pil_image_of_the_same_size():
+    pil = PILImage.fromarray(random_rgb(64, 48))
+    out = Remasterer(["degrade.downsample(scale=0.25)", "bicubic(scale=4)"]).run(pil)
+    assert isinstance(out, PILImage.Image)
+    assert out.size == pil.size and out.mode == "RGB"
+
+
+def test_default_pipeline_is_x4():
+    out = Remasterer().run(random_rgb(8, 6))
+    assert out.shape == (32, 24, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("shape, dtype", [((9, 7), np.uint8), ((9, 7, 1), np.uint16), ((9, 7, 3), np.float32),
+                                          ((9, 7, 4), np.uint8)])
+def test_numpy_in_numpy_out_same_dtype_and_layout(shape, dtype):
+    rng = np.random.default_rng(1)
+    if dtype == np.float32:
+        img = rng.random(shape, dtype=np.float32)
+    else:
+        img = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    out = Remasterer("nearest(scale=2)").run(img)
+    assert out.dtype == img.dtype
+    assert out.shape == (18, 14, *shape[2:])
+    # Nearest x2 repeats each pixel, so the corner is exact in every depth.
+    np.testing.assert_allclose(out[0, 0], img[0, 0], rtol=1e-6)
+
+
+def test_tensor_in_tensor_out_including_batches():
+    x = torch.rand(2, 3, 6, 5)
+    out = Remasterer("nearest(scale=2)").run(x)
+    assert out.shape == (2, 3, 12, 10) and out.dtype == x.dtype
+    torch.testing.assert_close(out[:, :, ::2, ::2], x)
+    single = Remasterer("nearest(scale=2)").run(x[0])
+    assert single.shape == (3, 12, 10)
+
+
+def test_grayscale_stays_grayscale_through_an_rgb_only_stage():
+    class Brighten(Stage):
+        info = StageInfo(in_channels=(3,))
+
+        def run(self, pixels, ctx):
+            assert pixels.shape[1] == 3
+            return (pixels + 0.1).clamp(0, 1)
+
+    gray = np.full((5, 6), 100, np.uint8)
+    out = Remasterer([Brighten()]).run(gray)
+    assert out.shape == (5, 6) and out.dtype == np.uint8
+    assert int(out[0, 0]) == 100 + round(0.1 * 255)
+
+
+def test_alpha_is_upscaled_alongside_colour_not_dropped():
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[:, 4:, 3] = 255  # right half opaque
+    out = Remasterer("bicubic(scale=2)").run(rgba)
+    assert out.shape == (16, 16, 4)
+    assert out[:, :6, 3].max() == 0 and out[:, 10:, 3].min() == 255
+
+
+def test_alpha_through_a_process_stage_runs_the_stage_on_alpha():
+    calls = []
+
+    class Recorder(Stage):
+        info = StageInfo(scale=2, alpha="process", in_channels=(3,))
+
+        def run(self, pixels, ctx):
+            calls.append(pixels.shape[1])
+            return torch.nn.functional.interpolate(pixels, scale_factor=2, mode="nearest")
+
+    rgba = np.dstack([random_rgb(5, 5), np.full((5, 5), 77, np.uint8)])
+    out = Remasterer([Recorder()]).run(rgba)
+    assert calls == [3, 3] and out.shape == (10, 10, 4) and (out[..., 3] == 77).all()
+
+
+# -- chain checks and limits -------------------------------------------------
+
+def test_channel_mismatch_is_reported_before_any_work():
+    ran = []
+
+    class GrayOnly(Stage):
+        info = StageInfo(in_channels=(1,))
+
+        def run(self, pixels, ctx):
+            ran.append(True)
+            return pixels
+
+    with pytest.raises(StageError, match="accepts 1-channel images but stage 'nearest' gives 3"):
+        Remasterer(["nearest(scale=1)", GrayOnly()]).run(random_rgb())
+    assert not ran
+
+
+def test_output_size_guard_refuses_before_running():
+    with pytest.raises(ImageTooLargeError, match=r"4000x4000 = 16.0 MP"):
+        Remasterer("nearest(scale=50)", max_output_pixels=10_000_000).run(random_rgb(80, 80))
+
+
+def test_precision_request_a_stage_cannot_honour_is_a_usage_error():
+    with pytest.raises(UsageError, match="bicubic"):
+        Remasterer("bicubic", precision="fp16")
+
+
+# -- the stage contract held by the pipeline --------------------------------------
+
+@pytest.mark.parametrize("bad_output, message", [
+    (lambda x: x[..., :-1, :], "returned shape"),
+    (lambda x: (x * 255).to(torch.uint8), "instead of a float tensor"),
+    (lambda x: x * float("nan"), "NaN or Inf"),
+])
+def test_stage_breaking_its_contract_is_a_clear_error(bad_output, message):
+    class Broken(Stage):
+        name = "broken"
+
+        def run(self, pixels, ctx):
+            return bad_output(pixels)
+
+    with pytest.raises(StageContractError, match=message):
+        Remasterer([Broken()]).run(random_rgb())
+
+
+def test_overshoot_is_clamped_and_input_is_not_mutated():
+    class Overshoot(Stage):
+        def run(self, pixels, ctx):
+            return pixels * 3 - 1
+
+    img = torch.rand(3, 9, 9)
+    before = img.clone()
+    out = Remasterer([Overshoot()]).run(img)
+    assert out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(img, before)
+
+
+def test_size_requirements_are_met_by_padding_and_cropped_back():
+    seen = []
+
+    class NeedsMultipleOf8(Stage):
+        info = StageInfo(scale=2, multiple_of=8, min_size=16)
+
+        def run(self, pixels, ctx):
+            seen.append(tuple(pixels.shape[-2:]))
+            return torch.nn.functional.interpolate(pixels, scale_factor=2, mode="nearest")
+
+    img = random_rgb(5, 19)
+    out = Remasterer([NeedsMultipleOf8()], tile=0).run(img)
+    assert seen == [(16, 24)]
+    assert out.shape == (10, 38, 3)
+    np.testing.assert_array_equal(out[::2, ::2], img)
+
+
+def test_tiled_run_matches_untiled():
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    class Local(Stage):
+        info = StageInfo(scale=2, tiling=Tiling.SUPPORTED, tile_overlap=4)
+
+        def run(self, pixels, ctx):
+            up = torch.nn.functional.interpolate(pixels, scale_factor=2, mode="nearest")
+            return torch.sigmoid(conv(up))
+
+    img = torch.rand(3, 70, 45)
+    whole = Remasterer([Local()], tile=0).run(img)
+    tiled = Remasterer([Local()], tile=32).run(img)
+    assert (whole - tiled).abs().max() < 1e-5
+
+
+def test_progress_reaches_one_and_reports_are_kept():
+    class Reporter(Stage):
+        def run(self, pixels, ctx):
+            ctx.report["faces"] = 2
+            return pixels
+
+    seen = []
+    image = Remasterer([Reporter(), "nearest(scale=2)"]).run(_png_bytes(random_rgb()), progress=seen.append)
+    assert image.meta.extras == {"faces": 2}
+    assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_run_file_writes_the_result(tmp_path):
+    source = tmp_path / "in.png"
+    PILImage.fromarray(random_rgb(10, 12)).save(source)
+    written, result = Remasterer("bicubic(scale=2)").run_file(source, tmp_path / "out.png")
+    assert PILImage.open(written).size == (24, 20)
+    assert result.size == (24, 20)
+
+
+def test_stage_run_receives_device_and_precision():
+    got: list[RunContext] = []
+
+    class Spy(Stage):
+        def run(self, pixels, ctx):
+            got.append(ctx)
+            return pixels
+
+    Remasterer([Spy()], device="cpu", precision="fp32").run(random_rgb())
+    assert got[0].device.type == "cpu" and got[0].dtype == torch.float32

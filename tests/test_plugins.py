@@ -1,0 +1,195 @@
+"""Plugin manager and registry: real entry points in throw-away distributions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from remaster import Param, PluginError, StageInfo, StageKind, StageSpec, UnknownStageError, hookimpl
+from remaster.plugins import PluginHost
+from remaster.registry import StageRegistry
+
+
+def make_distribution(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+    """Lay out an installed distribution (dist-info + modules) the way pip would."""
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[remaster]\n{lines}\n")
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+GOOD = """
+from remaster import StageSpec, StageKind, StageInfo, Param, hookimpl
+
+@hookimpl
+def remaster_register_stages(register):
+    register(StageSpec("invert", StageKind.FILTER, "good_stage_impl:Invert", summary="negative",
+                       params=(Param("amount", float, 1.0, min=0, max=1),)))
+"""
+GOOD_IMPL = """
+import torch
+from remaster import Stage
+
+class Invert(Stage):
+    def __init__(self, amount=1.0):
+        super().__init__(amount=amount)
+        self.amount = amount
+
+    def run(self, pixels, ctx):
+        return torch.lerp(pixels, 1 - pixels, self.amount)
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    for name in ("good_plugin", "good_stage_impl", "broken_plugin", "raising_plugin", "dup_plugin", "bad_spec_plugin"):
+        sys.modules.pop(name, None)
+
+
+def test_entry_point_plugin_is_loaded_with_its_version_and_stages(site):
+    make_distribution(site, "remaster-good", "1.2.3", {"good_plugin": GOOD, "good_stage_impl": GOOD_IMPL},
+                      {"good": "good_plugin"})
+    host = PluginHost().ensure_loaded()
+    info = next(p for p in host.plugins if p.name == "good")
+    assert (info.distribution, info.version, info.stages, info.error) == ("remaster-good", "1.2.3", ["invert"], None)
+    spec = host.stages.get("invert")
+    assert spec.plugin == "good"
+    # Registration is cheap: the implementation module is imported only on first use.
+    assert "good_stage_impl" not in sys.modules
+    from remaster import Remasterer
+    import numpy as np
+
+    out = Remasterer(["invert"], host=host).run(np.zeros((4, 5, 3), np.uint8))
+    assert (out == 255).all()
+    assert "good_stage_impl" in sys.modules
+
+
+def test_broken_plugins_are_reported_and_do_not_take_the_others_down(site):
+    make_distribution(site, "remaster-good", "1.0", {"good_plugin": GOOD, "good_stage_impl": GOOD_IMPL},
+                      {"good": "good_plugin"})
+    make_distribution(site, "remaster-broken", "0.1", {"broken_plugin": "import does_not_exist_anywhere\n"},
+                      {"broken": "broken_plugin"})
+    make_distribution(site, "remaster-raising", "0.1", {"raising_plugin": """
+        from remaster import hookimpl
+
+        @hookimpl
+        def remaster_register_stages(register):
+            raise RuntimeError("boom")
+        """}, {"raising": "raising_plugin"})
+    make_distribution(site, "remaster-dup", "0.1", {"dup_plugin": """
+        from remaster import StageSpec, StageKind, hookimpl
+
+        @hookimpl
+        def remaster_register_stages(register):
+            register(StageSpec("dup-ok", StageKind.FILTER, "x:Y"))
+            register(StageSpec("bicubic", StageKind.UPSCALER, "x:Y"))
+        """}, {"dup": "dup_plugin"})
+    make_distribution(site, "remaster-badspec", "0.1", {"bad_spec_plugin": """
+        from remaster import hookimpl
+
+        @hookimpl
+        def remaster_register_stages(register):
+            register({"name": "not-a-spec"})
+        """}, {"badspec": "bad_spec_plugin"})
+    host = PluginHost().ensure_loaded()
+    by_name = {p.name: p for p in host.plugins}
+    assert by_name["good"].error is None
+    assert "does_not_exist_anywhere" in str(by_name["broken"].error)
+    assert "broken" in str(by_name["broken"].error)
+    assert "boom" in str(by_name["raising"].error) and "raising" in str(by_name["raising"].error)
+    assert "already registered by plugin 'remaster.stages.builtin'" in str(by_name["dup"].error)
+    assert "StageSpec" in str(by_name["badspec"].error)
+    # Atomic: nothing of the duplicate-registering plugin is kept.
+    assert "dup-ok" not in host.stages
+    assert "invert" in host.stages and "bicubic" in host.stages
+    assert len(host.errors) == 4
+
+
+def test_cli_lists_plugins_and_their_errors(site, capsys):
+    make_distribution(site, "remaster-broken", "0.1", {"broken_plugin": "raise ImportError('no numpy here')\n"},
+                      {"broken": "broken_plugin"})
+    import remaster.plugins as plugins_module
+    from remaster.cli import main
+
+    old = plugins_module._default_host
+    plugins_module._default_host = None
+    try:
+        assert main(["plugins"]) == 0
+    finally:
+        plugins_module._default_host = old
+    out = capsys.readouterr().out
+    assert "remaster.stages.builtin" in out and "bicubic" in out
+    assert "broken  remaster-broken 0.1" in out and "no numpy here" in out
+
+
+def test_extra_plugin_objects_register_like_entry_points():
+    class Plugin:
+        @hookimpl
+        def remaster_register_stages(self, register):
+            register(StageSpec("noop", StageKind.FILTER, lambda **kw: None, params=(Param("x", int, 1),)))
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(Plugin(),)).ensure_loaded()
+    assert host.stages.get("noop").plugin == "Plugin"
+
+
+def test_hookimpl_with_fewer_arguments_is_accepted():
+    class OldPlugin:
+        @hookimpl
+        def remaster_register_stages(self):
+            pass
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(OldPlugin(),)).ensure_loaded()
+    assert not host.errors
+
+
+def test_misspelt_hook_is_reported_not_fatal():
+    class Typo:
+        @hookimpl
+        def remaster_register_stagez(self, register):
+            pass
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(Typo(),)).ensure_loaded()
+    assert host.errors and "remaster_register_stagez" in str(host.errors[0])
+    assert "bicubic" in host.stages
+
+
+def test_unknown_stage_suggests_close_names():
+    host = PluginHost(load_entry_points=False).ensure_loaded()
+    with pytest.raises(UnknownStageError, match="did you mean bicubic"):
+        host.stages.get("bicubc")
+    with pytest.raises(KeyError):  # also a KeyError, for dict-like callers
+        host.stages.get("zzz")
+
+
+@pytest.mark.parametrize("spec, message", [
+    (StageSpec("Bad Name", StageKind.FILTER, "a:b"), "invalid"),
+    (StageSpec("ok", "filter", "a:b"), "StageKind"),  # type: ignore[arg-type]
+    (StageSpec("ok", StageKind.FILTER, "no-colon"), "factory"),
+    (StageSpec("ok", StageKind.FILTER, "a:b", params=(Param("x", int), Param("x", int))), "twice"),
+    (StageSpec("ok", StageKind.FILTER, "a:b", info=StageInfo(scale_param="scale")), "unknown parameter 'scale'"),
+])
+def test_invalid_specs_are_rejected(spec, message):
+    with pytest.raises(PluginError, match=message):
+        StageRegistry().add_all([spec], plugin="p")
+
+
+def test_registering_builtins_imports_no_implementation():
+    code = (
+        "import sys; from remaster.plugins import PluginHost; "
+        "h = PluginHost(load_entry_points=False).ensure_loaded(); "
+        "assert len(h.stages) >= 8; "
+        "bad = [m for m in ('remaster.stages.interpolate', 'remaster.stages.degrade') if m in sys.modules]; "
+        "print(bad); assert not bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
