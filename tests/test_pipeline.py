@@ -257,3 +257,17 @@ def test_stage_run_receives_device_and_precision():
 
     Remasterer([Spy()], device="cpu", precision="fp32").run(random_rgb())
     assert got[0].device.type == "cpu" and got[0].dtype == torch.float32
+
+
+def test_identity_stage_does_not_clamp_the_input_pixels_in_place():
+    from remaster import Image
+
+    class Identity(Stage):
+        def run(self, pixels, ctx):
+            return pixels
+
+    pixels = torch.full((1, 3, 5, 5), 0.5)
+    pixels[0, 0, 0, 0] = 1.5  # out of range: the clamp must happen on a copy
+    result = Remasterer([Identity()]).run_image(Image(pixels))
+    assert float(pixels[0, 0, 0, 0]) == 1.5
+    assert float(result.pixels[0, 0, 0, 0]) == 1.0

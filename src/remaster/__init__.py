@@ -25,7 +25,7 @@ from .errors import (
 )
 from .hookspecs import PLUGIN_API_VERSION, hookimpl
 from .image import Image, Meta
-from .pipeline import DEFAULT_PIPELINE, Remasterer
+from .pipeline import DEFAULT_UPSCALER, Remasterer
 from .stage import Param, RunContext, Stage, StageInfo, StageKind, StageSpec, Tiling
 
 try:
@@ -35,7 +35,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "Remasterer",
-    "DEFAULT_PIPELINE",
+    "DEFAULT_UPSCALER",
     "Image",
     "Meta",
     "Stage",

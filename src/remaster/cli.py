@@ -91,7 +91,80 @@ def build_parser() -> argparse.ArgumentParser:
     _common(stages)
     plugins = commands.add_parser("plugins", help="list plugins with their versions and stages")
     _common(plugins)
+    _weights_parser(commands)
+    _eval_parser(commands)
+    _compare_parser(commands)
     return parser
+
+
+def _weights_parser(commands: Any) -> None:
+    """The ``weights`` command group: list, fetch, import, verify, path."""
+    weights = commands.add_parser("weights", help="list, download, import and check model weights")
+    _common(weights)
+    actions = weights.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser, required=True)
+    listing = actions.add_parser("list", help="every known weights file: cached or not, size, sha256, license, URL")
+    _common(listing)
+    fetch = actions.add_parser("fetch", help="download weights into the cache (resumes; checked before use)")
+    fetch.add_argument("name", metavar="NAME", help="weights name (see 'remaster weights list')")
+    fetch.add_argument("--url", help="download from this URL instead of the official one (a mirror)")
+    _common(fetch)
+    importing = actions.add_parser("import", help="copy a weights file you already have into the cache")
+    importing.add_argument("file", metavar="PATH", help="the weights file")
+    importing.add_argument("--name", help="which weights it is (default: recognised by sha256 or file name)")
+    _common(importing)
+    verify = actions.add_parser("verify", help="check the sha256 of cached weights; bad files are quarantined")
+    verify.add_argument("name", metavar="NAME", nargs="?", help="only these weights (default: all)")
+    _common(verify)
+    path = actions.add_parser("path", help="print the weights folder, or where the file of NAME is")
+    path.add_argument("name", metavar="NAME", nargs="?", help="weights name")
+    _common(path)
+
+
+
+def _eval_parser(commands: Any) -> None:
+    """The ``eval`` command: degrade HR images, upscale them with each candidate, score, write a report."""
+    from .evaluation import DEFAULT_DEGRADE, DEFAULT_METRICS
+
+    evaluate = commands.add_parser("eval", help="degrade HR images, upscale them with each candidate, score and "
+                                                "compare (report.md/csv/json and comparison sheets)")
+    evaluate.add_argument("--hr", nargs="+", required=True, metavar="HR",
+                          help="high-resolution image files or folders (the originals)")
+    evaluate.add_argument("--degrade", default=DEFAULT_DEGRADE, metavar="PIPELINE",
+                          help=f"how to make the low-resolution inputs (default: \"{DEFAULT_DEGRADE}\")")
+    evaluate.add_argument("--candidates", required=True, metavar="LIST",
+                          help="comma-separated upscalers, e.g. \"nearest,bicubic,lanczos,realesrgan-x4plus\"; "
+                               "each gets scale=F, the inverse of the degradation's factor")
+    evaluate.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for the report")
+    evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS), metavar="LIST",
+                          help=f"comma-separated metrics, e.g. psnr,ssim,lpips(net=vgg) "
+                               f"(default: {','.join(DEFAULT_METRICS)}; see docs/metrics.md)")
+    evaluate.add_argument("--crop-border", type=int, default=0, metavar="N",
+                          help="pixels cut from each edge before scoring (SR papers: the scale factor)")
+    evaluate.add_argument("--y-channel", action="store_true",
+                          help="PSNR/SSIM on BT.601 luma, as SR papers report them")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    evaluate.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                          help="compute precision of the candidates (default: auto)")
+    evaluate.add_argument("--tile", default="auto", metavar="N|auto", help="tile size for the candidates")
+    evaluate.add_argument("--no-sheets", action="store_true", help="do not draw the comparison sheets")
+    evaluate.add_argument("--save-images", action="store_true",
+                          help="also write every degraded input and output under REPORT_DIR/images/")
+    _common(evaluate)
+
+
+def _compare_parser(commands: Any) -> None:
+    """The ``compare`` command: score one image against a reference."""
+    from .evaluation import COMPARE_METRICS
+
+    compare = commands.add_parser("compare", help="score image A against the reference B (PSNR, SSIM, ...)")
+    compare.add_argument("a", metavar="A", help="the image to score (e.g. a restored one)")
+    compare.add_argument("b", metavar="B", help="the reference (e.g. the original)")
+    compare.add_argument("--metrics", default=",".join(COMPARE_METRICS), metavar="LIST",
+                         help=f"comma-separated metrics (default: {','.join(COMPARE_METRICS)}); "
+                              "no-reference ones are given for each image")
+    compare.add_argument("--crop-border", type=int, default=0, metavar="N", help="pixels cut from each edge")
+    compare.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 luma")
+    _common(compare)
 
 
 @dataclass
@@ -156,11 +229,11 @@ def _check_writable(items: list[_Item]) -> None:
 
 
 def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
-    from .pipeline import DEFAULT_UPSCALER
+    from .pipeline import default_upscaler, resolve_spec
     from .plugins import get_host
 
-    name = args.model or DEFAULT_UPSCALER
-    spec = get_host().stages.get(name)
+    name = args.model or default_upscaler(get_host())
+    spec = resolve_spec(name, get_host())
     if args.scale is None:
         return [name]
     if args.scale <= 0:
@@ -314,7 +387,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
     host = get_host()
     if args.json:
         print(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
-                           "stages": p.stages, "error": str(p.error) if p.error else None}
+                           "stages": p.stages, "weights": p.weights, "error": str(p.error) if p.error else None}
                           for p in host.plugins], indent=2))
         return 0
     for plugin in host.plugins:
@@ -324,6 +397,165 @@ def _list_plugins(args: argparse.Namespace) -> int:
             print(f"    error: {plugin.error}")
         else:
             print(f"    stages: {', '.join(plugin.stages) or '(none)'}")
+            if plugin.weights:
+                print(f"    weights: {', '.join(plugin.weights)}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from .weights import get_manager
+
+    manager = get_manager()
+    if args.weights_command != "path":  # 'path' output is meant for scripts: keep stderr quiet too
+        _warn_plugin_errors(args)
+    handler = {"list": _weights_list, "fetch": _weights_fetch, "import": _weights_import,
+               "verify": _weights_verify, "path": _weights_path}[args.weights_command]
+    return handler(args, manager)
+
+
+def _weights_list(args: argparse.Namespace, manager: Any) -> int:
+    rows = manager.status()
+    if args.json:
+        print(json.dumps([{"name": r.name, "plugin": r.plugin, "file": r.filename, "path": str(r.path),
+                           "state": r.state, "size": r.size, "sha256": r.sha256, "pinned_sha256": r.pinned,
+                           "license": r.license, "url": r.url, "description": r.description} for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no weights are registered (install a plugin that needs some)", file=sys.stderr)
+        return 0
+    for row in rows:
+        size = f"{row.size / 2**20:.1f} MiB" if row.size is not None else "-"
+        print(f"{row.name}  [{row.plugin}]  {row.state}  {size}")
+        print(f"    file: {row.filename}" + (f"  {row.description}" if row.description else ""))
+        print(f"    sha256: {row.sha256_text}")
+        print(f"    license: {row.license}")
+        if row.url:
+            print(f"    url: {row.url}")
+        elif row.state != "packaged":
+            print("    url: (none: import the file with 'remaster weights import')")
+    return 0
+
+
+def _weights_fetch(args: argparse.Namespace, manager: Any) -> int:
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                       file=sys.stderr, disable=args.quiet or args.json or None, desc=args.name)
+        bar.update(done - bar.n)
+
+    try:
+        target = manager.fetch(args.name, url=args.url, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _weights_done(args, manager, args.name, target)
+
+
+def _weights_import(args: argparse.Namespace, manager: Any) -> int:
+    target = manager.import_file(args.file, name=args.name)
+    name = args.name or next(s.name for s in manager.registry if manager.folder / s.filename == target)
+    return _weights_done(args, manager, name, target)
+
+
+def _weights_done(args: argparse.Namespace, manager: Any, name: str, target: Path) -> int:
+    if args.json:  # the file was just verified, so the expected hash (official or pinned) is its hash
+        print(json.dumps({"name": name, "path": str(target), "sha256": manager.expected_sha256(name)}, indent=2))
+    elif not args.quiet:
+        print(f"{name}: {target}")
+    return 0
+
+
+def _weights_verify(args: argparse.Namespace, manager: Any) -> int:
+    results = manager.verify([args.name] if args.name else None)
+    if args.json:
+        print(json.dumps([{"name": name, "status": status} for name, status in results], indent=2))
+    elif not args.quiet:
+        for name, status in results:
+            print(f"{name}  {status}")
+    # Not having every file is normal; a bad one, or a missing one the user asked about, is a failure.
+    failed = any(status.startswith("mismatch") or (args.name and status == "missing") for _, status in results)
+    return 1 if failed else 0
+
+
+def _weights_path(args: argparse.Namespace, manager: Any) -> int:
+    print(manager.path(args.name) if args.name else manager.folder)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .evaluation import evaluate, format_value, split_list
+
+    if args.crop_border < 0:
+        raise UsageError("--crop-border must not be negative")
+    hr = [(relative.as_posix(), path) for path, relative in collect_inputs(args.hr)]
+    _warn_plugin_errors(args)
+    bar = None
+
+    def progress(done: int, total: int, what: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="run", disable=args.quiet or None, leave=False, file=sys.stderr)
+        bar.set_postfix_str(what, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        report = evaluate(hr, degrade=args.degrade, candidates=split_list(args.candidates), metrics=args.metrics,
+                          crop_border=args.crop_border, y_channel=args.y_channel, out_dir=args.output,
+                          sheets=not args.no_sheets, save_images=args.save_images, device=args.device,
+                          precision=args.precision, tile=_parse_tile(args.tile), progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(report.to_json(), end="")
+        return 0
+    if not args.quiet:
+        for warning in report.warnings:
+            print(f"remaster: warning: {warning}", file=sys.stderr)
+        labels = report.metric_labels
+        width = max(len("candidate"), *(len(c) for c in report.candidates))
+        print(f"{'candidate':<{width}}  " + "  ".join(f"{m:>10}" for m in labels) + f"  {'s/image':>8}")
+        for c in report.candidates:
+            print(f"{c:<{width}}  " + "  ".join(f"{format_value(m, report.mean(c, m)):>10}" for m in labels)
+                  + f"  {report.mean_seconds(c):>8.3f}")
+        print(f"mean over {len(report.images)} image(s); report written to {report.files['md']}", file=sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .evaluation import compare_images, format_value
+
+    if args.crop_border < 0:
+        raise UsageError("--crop-border must not be negative")
+    for path in (args.a, args.b):
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such file")
+    scores = compare_images(args.a, args.b, metrics=args.metrics, crop_border=args.crop_border,
+                            y_channel=args.y_channel)
+    if args.json:
+        from .evaluation import _json_number
+
+        values = {k: ({"a": _json_number(v["a"]), "b": _json_number(v["b"])} if isinstance(v, dict)
+                      else _json_number(v)) for k, v in scores.items()}
+        print(json.dumps({"a": args.a, "b": args.b, "crop_border": args.crop_border, "y_channel": args.y_channel,
+                          "scores": values}, indent=2))
+        return 0
+    if not args.quiet:
+        width = max(len("metric"), *(len(k) + 4 * isinstance(v, dict) for k, v in scores.items()))
+        print(f"{'metric':<{width}}  {'value':>10}")
+        for key, value in scores.items():
+            if isinstance(value, dict):
+                print(f"{key + ' (A)':<{width}}  {format_value(key, value['a']):>10}")
+                print(f"{key + ' (B)':<{width}}  {format_value(key, value['b']):>10}")
+            else:
+                print(f"{key:<{width}}  {format_value(key, value):>10}")
     return 0
 
 
@@ -342,6 +574,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_stages(args)
         if args.command == "plugins":
             return _list_plugins(args)
+        if args.command == "weights":
+            return _weights(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "upscale":
             return _process(args, _upscale_pipeline(args))
         if args.command == "degrade":

@@ -10,13 +10,25 @@ it), which keeps old plugins working when a hook grows.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import pluggy
 
+from .metrics.registry import MetricSpec
 from .stage import StageSpec
+from .weights import WeightsSpec
 
-__all__ = ["PROJECT_NAME", "PLUGIN_API_VERSION", "hookspec", "hookimpl", "remaster_register_stages"]
+__all__ = [
+    "PROJECT_NAME",
+    "PLUGIN_API_VERSION",
+    "hookspec",
+    "hookimpl",
+    "remaster_register_stages",
+    "remaster_register_weights",
+    "remaster_register_metrics",
+    "remaster_stage_from_file",
+]
 
 #: pluggy project name and entry-point group.
 PROJECT_NAME = "remaster"
@@ -35,4 +47,37 @@ def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
     Must be cheap: import no model code, build no network, read no weights and
     touch no network. The spec's ``factory`` is imported when a pipeline first
     uses the stage.
+    """
+
+
+@hookspec
+def remaster_register_weights(register: Callable[[WeightsSpec], None]) -> None:
+    """Register the weights files the plugin's stages need by calling ``register(spec)`` once per file.
+
+    Must be cheap: touch no network and read no files (not even the weights).
+    remaster checks, downloads, imports or produces the file only when asked
+    (``remaster weights fetch``) or when a stage calls
+    ``remaster.weights.get_manager().ensure(name)``.
+    """
+
+
+@hookspec
+def remaster_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    """Register image-quality metrics by calling ``register(spec)`` once per metric.
+
+    Must be cheap: import no model code, build no network, read no weights and
+    touch no network. The spec's ``func`` is imported when the metric is first
+    computed; weights it needs are registered with ``remaster_register_weights``
+    and obtained through ``remaster.weights.get_manager().ensure(name)`` then.
+    """
+
+
+@hookspec(firstresult=True)
+def remaster_stage_from_file(path: Path) -> StageSpec | None:
+    """Return a stage spec that runs the model stored in ``path``, or ``None``.
+
+    Called when a pipeline names a file (``--model net.pth``,
+    ``Remasterer(["best.safetensors"])``). Plugins are asked in turn until one
+    answers; return ``None`` quickly for files that are not yours. Read the
+    file only with :func:`remaster.weights.load_state_dict` (never unpickle it).
     """

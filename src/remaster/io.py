@@ -498,17 +498,28 @@ def to_numpy(image: Image, dtype: Any = None, *, channels_last: bool = True) -> 
     if dtype is None:
         dtype = {8: np.uint8, 16: np.uint16}.get(image.meta.bit_depth, np.float32)
     dtype = np.dtype(dtype)
-    values = np.clip(to_tensor(image).detach().to("cpu").numpy(), 0.0, 1.0)  # a fresh array: safe to edit in place
-    if dtype.kind == "f":
-        out = values.astype(dtype, copy=False)
-    elif dtype in (np.uint8, np.uint16):
-        values *= float(np.iinfo(dtype).max)
-        out = np.rint(values, out=values).astype(dtype)
-    else:
+    if dtype.kind != "f" and dtype not in (np.uint8, np.uint16):
         raise TypeError(f"to_numpy: dtype {dtype} is not uint8, uint16 or float")
-    if out.shape[0] == 1:
-        return out[0]
-    return np.ascontiguousarray(out.transpose(1, 2, 0)) if channels_last else out
+    planes = [image.pixels[0]] + ([image.alpha[0]] if image.alpha is not None else [])
+    channels = sum(int(plane.shape[0]) for plane in planes)
+    height, width = image.height, image.width
+    out = np.empty((height, width, channels) if channels_last else (channels, height, width), dtype)
+    peak = None if dtype.kind == "f" else float(np.iinfo(dtype).max)
+    # Converted a band of rows at a time, so that a large result needs no float copy of its own
+    # size: the output array is the only new full-size allocation.
+    band = max(1, (1 << 20) // max(1, width * channels))
+    for top in range(0, height, band):
+        rows = torch.cat([plane[:, top:top + band] for plane in planes]).detach().to("cpu", torch.float32).numpy()
+        rows = np.clip(rows, 0.0, 1.0)
+        if peak is not None:
+            rows = np.rint(rows * peak)
+        if channels_last:
+            out[top:top + band] = rows.transpose(1, 2, 0)
+        else:
+            out[:, top:top + band] = rows
+    if channels == 1:
+        return out[..., 0] if channels_last else out[0]
+    return out
 
 
 def to_tensor(image: Image) -> torch.Tensor:

@@ -26,15 +26,15 @@ from .image import Image
 from .plugins import PluginHost, get_host
 from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size
 
-__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "DEFAULT_PIPELINE", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS"]
+__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS"]
 
 log = logging.getLogger(__name__)
 
-#: The upscaler ``remaster upscale`` uses without ``--model``.
-DEFAULT_UPSCALER = "lanczos"
+#: What ``Remasterer()`` and ``remaster upscale`` run when no stages or model are given.
+DEFAULT_UPSCALER = "realesrgan-x4plus"
 
-#: What ``Remasterer()`` runs when no stages are given.
-DEFAULT_PIPELINE = "lanczos(scale=4)"
+#: Used instead, with a warning, when the remaster-realesrgan plugin is not installed.
+FALLBACK_UPSCALER = "lanczos"
 
 #: Largest output, in pixels, a run may produce unless raised; checked before any work.
 DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000
@@ -71,6 +71,28 @@ def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
     if parsed.args:
         raise UsageError(f"stage {name!r} got a value without a name", hint="write name(key=value, ...)")
     return name, {kw.arg: _literal(kw.value, call) for kw in parsed.keywords if kw.arg is not None}
+
+
+#: File name endings that mark a pipeline item as a model file rather than a stage name.
+MODEL_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+
+
+def default_upscaler(host: PluginHost) -> str:
+    """:data:`DEFAULT_UPSCALER` if a plugin provides it, else Lanczos with a warning."""
+    if DEFAULT_UPSCALER in host.stages:
+        return DEFAULT_UPSCALER
+    log.warning("%s is not installed (pip install remaster-realesrgan); upscaling with %s instead",
+                DEFAULT_UPSCALER, FALLBACK_UPSCALER)
+    return FALLBACK_UPSCALER
+
+
+def resolve_spec(name: str, host: PluginHost) -> StageSpec:
+    """The spec for a stage name, or for a model file path (asked of the plugins)."""
+    if name in host.stages:
+        return host.stages.get(name)
+    if name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name or Path(name).is_file():
+        return host.stage_from_file(Path(name).expanduser())
+    return host.stages.get(name)  # raises UnknownStageError with close matches
 
 
 def parse_pipeline(text: str) -> list[str]:
@@ -115,7 +137,18 @@ class ConfiguredStage:
 
     @property
     def scale(self) -> float:
+        """The factor the user asked for."""
         return self.spec.info.scale_for(self.params)
+
+    @property
+    def run_scale(self) -> float:
+        """The factor the stage itself runs at (its native one when the pipeline resamples the rest)."""
+        return self.spec.info.scale if self.spec.info.resample else self.scale
+
+    @property
+    def alpha(self) -> str:
+        """How alpha passes: a stage parameter named ``alpha`` overrides ``StageInfo.alpha``."""
+        return str(self.params.get("alpha") or self.spec.info.alpha)
 
     def __str__(self) -> str:
         changed = {k: v for k, v in self.params.items() if any(p.name == k and p.default != v for p in self.spec.params)}
@@ -155,7 +188,7 @@ class Remasterer:
     Args:
         stages: A pipeline string (``"degrade.jpeg(quality=30) | bicubic(scale=2)"``),
             a list of stage strings or stage objects, or ``None`` for
-            :data:`DEFAULT_PIPELINE`.
+            :data:`DEFAULT_UPSCALER` at x4.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``; ``auto``
             picks per device and CPU capability among what each stage supports.
@@ -184,7 +217,7 @@ class Remasterer:
     ):
         self.host = host.ensure_loaded() if host is not None else get_host()
         if stages is None:
-            stages = DEFAULT_PIPELINE
+            stages = default_upscaler(self.host)
         items = parse_pipeline(stages) if isinstance(stages, str) else list(stages)
         if not items:
             raise UsageError("the pipeline has no stages")
@@ -207,7 +240,7 @@ class Remasterer:
         if not isinstance(item, str):
             raise UsageError(f"a pipeline item must be a stage string or a Stage, not {type(item).__name__}")
         name, given = parse_stage(item)
-        spec = self.host.stages.get(name)
+        spec = resolve_spec(name, self.host)
         return ConfiguredStage(spec, spec.resolve_params(given))
 
     def __repr__(self) -> str:
@@ -314,17 +347,22 @@ class Remasterer:
         pixels = pixels.to(device)
         if pixels.shape[1] not in info.in_channels:
             pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
-        out_h, out_w = scaled_size(pixels.shape[-2], pixels.shape[-1], stage.scale)
+        height, width = pixels.shape[-2:]
+        run_size = scaled_size(height, width, stage.run_scale)
         ctx = RunContext(device=device, dtype=dtype, progress=progress)
-        result = self._checked_run(stage, pixels, ctx, (out_h, out_w))
+        result = self._checked_run(stage, pixels, ctx, run_size)
         if alpha is not None:
             alpha = alpha.to(device)
-            if info.alpha == "process":
+            if stage.alpha == "process":
                 gray = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
-                alpha = self._checked_run(stage, gray, RunContext(device=device, dtype=dtype), (out_h, out_w))
-                alpha = alpha.mean(dim=1, keepdim=True)
-            elif alpha.shape[-2:] != (out_h, out_w):
-                alpha = _resize_alpha(alpha, (out_h, out_w))
+                alpha = self._checked_run(stage, gray, RunContext(device=device, dtype=dtype), run_size)
+                # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
+                alpha = _to_gray(alpha) if alpha.shape[1] == 3 else alpha
+        final_size = scaled_size(height, width, stage.scale)
+        if result.shape[-2:] != final_size:  # a fixed-scale network ran natively; a good filter does the rest
+            result = _resample(result, final_size)
+        if alpha is not None and alpha.shape[-2:] != final_size:
+            alpha = _resample(alpha, final_size)
         return result, alpha, ctx.report
 
     def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
@@ -336,20 +374,25 @@ class Remasterer:
                 f"returned shape {tuple(result.shape)}, expected (N, C, {out_size[0]}, {out_size[1]})",
                 path=stage.name, hint="this is a bug in the stage; report it to its plugin's author",
             )
-        if not bool(torch.isfinite(result).all()):
+        # A sum is NaN/Inf exactly when some element is (values are bounded), without a full-size mask.
+        if not bool(torch.isfinite(result.sum(dtype=torch.float64))):
             if ctx.dtype != torch.float32:
                 log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
                 ctx.dtype = torch.float32
                 return self._checked_run(stage, pixels, ctx, out_size)
             raise StageContractError("produced NaN or Inf values", path=stage.name,
                                      hint="try --precision fp32, or report it to the plugin's author")
-        return result.float().clamp_(0.0, 1.0)
+        result = result.float()
+        shares_input = result.untyped_storage().data_ptr() == pixels.untyped_storage().data_ptr()
+        if result.is_inference() or shares_input:  # spandrel returns inference tensors; never clamp the input
+            return result.clamp(0.0, 1.0)
+        return result.clamp_(0.0, 1.0)  # in place: the output is the one full-size buffer we keep
 
     def _execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         info = stage.info
         instance = stage.instance(ctx.device, ctx.dtype)
         padded, pad = _pad_to_requirements(pixels, info.min_size, info.multiple_of)
-        scale = stage.scale
+        scale = stage.run_scale
 
         def call(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad(), devices.autocast_context(ctx.device, ctx.dtype):
@@ -370,6 +413,8 @@ class Remasterer:
                                              overlap=info.tile_overlap)
             result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
                                              overlap=info.tile_overlap, multiple_of=info.multiple_of,
+                                             # Batching tiles fills a GPU; on a CPU it only adds memory.
+                                             batch=1 if ctx.device.type == "cpu" else 4,
                                              progress=ctx.progress)
         else:
             result = call(padded)
@@ -394,10 +439,11 @@ def _pad_to_requirements(pixels: torch.Tensor, min_size: int, multiple_of: int) 
     return F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode), (pad_h, pad_w)
 
 
-def _resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    downscale = size[0] < alpha.shape[-2] or size[1] < alpha.shape[-1]
-    resized = F.interpolate(alpha.float(), size=size, mode="bicubic", align_corners=False, antialias=downscale)
-    return resized.clamp_(0.0, 1.0)
+def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Lanczos, antialiased when shrinking: the same filter as the ``lanczos`` stage."""
+    from .stages.interpolate import resize
+
+    return resize(pixels, size, "lanczos").clamp_(0.0, 1.0)
 
 
 def _to_gray(pixels: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Plugin loading: built-ins and entry points, once, lazily.
 
-Built-in stages are a plugin like any other (``remaster.stages.builtin``),
-registered through the same hook as third-party ones. Third-party plugins are
+Built-in stages and metrics are plugins like any other
+(``remaster.stages.builtin``, ``remaster.metrics.builtin``), registered through
+the same hooks as third-party ones. Third-party plugins are
 modules published under the ``remaster`` entry-point group. A plugin that
 fails to import or registers something invalid is recorded with its error and
 left out; the others keep working.
@@ -13,19 +14,22 @@ import importlib
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, RemasterError
+from .errors import InputError, PluginError, RemasterError, StageError
+from .metrics.registry import MetricRegistry, MetricSpec
 from .registry import StageRegistry
 from .stage import StageSpec
+from .weights import WeightsRegistry, WeightsSpec
 
 __all__ = ["PluginInfo", "PluginHost", "get_host"]
 
-BUILTIN_PLUGINS = ("remaster.stages.builtin",)
+BUILTIN_PLUGINS = ("remaster.stages.builtin", "remaster.metrics.builtin")
 
 
 @dataclass
@@ -37,6 +41,8 @@ class PluginInfo:
         version: Version of the distribution that ships it.
         distribution: Name of that distribution.
         stages: Names of the stages it registered.
+        weights: Names of the weights files it registered.
+        metrics: Names of the metrics it registered.
         error: Why it was left out, if it was.
     """
 
@@ -44,11 +50,13 @@ class PluginInfo:
     version: str | None = None
     distribution: str | None = None
     stages: list[str] = field(default_factory=list)
+    weights: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
     error: PluginError | None = None
 
 
 class PluginHost:
-    """A pluggy manager plus the stage registry it fills.
+    """A pluggy manager plus the stage, weights and metric registries it fills.
 
     Args:
         load_entry_points: Also load third-party plugins from the ``remaster``
@@ -65,6 +73,8 @@ class PluginHost:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.manager.add_hookspecs(hookspecs)
         self.stages = StageRegistry()
+        self.weights = WeightsRegistry()
+        self.metrics = MetricRegistry()
         self.plugins: list[PluginInfo] = []
 
     def ensure_loaded(self) -> PluginHost:
@@ -105,7 +115,7 @@ class PluginHost:
 
     def add_plugin(self, plugin: ModuleType | object, *, name: str, version: str | None = None,
                    distribution: str | None = None) -> PluginInfo:
-        """Register one plugin and collect its stages; failures are recorded, not raised."""
+        """Register one plugin and collect its stages, weights and metrics; failures are recorded, not raised."""
         info = PluginInfo(name, version=version, distribution=distribution)
         self.plugins.append(info)
         try:
@@ -121,19 +131,38 @@ class PluginHost:
                                      hint="hook names must match remaster.hookspecs")
             return info
         collected: list[StageSpec] = []
+        collected_weights: list[WeightsSpec] = []
+        collected_metrics: list[MetricSpec] = []
+        what = "stages"
         try:
             impl = self._only(name, "remaster_register_stages")
             if impl is not None:
                 impl(register=collected.append)
+            what = "weights"
+            impl = self._only(name, "remaster_register_weights")
+            if impl is not None:
+                impl(register=collected_weights.append)
+            what = "metrics"
+            impl = self._only(name, "remaster_register_metrics")
+            if impl is not None:
+                impl(register=collected_metrics.append)
+            # All or nothing per plugin: weights and metrics are validated before the stages are added,
+            # and added after.
+            weights_batch = self.weights.prepare(collected_weights, plugin=name)
+            metrics_batch = self.metrics.prepare(collected_metrics, plugin=name)
             self.stages.add_all(collected, plugin=name)
+            self.weights.commit(weights_batch)
+            self.metrics.commit(metrics_batch)
         except RemasterError as exc:
             info.error = exc if isinstance(exc, PluginError) else PluginError(str(exc), path=name)
         except Exception as exc:
-            info.error = PluginError(f"raised {type(exc).__name__} while registering stages: {exc}", path=name)
+            info.error = PluginError(f"raised {type(exc).__name__} while registering {what}: {exc}", path=name)
         if info.error is not None:
             self.manager.unregister(name=name)
             return info
         info.stages = [spec.name for spec in collected]
+        info.weights = [spec.name for spec in collected_weights]
+        info.metrics = [spec.name for spec in collected_metrics]
         return info
 
     def _only(self, plugin_name: str, hook_name: str) -> Any:
@@ -143,6 +172,22 @@ class PluginHost:
         if not any(self.manager.get_name(impl.plugin) == plugin_name for impl in hook.get_hookimpls()):
             return None
         return self.manager.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def stage_from_file(self, path: Path) -> StageSpec:
+        """The spec of a stage that runs the model file ``path``, from the first plugin that can.
+
+        Raises:
+            InputError: the file does not exist.
+            StageError: no installed plugin can run it.
+        """
+        if not path.is_file():
+            raise InputError("no such model file", path=path,
+                             hint="give the path of a .pth or .safetensors file, or a stage name from 'remaster stages'")
+        spec = self.manager.hook.remaster_stage_from_file(path=path)
+        if spec is None:
+            raise StageError("no installed plugin can run this model file", path=path,
+                             hint="remaster-realesrgan runs ESRGAN-family upscalers; see 'remaster plugins'")
+        return spec
 
     @property
     def errors(self) -> list[PluginError]:

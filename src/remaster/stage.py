@@ -61,9 +61,10 @@ class Tiling(str, enum.Enum):
 
 
 #: How alpha goes through a stage. ``"resize"``: the pipeline resizes alpha to
-#: the output size with a smooth interpolator (and leaves it alone when the
-#: size does not change). ``"process"``: the stage is run on alpha too, as a
-#: gray image replicated to the stage's channels (what Real-ESRGAN does).
+#: the output size with Lanczos (and leaves it alone when the size does not
+#: change). ``"process"``: the stage is run on alpha too, as a gray image
+#: replicated to the stage's channels (what Real-ESRGAN does). A stage that
+#: lets users choose declares a parameter named ``alpha`` with these values.
 AlphaHandling = Literal["resize", "process"]
 
 _PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
@@ -170,6 +171,10 @@ class StageInfo:
         devices: Device types the stage supports (``"cpu"``, ``"cuda"``).
         deterministic_seed: The stage takes a ``seed`` parameter and gives the
             same output for the same seed.
+        resample: The stage always runs at ``scale`` (a network's native
+            factor); when ``scale_param`` asks for another factor, the pipeline
+            resamples the result with Lanczos. Lets ``realesrgan-x4plus(scale=2)``
+            work without every network stage resampling on its own.
     """
 
     scale: float = 1.0
@@ -184,6 +189,7 @@ class StageInfo:
     dtypes: tuple[torch.dtype, ...] = (torch.float32,)
     devices: tuple[str, ...] = ("cpu", "cuda")
     deterministic_seed: bool = False
+    resample: bool = False
 
     def scale_for(self, params: dict[str, Any]) -> float:
         """The scale factor given resolved parameters."""

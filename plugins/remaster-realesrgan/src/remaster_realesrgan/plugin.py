@@ -1,0 +1,94 @@
+"""Registers the Real-ESRGAN stages and their weights (cheap: data only)."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from remaster import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
+from remaster.weights import WeightsSpec
+
+from .catalogue import MODELS, WEIGHTS
+
+# RRDBNet's receptive field is far wider than any practical overlap; 24 input pixels
+# of context keep tiled output within a few 8-bit levels of the whole-image result
+# (measured in tests/test_stage.py), with no visible seam after feathering.
+TILE_OVERLAP = 24
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def upscaler_info(scale: int, multiple_of: int = 1) -> StageInfo:
+    """Capabilities shared by every Real-ESRGAN-family network stage."""
+    return StageInfo(scale=scale, scale_param="scale", resample=True, in_channels=(3,), multiple_of=multiple_of,
+                     tiling=Tiling.SUPPORTED, tile_overlap=TILE_OVERLAP, alpha="process", dtypes=_DTYPES)
+
+
+def upscaler_params(scale: int) -> tuple[Param, ...]:
+    return (
+        Param("scale", float, float(scale), min=0.01, max=16.0,
+              help=f"output factor; the network runs at x{scale} and Lanczos resamples the rest"),
+        Param("alpha", str, "process", choices=("process", "resize"),
+              help="process: alpha goes through the network too (as Real-ESRGAN); resize: Lanczos, faster"),
+    )
+
+
+@hookimpl
+def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
+    for model in MODELS:
+        register(StageSpec(
+            name=model.stage,
+            kind=StageKind.UPSCALER,
+            factory=partial(_build, weights=model.weights, native_scale=model.scale),
+            summary=model.summary,
+            params=upscaler_params(model.scale),
+            info=upscaler_info(model.scale, model.multiple_of),
+        ))
+
+
+#: spandrel tiling modes -> ours; INTERNAL models tile themselves, so the pipeline must not.
+_TILING = {"SUPPORTED": Tiling.SUPPORTED, "DISCOURAGED": Tiling.DISCOURAGED, "INTERNAL": Tiling.UNSUPPORTED}
+_MODEL_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+
+
+@hookimpl
+def remaster_stage_from_file(path: Path) -> StageSpec | None:
+    """Run any single-image upscaler/restorer spandrel recognises (ESRGAN, Real-ESRGAN, compact, ...)."""
+    if not path.name.lower().endswith(_MODEL_SUFFIXES):
+        return None
+    from .stage import load_descriptor
+
+    descriptor = load_descriptor(path)
+    if descriptor.purpose == "FaceSR" or descriptor.input_channels != descriptor.output_channels:
+        return None  # face restorers and colourisers belong to other plugins
+    size = descriptor.size_requirements
+    dtypes = (torch.float32,) + ((torch.bfloat16,) if descriptor.supports_bfloat16 else ()) + (
+        (torch.float16,) if descriptor.supports_half else ())
+    info = StageInfo(
+        scale=descriptor.scale, scale_param="scale", resample=True, in_channels=(descriptor.input_channels,),
+        min_size=max(1, size.minimum), multiple_of=max(1, size.multiple_of),
+        tiling=_TILING.get(descriptor.tiling.name, Tiling.SUPPORTED), tile_overlap=TILE_OVERLAP,
+        alpha="process", dtypes=dtypes,
+    )
+    name = re.sub(r"[^a-z0-9_.\-]+", "-", path.stem.lower()).strip("-.") or "model"
+    return StageSpec(
+        name=name, kind=StageKind.UPSCALER if descriptor.scale > 1 else StageKind.FILTER,
+        factory=partial(_build, descriptor=descriptor, native_scale=descriptor.scale),
+        summary=f"{descriptor.architecture.name} x{descriptor.scale} from {path}",
+        params=upscaler_params(descriptor.scale), info=info, plugin="realesrgan",
+    )
+
+
+def _build(**params: Any) -> Any:
+    from .stage import SpandrelUpscaler
+
+    return SpandrelUpscaler(**params)
+
+
+@hookimpl
+def remaster_register_weights(register: Callable[[WeightsSpec], None]) -> None:
+    for spec in WEIGHTS:
+        register(spec)

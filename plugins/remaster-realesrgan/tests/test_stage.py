@@ -1,0 +1,183 @@
+"""The Real-ESRGAN stages through remaster's pipeline: weights, scales, tiling, alpha, depth, files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+from skimage import data
+
+from remaster import Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError
+from remaster.testing import check_stage
+from remaster.weights import get_manager, load_state_dict, save_state_dict, sha256_file
+from remaster_realesrgan.catalogue import WEIGHTS
+
+
+def crop(height: int = 40, width: int = 36) -> np.ndarray:
+    return data.astronaut()[90:90 + height, 160:160 + width]
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+@pytest.mark.parametrize("name", ["realesr-animevideov3", "realesrgan-x4plus-anime", "realesrgan-x4plus"])
+def test_packaged_conversion_matches_the_pinned_hash(name):
+    # ensure() converts on first use and refuses a file whose sha256 differs from the pin.
+    path = get_manager().ensure(name)
+    expected = next(w.sha256 for w in WEIGHTS if w.name == name)
+    assert sha256_file(path) == expected
+
+
+def test_compact_model_conforms_to_the_stage_contract():
+    check_stage("realesr-animevideov3")
+
+
+def test_x4plus_conforms_to_the_stage_contract():
+    check_stage("realesrgan-x4plus", sizes=((17, 23),), channels=(3,))
+
+
+@pytest.mark.parametrize("stage, shape", [
+    ("realesr-animevideov3", (160, 144, 3)),
+    ("realesr-animevideov3(scale=2)", (80, 72, 3)),
+    ("realesr-animevideov3(scale=3)", (120, 108, 3)),
+    ("realesr-animevideov3(scale=1.5)", (60, 54, 3)),
+])
+def test_any_output_scale(stage, shape):
+    assert Remasterer(stage).run(crop()).shape == shape
+
+
+def test_lower_scale_is_the_native_output_resampled():
+    native = Remasterer("realesr-animevideov3", precision="fp32").run(crop())
+    half = Remasterer("realesr-animevideov3(scale=2)", precision="fp32").run(crop())
+    expected = Remasterer("lanczos(scale=0.5)").run(native)
+    assert np.abs(half.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_tiled_matches_untiled_without_seams():
+    img = data.astronaut()[100:196, 120:200]  # 96x80: several 32-pixel tiles
+    whole = Remasterer("realesr-animevideov3", precision="fp32", tile=0).run(img)
+    tiled = Remasterer("realesr-animevideov3", precision="fp32", tile=32).run(img)
+    diff = np.abs(whole.astype(int) - tiled.astype(int))
+    assert psnr(whole, tiled) > 50
+    assert diff.max() <= 4
+    # No seam: the difference along tile borders is no larger than elsewhere.
+    assert diff[124:132].mean() < 1.0 and diff[:, 124:132].mean() < 1.0
+
+
+@pytest.mark.slow
+def test_x4plus_tiled_matches_untiled():
+    img = crop(64, 64)
+    whole = Remasterer("realesrgan-x4plus", precision="fp32", tile=0).run(img)
+    tiled = Remasterer("realesrgan-x4plus", precision="fp32", tile=32).run(img)
+    assert psnr(whole, tiled) > 45
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 8
+
+
+def test_alpha_goes_through_the_network_or_lanczos():
+    rgba = np.dstack([crop(), np.zeros(crop().shape[:2], np.uint8)])
+    rgba[:, 18:, 3] = 255
+    for alpha in ("process", "resize"):
+        out = Remasterer(f"realesr-animevideov3(alpha={alpha})").run(rgba)
+        assert out.shape == (160, 144, 4)
+        assert out[:, :60, 3].max() <= 8 and out[:, 84:, 3].min() >= 247
+
+
+def test_gray_and_16_bit_stay_as_they_came():
+    gray16 = (crop()[..., 1].astype(np.uint16) * 257)
+    out = Remasterer("realesr-animevideov3").run(gray16)
+    assert out.shape == (160, 144) and out.dtype == np.uint16
+    assert len(np.unique(out)) > 256  # real 16-bit output, not 8-bit scaled up
+
+
+def test_official_format_file_runs_like_the_registered_stage(tmp_path):
+    weights = load_state_dict(get_manager().ensure("realesr-animevideov3"))
+    official = tmp_path / "realesr-animevideov3.pth"
+    torch.save({"params_ema": weights}, official)
+    from_file = Remasterer([str(official)], precision="fp32").run(crop())
+    registered = Remasterer("realesr-animevideov3", precision="fp32").run(crop())
+    np.testing.assert_array_equal(from_file, registered)
+    scaled = Remasterer([f"{official}(scale=2)"]).run(crop())
+    assert scaled.shape == (80, 72, 3)
+
+
+def test_pixel_unshuffle_x2_file_pads_odd_sizes(tmp_path):
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    torch.manual_seed(0)
+    # RealESRGAN_x2plus's layout, small: pixel-unshuffle by 2 into a x4 RRDBNet.
+    net = RRDBNet(in_nc=12, out_nc=3, num_filters=16, num_blocks=1, scale=4, shuffle_factor=2)
+    path = tmp_path / "tiny_x2plus.safetensors"
+    save_state_dict(net.state_dict(), path)
+    out = Remasterer([str(path)], precision="fp32").run(crop(17, 23))
+    assert out.shape == (34, 46, 3)
+
+
+def test_unsafe_pickle_model_is_refused_before_any_work(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"params_ema": {"conv_first.weight": Payload()}}, evil)
+    with pytest.raises(UnsafeWeightsError, match="evil.pth"):
+        Remasterer([str(evil)])
+    assert not marker.exists()
+
+
+def test_not_an_upscaler_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "random.safetensors"
+    save_state_dict({"foo.weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(StageError, match="random.safetensors"):
+        Remasterer([str(path)])
+
+
+def test_missing_official_weights_say_how_to_get_them():
+    remasterer = Remasterer("realesrgan-x2plus")
+    with pytest.raises(WeightsNotFoundError) as caught:
+        remasterer.run(crop(8, 8))
+    message = str(caught.value)
+    assert "remaster weights fetch realesrgan-x2plus-official" in message
+    assert "remaster weights import" in message and "RealESRGAN_x2plus.pth" in message
+
+
+def test_default_upscaler_is_x4plus():
+    assert [s.name for s in Remasterer().stages] == ["realesrgan-x4plus"]
+
+
+def test_default_upscale_works_offline_with_an_empty_cache(tmp_path):
+    """First run converts the packaged weights, the second loads them; no socket may connect."""
+    source = tmp_path / "in.png"
+    PILImage.fromarray(crop(16, 16)).save(source)
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(f"""
+        import socket, sys
+        def refuse(*args, **kwargs):
+            raise OSError("network disabled by the test")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        from remaster.cli import main
+        sys.exit(main(["upscale", {str(source)!r}, "-o", sys.argv[1], "-q"]))
+    """)
+    env = {**os.environ, "REMASTER_CACHE": str(cache)}
+    for run in ("first", "second"):
+        target = tmp_path / f"{run}.png"
+        result = subprocess.run([sys.executable, "-c", script, str(target)], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert PILImage.open(target).size == (64, 64)
+        converted = cache / "weights" / "realesrgan-x4plus.ncnn.safetensors"
+        if run == "first":
+            first_mtime = converted.stat().st_mtime_ns
+    assert converted.stat().st_mtime_ns == first_mtime  # loaded, not converted again
+    np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "first.png")),
+                                  np.asarray(PILImage.open(tmp_path / "second.png")))

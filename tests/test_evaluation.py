@@ -1,0 +1,243 @@
+"""remaster.evaluation and the `eval` / `compare` commands: degrade, upscale, score, report, sheets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from skimage import data
+
+from remaster import Remasterer, UsageError
+from remaster.cli import main
+from remaster.errors import UnknownStageError, WeightsNotFoundError
+from remaster.evaluation import (
+    DEFAULT_DEGRADE,
+    candidate_pipeline,
+    compare_images,
+    evaluate,
+    format_value,
+    sheet_width,
+    split_list,
+)
+from remaster.metrics import UnknownMetricError, niqe, psnr, ssim
+
+INTERPOLATORS = ["nearest", "bicubic", "lanczos"]
+
+
+@pytest.fixture(scope="module")
+def hr_folder(tmp_path_factory) -> Path:
+    """Two small colour crops of scikit-image photos; the second is not a multiple of 4 (50x46)."""
+    folder = tmp_path_factory.mktemp("hr")
+    PILImage.fromarray(data.astronaut()[180:244, 200:264]).save(folder / "astronaut.png")
+    PILImage.fromarray(data.coffee()[100:146, 300:350]).save(folder / "coffee.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(hr_folder, tmp_path_factory):
+    """One evaluation of the interpolators, PSNR/SSIM on Y with a border of 4, written to a folder."""
+    out = tmp_path_factory.mktemp("report")
+    calls = []
+    report = evaluate(sorted(hr_folder.iterdir()), candidates=INTERPOLATORS, metrics=["psnr", "ssim"],
+                      crop_border=4, y_channel=True, out_dir=out, progress=lambda *a: calls.append(a))
+    return report, out, calls
+
+
+def test_report_files_exist_and_agree(run):
+    report, out, _ = run
+    for name in ("report.md", "report.csv", "report.json"):
+        assert (out / name).is_file()
+    doc = json.loads((out / "report.json").read_text())
+    rows = list(csv.DictReader((out / "report.csv").read_text().splitlines()))
+    markdown = (out / "report.md").read_text()
+    assert [c["name"] for c in doc["candidates"]] == INTERPOLATORS
+    assert [i["name"] for i in doc["images"]] == ["astronaut.png", "coffee.png"]
+    for image in ("astronaut.png", "coffee.png"):
+        for candidate in INTERPOLATORS:
+            row = next(r for r in rows if r["image"] == image and r["candidate"] == candidate)
+            for metric in ("psnr", "ssim"):
+                value = report.scores[candidate][image][metric]
+                assert float(row[metric]) == value
+                assert doc["per_image"][image][candidate][metric] == value
+            assert float(row["seconds"]) == doc["per_image"][image][candidate]["seconds"] > 0
+    for candidate in INTERPOLATORS:
+        row = next(r for r in rows if r["image"] == "(mean)" and r["candidate"] == candidate)
+        cells = [format_value(m, doc["mean"][candidate][m]) for m in ("psnr", "ssim")]
+        assert [format_value(m, float(row[m])) for m in ("psnr", "ssim")] == cells
+        line = next(l for l in markdown.splitlines() if l.startswith(f"| {candidate} |"))  # the mean table comes first
+        assert [c.strip("* ") for c in line.split("|")[2:4]] == cells
+
+
+def test_scores_equal_direct_metric_calls(run, hr_folder):
+    report, _, _ = run
+    hr = np.asarray(PILImage.open(hr_folder / "coffee.png"))[:44, :48]  # cropped to multiples of 4 (bottom/right)
+    assert report.images[1].hr_size == (48, 44) and report.images[1].lr_size == (12, 11)
+    lr = Remasterer(DEFAULT_DEGRADE).run(hr)  # uint8 in, uint8 out: rounded as if saved as PNG
+    for candidate in INTERPOLATORS:
+        out = Remasterer(f"{candidate}(scale=4)").run(lr)
+        assert report.scores[candidate]["coffee.png"]["psnr"] == pytest.approx(
+            psnr(out, hr, data_range=255, crop_border=4, y_channel=True), abs=1e-12)
+        assert report.scores[candidate]["coffee.png"]["ssim"] == pytest.approx(
+            ssim(out, hr, data_range=255, crop_border=4, y_channel=True), abs=1e-12)
+
+
+def test_per_image_rows_and_means(run):
+    report, _, calls = run
+    for candidate in INTERPOLATORS:
+        values = [report.scores[candidate][i.name]["psnr"] for i in report.images]
+        assert report.mean(candidate, "psnr") == pytest.approx(sum(values) / 2)
+    assert report.mean("lanczos", "psnr") > report.mean("nearest", "psnr")
+    assert [c[0] for c in calls] == list(range(7)) and calls[-1][:2] == (6, 6)  # over image x candidate
+
+
+def test_sheet_has_one_panel_per_candidate_plus_input_and_original(run):
+    report, out, _ = run
+    sheets = sorted((out / "sheets").glob("*.png"))
+    assert [p.name for p in sheets] == ["astronaut.png", "coffee.png"]
+    assert PILImage.open(sheets[0]).width == sheet_width(len(INTERPOLATORS) + 2)
+    assert "![astronaut.png" in (out / "report.md").read_text()
+
+
+def test_niqe_and_originals_row(tmp_path):
+    hr = data.chelsea()[:200, :200]  # NIQE needs two 96x96 blocks
+    report = evaluate([("chelsea", hr)], candidates=["bicubic"], out_dir=tmp_path)
+    assert report.metric_labels == ["psnr", "ssim", "niqe"]
+    out = Remasterer("bicubic(scale=4)").run(Remasterer(DEFAULT_DEGRADE).run(hr))
+    assert report.scores["bicubic"]["chelsea"]["niqe"] == pytest.approx(niqe(out, data_range=255), abs=1e-12)
+    assert report.originals["chelsea"]["niqe"] == pytest.approx(niqe(hr, data_range=255), abs=1e-12)
+    rows = list(csv.DictReader((tmp_path / "report.csv").read_text().splitlines()))
+    original = next(r for r in rows if r["image"] == "chelsea" and r["candidate"] == "original")
+    assert original["psnr"] == "" and float(original["niqe"]) == report.originals["chelsea"]["niqe"]
+    assert "*original (HR)*" in (tmp_path / "report.md").read_text()
+
+
+def test_a_metric_that_cannot_be_measured_is_blank_with_a_warning(tmp_path):
+    report = evaluate([("tiny", data.astronaut()[:32, :32])], candidates=["bicubic"], out_dir=tmp_path)
+    assert math.isnan(report.scores["bicubic"]["tiny"]["niqe"])  # too small for NIQE
+    assert report.warnings and report.warnings[0].startswith("niqe was not measured on tiny")
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["per_image"]["tiny"]["bicubic"]["niqe"] is None
+    assert "| bicubic |" in (tmp_path / "report.md").read_text()
+
+
+def test_grey_images_and_y_channel(tmp_path):
+    grey = (data.camera()[200:248, 200:248]).copy()
+    report = evaluate([("camera", grey)], candidates=["bicubic"], metrics="psnr,ssim", y_channel=True)
+    assert 15 < report.scores["bicubic"]["camera"]["psnr"] < 40
+
+
+def test_candidate_pipeline_gets_the_inverse_scale():
+    assert candidate_pipeline("bicubic", 4) == ["bicubic(scale=4.0)"]
+    assert candidate_pipeline("lanczos(scale=4)", 4) == ["lanczos(scale=4)"]
+    assert candidate_pipeline("degrade.blur(sigma=1) | lanczos", 2) == ["degrade.blur(sigma=1)", "lanczos(scale=2.0)"]
+    assert candidate_pipeline("realesr-animevideov3", 2) == ["realesr-animevideov3(scale=2.0)"]
+    assert split_list("psnr, lpips(net=vgg, x=1),ssim") == ["psnr", "lpips(net=vgg, x=1)", "ssim"]
+
+
+def test_realesrgan_candidate_on_a_32x32_input(tmp_path):
+    hr = data.astronaut()[100:228, 180:308]  # 128x128 -> 32x32
+    report = evaluate([("face", hr)], candidates=["bicubic", "realesr-animevideov3"], metrics="psnr,ssim",
+                      crop_border=4, y_channel=True, degrade="degrade.downsample(scale=0.25)")
+    assert report.images[0].lr_size == (32, 32)
+    assert report.candidates["realesr-animevideov3"] == "realesr-animevideov3"  # scale=4 is its default
+    assert 15 < report.scores["realesr-animevideov3"]["face"]["psnr"] < 40
+    assert report.seconds["realesr-animevideov3"]["face"] > 0
+
+
+def test_library_errors_come_before_any_work(hr_folder, tmp_path):
+    files = sorted(hr_folder.iterdir())
+    calls = []
+    with pytest.raises(UnknownStageError):
+        evaluate(files, candidates=["bicubic", "bicubix"], out_dir=tmp_path / "a", progress=calls.append)
+    with pytest.raises(UnknownMetricError):
+        evaluate(files, candidates=["bicubic"], metrics="psnr,psrn", out_dir=tmp_path / "b")
+    with pytest.raises(UsageError, match="enlarges x2"):
+        evaluate(files, candidates=["bicubic(scale=2)"], out_dir=tmp_path / "c")
+    with pytest.raises(UsageError, match="shrink by 1/F"):
+        evaluate(files, candidates=["bicubic"], degrade="degrade.downsample(scale=0.3)")
+    with pytest.raises(UsageError, match="no option"):
+        evaluate(files, candidates=["bicubic"], metrics="ssim(window=3)")
+    with pytest.raises(UsageError, match="set for every metric"):
+        evaluate(files, candidates=["bicubic"], metrics="psnr(crop_border=2)")
+    assert not calls and not list(tmp_path.iterdir())
+
+
+def test_missing_perceptual_weights_fail_before_work(hr_folder, tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="remaster weights fetch torchvision-alexnet"):
+        evaluate(sorted(hr_folder.iterdir()), candidates=["bicubic"], metrics="psnr,lpips", out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_eval_writes_the_report_and_prints_the_means(hr_folder, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["eval", "--hr", str(hr_folder), "--candidates", "nearest,bicubic", "-o", str(out),
+                 "--metrics", "psnr,ssim", "--crop-border", "4", "--y-channel"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].split() == ["candidate", "psnr", "ssim", "s/image"]
+    assert "report written to" in captured.err
+    assert (out / "report.md").is_file() and len(list((out / "sheets").glob("*.png"))) == 2
+
+
+def test_cli_eval_json(hr_folder, tmp_path, capsys):
+    code = main(["eval", "--hr", str(hr_folder / "astronaut.png"), "--candidates", "bicubic", "-o",
+                 str(tmp_path / "r"), "--metrics", "psnr", "--json", "--no-sheets"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["mean"]["bicubic"]) == {"psnr", "seconds"}
+    assert not (tmp_path / "r" / "sheets").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--candidates", "nearest,bicubix", "no stage named 'bicubix'"),
+    ("--metrics", "psnr,ssmi", "no metric named 'ssmi'"),
+])
+def test_cli_eval_unknown_names_exit_2_before_work(hr_folder, tmp_path, capsys, option, value, message):
+    args = {"--candidates": "nearest", "--metrics": "psnr", option: value}
+    out = tmp_path / "r"
+    code = main(["eval", "--hr", str(hr_folder), "-o", str(out), "--candidates", args["--candidates"],
+                 "--metrics", args["--metrics"]])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and err.startswith("remaster: error:")
+    assert not out.exists()
+
+
+def test_cli_eval_missing_weights_is_one_line_before_work(hr_folder, tmp_path, capsys):
+    out = tmp_path / "r"
+    code = main(["eval", "--hr", str(hr_folder), "-o", str(out), "--candidates", "bicubic",
+                 "--metrics", "psnr,vgg"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "remaster weights fetch torchvision-vgg19" in err
+    assert not out.exists()
+
+
+def test_cli_compare_identical_images(hr_folder, capsys):
+    image = str(hr_folder / "astronaut.png")
+    assert main(["compare", image, image]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["psnr", "inf"] and lines[2].split() == ["ssim", "1.0000"]
+    assert main(["compare", image, image, "--json", "--crop-border", "4", "--y-channel"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores == {"psnr": "inf", "ssim": 1.0}
+
+
+def test_cli_compare_scores_and_errors(hr_folder, tmp_path, capsys):
+    a = hr_folder / "astronaut.png"
+    noisy = np.clip(np.asarray(PILImage.open(a)).astype(int) + 8, 0, 255).astype(np.uint8)
+    PILImage.fromarray(noisy).save(tmp_path / "b.png")
+    scores = compare_images(a, tmp_path / "b.png", metrics="psnr")
+    assert scores["psnr"] == pytest.approx(psnr(np.asarray(PILImage.open(a)), noisy, data_range=255))
+    assert main(["compare", str(a), str(hr_folder / "coffee.png")]) == 2  # different sizes
+    err = capsys.readouterr().err
+    assert "different sizes" in err and len(err.strip().splitlines()) == 1
+    assert main(["compare", str(a), str(tmp_path / "missing.png")]) == 2
