@@ -54,7 +54,7 @@ def pth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _runner(method: str, stage: str, pth_dir: Path) -> Callable[[Any], Any]:
     if method.startswith("realesrganer"):
         compare._alias_functional_tensor()  # basicsr 1.4.2 imports a module torchvision removed
-        pytest.importorskip("realesrgan", reason="realesrgan (test-only peer) not importable: see requirements-peers.txt")
+        pytest.importorskip("realesrgan", reason="realesrgan (test-only peer) not importable: requirements-peers.txt")
     if method.startswith("ncnn"):
         pytest.importorskip("ncnn", reason="ncnn (test-only peer) not installed")
     return compare._build_runner({"method": method, "stage": stage, "pth": str(pth_dir / f"{stage}.pth")})

@@ -131,6 +131,15 @@ def test_ssim_identical_is_one_and_symmetric(photo, noisy):
     assert ssim(noisy, photo, data_range=255, y_channel=True) > forward  # luma averages the channels' noise
 
 
+def test_psnr_matches_scikit_image(photo, noisy):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    assert psnr(photo, noisy, data_range=255) == pytest.approx(
+        peak_signal_noise_ratio(photo, noisy, data_range=255), abs=1e-4)
+    as_float = photo.astype(np.float32) / 255, noisy.astype(np.float32) / 255
+    assert psnr(*as_float, data_range=1.0) == pytest.approx(peak_signal_noise_ratio(*as_float, data_range=1.0), abs=1e-4)
+
+
 def test_ssim_matches_scikit_image_on_the_valid_region(photo, noisy):
     """scikit-image pads (reflect) and then crops (win_size - 1) / 2 pixels before averaging, so with the same
     Gaussian window (truncate=3.5 gives 11 taps for sigma 1.5) its mean is over exactly our 'valid' region."""
