@@ -36,7 +36,7 @@ from . import io
 from .errors import OutputError, UsageError
 from .image import Image, Meta
 from .metrics import MetricError, MetricSpec
-from .pipeline import Remasterer, parse_pipeline, parse_stage, resolve_spec
+from .pipeline import Remasterer, parse_pipeline, parse_stage, resolve_spec, split_top_level
 from .plugins import PluginHost, get_host
 
 __all__ = [
@@ -88,17 +88,7 @@ ProgressCallback = Callable[[int, int, str], None]
 
 def split_list(text: str) -> list[str]:
     """Split ``"a, b(x=1, y=2), c"`` at the commas outside parentheses; empty items are dropped."""
-    items, depth, current = [], 0, []
-    for char in text:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current))
-    return [item.strip() for item in items if item.strip()]
+    return [item for item in split_top_level(text, ",") if item]
 
 
 @dataclass(frozen=True)

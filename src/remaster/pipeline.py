@@ -26,7 +26,7 @@ from .image import Image
 from .plugins import PluginHost, get_host
 from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size
 
-__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS"]
+__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "split_top_level", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS"]
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,24 @@ def resolve_spec(name: str, host: PluginHost) -> StageSpec:
     return host.stages.get(name)  # raises UnknownStageError with close matches
 
 
-def parse_pipeline(text: str) -> list[str]:
-    """Split ``"a | b(x=1) | c"`` into stage strings (``|`` inside parentheses is kept)."""
+def split_top_level(text: str, separator: str) -> list[str]:
+    """Split ``text`` at ``separator`` outside parentheses, stripping each part (``|`` in ``x(s='a|b')`` stays)."""
     parts, depth, current = [], 0, []
     for char in text:
         depth += char == "("
         depth -= char == ")"
-        if char == "|" and depth == 0:
+        if char == separator and depth == 0:
             parts.append("".join(current))
             current = []
         else:
             current.append(char)
     parts.append("".join(current))
-    stages = [p.strip() for p in parts]
+    return [part.strip() for part in parts]
+
+
+def parse_pipeline(text: str) -> list[str]:
+    """Split ``"a | b(x=1) | c"`` into stage strings."""
+    stages = split_top_level(text, "|")
     if not all(stages):
         raise UsageError(f"empty stage in the pipeline {text!r}")
     return stages
