@@ -15,8 +15,8 @@ it measures, for ``realesrgan-x4plus`` and ``realesr-animevideov3``:
 wall and CPU time (median of ``--repeats`` or more after one warm-up run, all in
 one process), peak memory, and the PSNR of each output against ours fp32
 untiled. Every measurement runs in a fresh subprocess, which also times a fixed
-pure-Python workload before and after, so that rows measured while the machine
-was slowed down (shared host, CPU throttling) show up as such. It also breaks down the time to load
+multi-threaded workload before and after, so that rows measured while another
+job held a core (a shared machine) show up as such. It also breaks down the time to load
 x4plus from the cache and checks that peak memory of a large tiled run is a
 small multiple of the output buffer.
 
@@ -100,15 +100,22 @@ def _reset_peak() -> bool:
 
 
 def _calibrate() -> float:
-    """Seconds for a fixed single-threaded pure-Python workload (best of 5): how fast this vCPU is right now.
+    """Seconds for a fixed small workload on all of torch's threads (best of 5): how fast the machine is now.
 
-    On a shared or throttled machine everything, CPU time included, stretches together; comparing this
-    number between rows of one run tells which rows ran on a slowed-down machine.
+    Another job on one of the cores slows every multi-threaded kernel down (a thread that waits
+    at each barrier for a descheduled partner), by ten times and more on two cores, and CPU time
+    stretches with it. Comparing this number between the rows of one run tells which rows ran
+    on a machine that was not all ours.
     """
+    import torch
+
+    a, b = torch.rand(256, 256), torch.rand(256, 256)
+    torch.mm(a, b)
     best = math.inf
     for _ in range(5):
         start = time.perf_counter()
-        sum(i * i for i in range(300_000))
+        for _ in range(40):
+            torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -605,10 +612,11 @@ def _report(command: str, when: str, machine: dict[str, str], rows: list[dict[st
         "when both cores were ours, near 1 when another job held one. **Speed vs ours**: CPU s of ours "
         "fp32 tile=0 divided by this row's (above 1: less work than ours). "
         "**PSNR**: 8-bit, against ours fp32 tile=0 on the same input. **Slowdown**: a fixed "
-        "single-threaded workload timed before and after the row's runs, the slower of the two, over "
-        "its fastest time in this whole run: 1.0 means the machine ran at full speed, 3 means "
-        "three times slower (another tenant, or CPU throttling, which inflates CPU time too), and "
-        "that row's times are not to be trusted. Every row is a fresh process.",
+        "multi-threaded torch workload timed before and after the row's runs, the slower of the two, "
+        "over its fastest time in this whole run: about 1 means both cores were ours; well above 1 "
+        "(or cores busy near 1) means another job held a core at that moment, which slows "
+        "multi-threaded kernels down many times over, CPU time included: do not trust that row. "
+        "Every row is a fresh process.",
         "",
         "| model | input | method | wall s | n | CPU s | cores busy | speed vs ours | slowdown | peak RSS MiB "
         "| inference MiB | PSNR vs ours fp32 | note |",
