@@ -387,7 +387,7 @@ def _list_plugins(args: argparse.Namespace) -> int:
     host = get_host()
     if args.json:
         print(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
-                           "stages": p.stages, "weights": p.weights, "error": str(p.error) if p.error else None}
+                           "stages": p.stages, "weights": p.weights, "metrics": p.metrics, "error": str(p.error) if p.error else None}
                           for p in host.plugins], indent=2))
         return 0
     for plugin in host.plugins:
@@ -396,9 +396,12 @@ def _list_plugins(args: argparse.Namespace) -> int:
         if plugin.error:
             print(f"    error: {plugin.error}")
         else:
-            print(f"    stages: {', '.join(plugin.stages) or '(none)'}")
+            if plugin.stages or not (plugin.weights or plugin.metrics):
+                print(f"    stages: {', '.join(plugin.stages) or '(none)'}")
             if plugin.weights:
                 print(f"    weights: {', '.join(plugin.weights)}")
+            if plugin.metrics:
+                print(f"    metrics: {', '.join(plugin.metrics)}")
     return 0
 
 
