@@ -9,6 +9,7 @@ half of itself behind.
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
 from dataclasses import replace
 from typing import Any, ClassVar, Generic, Iterator, TypeVar
@@ -16,12 +17,22 @@ from typing import Any, ClassVar, Generic, Iterator, TypeVar
 from .errors import PluginError, RemasterError, UnknownStageError
 from .stage import StageKind, StageSpec
 
-__all__ = ["SpecRegistry", "StageRegistry", "NAME_PATTERN"]
+__all__ = ["SpecRegistry", "StageRegistry", "NAME_PATTERN", "import_reference"]
 
 #: What names of stages, weights and metrics look like.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
 S = TypeVar("S")
+
+
+def import_reference(reference: str) -> Any:
+    """The object a ``"package.module:attribute"`` string names, importing the module now.
+
+    Stage factories, metric functions and weights producers are given this way so
+    that registering them imports nothing; callers wrap failures in their own error.
+    """
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 class SpecRegistry(Generic[S]):

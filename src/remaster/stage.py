@@ -15,7 +15,6 @@ and precision, alpha — so that a stage is just the image operation.
 from __future__ import annotations
 
 import enum
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -258,10 +257,10 @@ class StageSpec:
         """Import and return the factory (the module is imported only now)."""
         if callable(self.factory):
             return self.factory
-        module_name, _, attr = self.factory.partition(":")
+        from .registry import import_reference  # registry imports this module
+
         try:
-            module = importlib.import_module(module_name)
-            factory = getattr(module, attr)
+            factory = import_reference(self.factory)
         except Exception as exc:  # a plugin's import can fail in any way
             raise StageError(
                 f"cannot import the stage implementation {self.factory!r}: {exc}",

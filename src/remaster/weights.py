@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib
 import json
 import os
 import pickle
@@ -43,7 +42,7 @@ try:  # POSIX only; elsewhere concurrent downloads of one file are simply not gu
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from .registry import SpecRegistry
+from .registry import SpecRegistry, import_reference
 from .errors import ChecksumError, PluginError, UnsafeWeightsError, UsageError, WeightsError, WeightsNotFoundError
 
 if TYPE_CHECKING:
@@ -327,9 +326,8 @@ class WeightsManager:
         if callable(producer):
             return producer
         assert isinstance(producer, str)
-        module_name, _, attr = producer.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+            return import_reference(producer)
         except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
             raise WeightsError(f"cannot load the producer {producer!r} of weights {spec.name!r}: "
                                f"{type(exc).__name__}: {exc}", hint=self._producer_hint(spec)) from exc

@@ -7,12 +7,11 @@ imported only when the metric is first computed.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import PluginError, UsageError
-from ..registry import SpecRegistry
+from ..registry import SpecRegistry, import_reference
 
 __all__ = ["MetricSpec", "MetricRegistry", "MetricError", "UnknownMetricError"]
 
@@ -65,9 +64,8 @@ class MetricSpec:
         """
         if callable(self.func):
             return self.func
-        module_name, _, attr = str(self.func).partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+            return import_reference(str(self.func))
         except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
             raise PluginError(f"cannot load metric {self.name!r} ({self.func}): {type(exc).__name__}: {exc}",
                               path=self.plugin,
