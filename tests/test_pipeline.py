@@ -271,3 +271,30 @@ def test_identity_stage_does_not_clamp_the_input_pixels_in_place():
     result = Remasterer([Identity()]).run_image(Image(pixels))
     assert float(pixels[0, 0, 0, 0]) == 1.5
     assert float(result.pixels[0, 0, 0, 0]) == 1.0
+
+
+def test_prepare_builds_every_stage_once_before_any_image():
+    calls: list[str] = []
+
+    class Counting(Stage):
+        def prepare(self, device, dtype):
+            calls.append("prepare")
+
+        def run(self, pixels, ctx):
+            calls.append("run")
+            return pixels
+
+    remasterer = Remasterer([Counting()], device="cpu", precision="fp32")
+    assert remasterer.prepare() is remasterer and calls == ["prepare"]
+    remasterer.run(random_rgb())
+    remasterer.run(random_rgb())
+    assert calls == ["prepare", "run", "run"]
+
+
+def test_prepare_surfaces_a_stage_that_cannot_be_built():
+    class Broken(Stage):
+        def prepare(self, device, dtype):
+            raise StageError("weights missing", path="broken")
+
+    with pytest.raises(StageError, match="weights missing"):
+        Remasterer([Broken()]).prepare()
