@@ -149,3 +149,29 @@ def test_the_real_network_restores_the_face_and_only_the_face(face_photo, gfpgan
 def test_the_restorer_maps_unit_range_to_unit_range(gfpgan_checkpoint):
     restorer = FaceRestorer(load_restorer(gfpgan_checkpoint))
     assert restorer.kind == "GFPGAN"
+
+
+@pytest.mark.slow
+def test_parsing_mask_and_resnet50_retinaface_come_from_the_weights_manager(
+        astronaut, tmp_path, private_cache, accept_as_official):
+    pytest.importorskip("facexlib", reason="facexlib is installed by make install (requirements-nodeps.txt)")
+    from facexlib.detection.retinaface import RetinaFace
+    from facexlib.parsing.parsenet import ParseNet
+
+    from remaster.weights import get_manager
+
+    torch.manual_seed(0)
+    files = {"parsenet": tmp_path / "parsing_parsenet.pth",
+             "retinaface-resnet50": tmp_path / "detection_Resnet50_Final.pth"}
+    torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), files["parsenet"])
+    with pytest.warns(UserWarning):  # facexlib's resnet50(pretrained=False)
+        torch.save(RetinaFace("resnet50", device=torch.device("cpu")).state_dict(), files["retinaface-resnet50"])
+    for name, file in files.items():
+        accept_as_official(name, file)
+        get_manager().import_file(file)
+
+    stage = stage_with(IdentityRestorer(), detector="auto", mask="auto", only_center_face=True)
+    result = Remasterer([stage]).prepare().run_image(io.load(astronaut))
+    assert stage._parser is not None  # mask=auto picked the parsing mask: its weights are cached
+    assert result.meta.extras["face_detector"] == "retinaface"  # auto prefers ResNet-50 RetinaFace when cached
+    assert result.meta.extras["faces"] <= 1
