@@ -127,9 +127,10 @@ def test_registration_imports_no_implementation() -> None:
         import remaster.stages.builtin as builtin
         specs = []
         builtin.remaster_register_stages(register=specs.append)
-        assert len(specs) == 8, specs
+        assert len(specs) == 9, specs
         loaded = sorted(m for m in sys.modules
-                        if m in ("remaster.stages.interpolate", "remaster.stages.degrade"))
+                        if m in ("remaster.stages.interpolate", "remaster.stages.degrade",
+                                 "remaster.stages.highorder"))
         print(",".join(loaded))
         """
     )
