@@ -25,6 +25,7 @@ EXPECTED = {
     "degrade.noise": StageKind.DEGRADER,
     "degrade.jpeg": StageKind.DEGRADER,
     "degrade.blur": StageKind.DEGRADER,
+    "degrade.realesrgan": StageKind.DEGRADER,
 }
 
 
