@@ -201,6 +201,8 @@ def _finetune_parser(commands: Any) -> None:
                       help="validate and save a checkpoint every K steps (default 100)")
     tune.add_argument("--val-size", type=int, default=256, metavar="PX",
                       help="validation images are centre-cropped to at most PX pixels (default 256)")
+    tune.add_argument("--log-every", type=int, default=10, metavar="K",
+                      help="write the losses to RUN_DIR/log.jsonl every K steps (default 10)")
     _common(tune)
 
 
@@ -212,7 +214,8 @@ def _finetune(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, val=args.val, output=args.output, freeze=args.freeze, steps=args.steps,
         batch=args.batch, patch=args.patch, lr=args.lr, losses=args.losses, degradation=args.degradation,
         ema=args.ema, resume=args.resume, device=args.device, precision=args.precision, config=args.config,
-        seed=args.seed, val_every=args.val_every, val_size=args.val_size, quiet=args.quiet or args.json)
+        seed=args.seed, val_every=args.val_every, val_size=args.val_size, log_every=args.log_every,
+        quiet=args.quiet or args.json)
     result = finetune(options)
     summary = {"run_dir": str(result.run_dir), "step": result.step, "best_step": result.best_step,
                "best_val_psnr": result.best_psnr, "initial": result.initial, "final": result.final,

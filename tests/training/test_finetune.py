@@ -152,7 +152,7 @@ def test_bad_data_folders_fail_before_training(kind, error, fragment, compact_fi
     with pytest.raises(error) as info:
         finetune(options(compact_file, _bad(tmp_path, kind), tmp_path / "run"))
     assert fragment in str(info.value)
-    assert not (tmp_path / "run" / "state.safetensors").exists()
+    assert not (tmp_path / "run").exists()  # nothing started, nothing left behind
 
 
 def test_missing_data_folder_is_a_usage_error(compact_file, tmp_path):

@@ -99,7 +99,10 @@ class FinetuneOptions:
     def config_hash(self) -> str:
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_HASHED}
         if self.config:
-            values["config_text"] = Path(self.config).read_text(encoding="utf-8")
+            try:
+                values["config_text"] = Path(self.config).read_text(encoding="utf-8")
+            except OSError:
+                pass  # reported with its reason when the settings are loaded
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -239,6 +242,7 @@ class _Run:
         self.best_step: int | None = None
         self.initial: dict[str, float] | None = None
         self.last_val: dict[str, float] | None = None
+        self._create_run_dir()  # only now: a run that cannot start leaves no folder behind
 
     # ------------------------------------------------------------------ set-up
 
@@ -251,6 +255,8 @@ class _Run:
         elif state.exists():
             raise UsageError("the folder already holds a fine-tuning run", path=self.dir,
                              hint="pass --resume to continue it, or choose another -o")
+
+    def _create_run_dir(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
