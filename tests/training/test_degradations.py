@@ -107,3 +107,26 @@ def test_stage_gives_the_same_image_alone_or_in_a_batch_and_the_planned_size(hr)
 def test_stage_refuses_a_scale_that_is_not_one_over_an_integer():
     with pytest.raises(StageError, match="1/k"):
         Remasterer(["degrade.realesrgan(scale=0.3)"]).run(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_unseeded_runs_differ_and_leave_the_global_rngs_alone(hr):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected_torch, expected_numpy = torch.rand(3), np.random.rand(3)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first = RealESRGANDegradation()(hr)
+    second = RealESRGANDegradation()(hr)
+    assert not torch.equal(first, second)
+    assert torch.equal(torch.rand(3), expected_torch) and np.array_equal(np.random.rand(3), expected_numpy)
+
+
+def test_stage_reads_a_config_file(hr, tmp_path):
+    config = tmp_path / "mild.json"
+    config.write_text(json.dumps({"degradation": {"noise_range": [0, 0], "noise_range2": [0, 0],
+                                                  "gaussian_noise_prob": 1, "gaussian_noise_prob2": 1}}))
+    quiet = Remasterer([f"degrade.realesrgan(seed=2, config='{config}')"]).run(hr[:1].clone())
+    loud = Remasterer(["degrade.realesrgan(seed=2)"]).run(hr[:1].clone())
+    assert quiet.shape == loud.shape and not torch.equal(quiet, loud)
+    with pytest.raises(StageError, match="cannot read the degradation config"):
+        Remasterer([f"degrade.realesrgan(config='{tmp_path / 'missing.json'}')"]).run(hr[:1].clone())

@@ -262,7 +262,10 @@ class RealESRGANDegradation:
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         self.noise_rng = torch.Generator(device=self.device)
-        self.noise_rng.manual_seed(int(self.rng.integers(2 ** 63)) if seed is not None else torch.seed())
+        if seed is None:
+            self.noise_rng.seed()  # fresh entropy for this generator only; the global torch RNG is left alone
+        else:
+            self.noise_rng.manual_seed(int(self.rng.integers(2 ** 63)))
 
     # ------------------------------------------------------------------ state (for exact resume)
 
