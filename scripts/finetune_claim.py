@@ -12,7 +12,7 @@ weights cannot be downloaded here, and the claim is about PSNR/SSIM):
 Validation PSNR/SSIM are computed by ``remaster finetune`` itself at step 0 (the pretrained model) and at
 the end, on the same inputs degraded once with Real-ESRGAN's pipeline under a fixed seed.
 
-    .venv/bin/python scripts/finetune_claim.py -o out/finetune-claim [--anime-steps 200] [--x4plus-steps 20]
+    .venv/bin/python scripts/finetune_claim.py -o out/finetune-claim-long --anime-steps 1000 --x4plus-steps 200
 
 Writes OUT/claim.md (the table for the docs) and OUT/claim.json, and prints the table.
 """
@@ -61,9 +61,9 @@ def _run(command: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", default="out/finetune-claim")
-    parser.add_argument("--anime-steps", type=int, default=200)
-    parser.add_argument("--x4plus-steps", type=int, default=20)
+    parser.add_argument("-o", "--output", default="out/finetune-claim-long")
+    parser.add_argument("--anime-steps", type=int, default=1000)
+    parser.add_argument("--x4plus-steps", type=int, default=200)
     args = parser.parse_args()
     out = Path(args.output)
     train, val = out / "data" / "train", out / "data" / "val"

@@ -1,6 +1,6 @@
 """Pictures for docs/finetuning.md and docs/stages.md, from a finished scripts/finetune_claim.py run.
 
-    .venv/bin/python scripts/finetune_figures.py out/finetune-claim
+    .venv/bin/python scripts/finetune_figures.py out/finetune-claim-long
 
 Writes docs/images/realesrgan-degradation.png (one crop through degrade.realesrgan with four seeds),
 docs/images/finetune-before-after.png (a validation crop: degraded input, pretrained, fine-tuned,
@@ -49,4 +49,4 @@ def main(run: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "out/finetune-claim")))
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "out/finetune-claim-long")))
