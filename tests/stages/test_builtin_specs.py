@@ -25,6 +25,7 @@ EXPECTED = {
     "degrade.noise": StageKind.DEGRADER,
     "degrade.jpeg": StageKind.DEGRADER,
     "degrade.blur": StageKind.DEGRADER,
+    "degrade.realesrgan": StageKind.DEGRADER,
 }
 
 
@@ -127,9 +128,10 @@ def test_registration_imports_no_implementation() -> None:
         import remaster.stages.builtin as builtin
         specs = []
         builtin.remaster_register_stages(register=specs.append)
-        assert len(specs) == 8, specs
+        assert len(specs) == 9, specs
         loaded = sorted(m for m in sys.modules
-                        if m in ("remaster.stages.interpolate", "remaster.stages.degrade"))
+                        if m in ("remaster.stages.interpolate", "remaster.stages.degrade",
+                                 "remaster.stages.highorder"))
         print(",".join(loaded))
         """
     )

@@ -120,11 +120,24 @@ def builtin_specs() -> list[StageSpec]:
         # when the user asks for a tile size (e.g. for a huge image).
         StageInfo(tiling=Tiling.DISCOURAGED, tile_overlap=32, alpha="resize", deterministic_seed=True),
     ))
+    specs.append(StageSpec(
+        name="degrade.realesrgan",
+        kind=StageKind.DEGRADER,
+        factory="remaster.stages.highorder:RealESRGANDegrade",
+        summary="Real-ESRGAN's high-order degradation: 2x (blur, resize, noise, JPEG) + sinc; training inputs",
+        params=(
+            Param("scale", float, 0.25, help="Output size / input size, 1/k for an integer k", min=0.01, max=1.0),
+            Param("config", str, None, help="JSON/TOML file overriding Real-ESRGAN's probabilities and ranges"),
+            _SEED,
+        ),
+        # Kernels, resizes and noise are drawn per image; tiles would each get their own.
+        info=StageInfo(scale_param="scale", tiling=Tiling.UNSUPPORTED, alpha="resize", deterministic_seed=True),
+    ))
     return specs
 
 
 @hookimpl
 def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
-    """Register the eight built-in stages; imports no implementation module."""
+    """Register the built-in stages; imports no implementation module."""
     for spec in builtin_specs():
         register(spec)

@@ -16,7 +16,7 @@ used. The global NumPy and torch RNGs are never touched.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..stage import RunContext, Stage, scaled_size
 from .interpolate import resize
 
-__all__ = ["Downsample", "Noise", "Jpeg", "Blur", "NOISE_KINDS", "DOWNSAMPLE_METHODS"]
+__all__ = ["Downsample", "Noise", "Jpeg", "Blur", "jpeg_roundtrip", "reflect_index", "NOISE_KINDS", "DOWNSAMPLE_METHODS"]
 
 #: Values ``Noise(kind=...)`` accepts.
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "poisson")
@@ -147,27 +147,35 @@ class Jpeg(Stage):
         self.quality = int(quality)
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        n, c, h, w = pixels.shape
-        if c not in (1, 3):
-            raise ValueError(f"JPEG needs 1 or 3 channels, got {c}")
-        host = pixels.detach().to("cpu", torch.float32).clamp(0.0, 1.0).numpy()
-        result = np.empty((n, c, h, w), dtype=np.float32)
-        for i in range(n):
-            eight_bit = np.round(host[i] * 255.0).astype(np.uint8)
-            # OpenCV wants H x W (gray) or H x W x BGR.
-            plane = eight_bit[0] if c == 1 else np.ascontiguousarray(eight_bit.transpose(1, 2, 0)[:, :, ::-1])
-            ok, encoded = cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if not ok:
-                raise RuntimeError("OpenCV failed to encode the image as JPEG")
-            decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-            if c == 1:
-                result[i, 0] = decoded
-            else:
-                result[i] = decoded[:, :, ::-1].transpose(2, 0, 1)
-        return torch.from_numpy(result / np.float32(255.0)).to(pixels.device)
+        return jpeg_roundtrip(pixels, [self.quality] * pixels.shape[0])
 
 
-def _reflect_index(length: int, radius: int, device: torch.device) -> torch.Tensor:
+def jpeg_roundtrip(pixels: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:
+    """Encode each image of ``(N, C, H, W)`` as JPEG with its own quality and decode it again.
+
+    OpenCV / libjpeg on the CPU (4:2:0 chroma); the result goes back to the input's device.
+    """
+    n, c, h, w = pixels.shape
+    if c not in (1, 3):
+        raise ValueError(f"JPEG needs 1 or 3 channels, got {c}")
+    host = pixels.detach().to("cpu", torch.float32).clamp(0.0, 1.0).numpy()
+    result = np.empty((n, c, h, w), dtype=np.float32)
+    for i in range(n):
+        eight_bit = np.round(host[i] * 255.0).astype(np.uint8)
+        # OpenCV wants H x W (gray) or H x W x BGR.
+        plane = eight_bit[0] if c == 1 else np.ascontiguousarray(eight_bit.transpose(1, 2, 0)[:, :, ::-1])
+        ok, encoded = cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, int(qualities[i])])
+        if not ok:
+            raise RuntimeError("OpenCV failed to encode the image as JPEG")
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        if c == 1:
+            result[i, 0] = decoded
+        else:
+            result[i] = decoded[:, :, ::-1].transpose(2, 0, 1)
+    return torch.from_numpy(result / np.float32(255.0)).to(pixels.device)
+
+
+def reflect_index(length: int, radius: int, device: torch.device) -> torch.Tensor:
     """Indices of a reflect-padded axis (edge pixel not repeated, like ``F.pad(mode='reflect')``).
 
     Unlike ``F.pad``, the reflection folds back as often as needed, so the
@@ -208,8 +216,8 @@ class Blur(Stage):
         kernel = self._kernel(pixels.device)
         x = pixels.to(torch.float32)
         # Rows then columns; each channel convolved on its own (groups=c).
-        x = x.index_select(-1, _reflect_index(w, r, pixels.device))
+        x = x.index_select(-1, reflect_index(w, r, pixels.device))
         x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-        x = x.index_select(-2, _reflect_index(h, r, pixels.device))
+        x = x.index_select(-2, reflect_index(h, r, pixels.device))
         x = F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
         return x.clamp_(0.0, 1.0)
