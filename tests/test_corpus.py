@@ -381,3 +381,20 @@ def test_the_malicious_pickle_is_live(tmp_path):
     marker = tmp_path / "ran"
     pickle.loads(_pickle_calling("os", "system", f"touch '{marker}'"))
     assert marker.exists()
+
+
+def test_garbage_under_alpha_does_not_reach_visible_pixels(tmp_path, capsys):
+    """Through a resampling stage, the visible result is the same whatever hides under alpha = 0."""
+    folder = stage_input(tmp_path, "rgba-garbage-under-alpha.png")
+    rgba = np.asarray(PILImage.open(folder / "rgba-garbage-under-alpha.png")).copy()
+    rgba[rgba[..., 3] == 0, :3] = 0
+    PILImage.fromarray(rgba, "RGBA").save(folder / "clean.png")
+    inputs, out = snapshot(folder), tmp_path / "out"
+    code, errors = run_cli(capsys, "run", "bicubic(scale=3)", folder, "-o", out)
+    assert (code, errors) == (0, [])
+    garbage, clean = (np.asarray(PILImage.open(out / n)) for n in ("rgba-garbage-under-alpha.png", "clean.png"))
+    np.testing.assert_array_equal(garbage[..., 3], clean[..., 3])
+    visible = garbage[..., 3] > 0
+    np.testing.assert_array_equal(garbage[visible], clean[visible])
+    check_invariants("good input", "garbage colour under alpha 0, resampled", inputs, folder, out,
+                     expected_outputs=[out / "clean.png", out / "rgba-garbage-under-alpha.png"])

@@ -330,3 +330,22 @@ def test_nan_in_bf16_is_retried_in_fp32(caplog):
     assert calls == [torch.bfloat16, torch.float32]
     np.testing.assert_array_equal(out, img)
     assert "running it again in fp32" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["bicubic(scale=4)", "lanczos(scale=3)", "bilinear(scale=0.5)",
+                                   "degrade.downsample(scale=0.5)"])
+def test_garbage_colour_under_transparent_pixels_does_not_bleed_into_visible_ones(stage):
+    rgba = np.zeros((16, 24, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 128, 255
+    rgba[:, :8, 3] = 0
+    rgba[:, :8, :3] = [255, 0, 255]  # magenta left behind by an editor, invisible
+    out = Remasterer(stage).run(rgba)
+    visible = out[..., 3] > 0
+    assert visible.any() and np.abs(out[visible][:, :3].astype(int) - 128).max() <= 1
+    np.testing.assert_array_equal(rgba[:, :8, :3], 255 * np.array([1, 0, 1]) * np.ones((16, 8, 3)))  # input untouched
+
+
+def test_colour_under_transparent_pixels_is_kept_when_nothing_is_resampled():
+    rgba = np.random.default_rng(0).integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(rgba[..., 3] > 128, 255, 0)
+    np.testing.assert_array_equal(Remasterer("nearest(scale=1)").run(rgba), rgba)

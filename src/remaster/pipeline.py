@@ -360,6 +360,8 @@ class Remasterer:
         height, width = pixels.shape[-2:]
         run_size = scaled_size(height, width, stage.run_scale)
         ctx = RunContext(device=device, dtype=dtype, progress=progress)
+        if alpha is not None and info.fill_transparent and stage.run_scale != 1:
+            pixels = _fill_transparent(pixels, alpha.to(device))
         result = self._checked_run(stage, pixels, ctx, run_size)
         if alpha is not None:
             alpha = alpha.to(device)
@@ -463,6 +465,32 @@ def _pad_to_requirements(pixels: torch.Tensor, min_size: int, multiple_of: int) 
     # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode), (pad_h, pad_w)
+
+
+def _fill_transparent(pixels: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Colour under alpha = 0 replaced by the colour of the nearest visible pixels.
+
+    Fully transparent pixels often hold garbage (an editor's leftovers, magenta
+    keys); a resampling filter would spread it into the visible edge as a fringe.
+    Their colour is invisible, so it is replaced before a stage resamples, with a
+    push-pull pyramid (cost: a third of the image, whatever the hole's size).
+    """
+    visible = alpha > 0
+    if bool(visible.all()) or not bool(visible.any()):
+        return pixels
+    weight = visible.to(pixels.dtype)
+    return torch.where(visible, pixels, _pull_mean(pixels * weight, weight))
+
+
+def _pull_mean(weighted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weighted mean colour at every pixel, holes filled from ever coarser levels."""
+    height, width = weighted.shape[-2:]
+    mean = weighted / weight.clamp_min(1e-12)
+    if height == 1 and width == 1:
+        return mean
+    kernel = (min(2, height), min(2, width))
+    coarse = _pull_mean(F.avg_pool2d(weighted, kernel, ceil_mode=True), F.avg_pool2d(weight, kernel, ceil_mode=True))
+    return torch.where(weight > 0, mean, F.interpolate(coarse, size=(height, width), mode="nearest"))
 
 
 def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -46,6 +46,7 @@ _INTERPOLATOR_INFO = StageInfo(
     tile_overlap=8,
     alpha="process",  # alpha gets the same filter as colour, so edges of cut-outs stay aligned
     dtypes=(torch.float32,),
+    fill_transparent=True,  # garbage colour under alpha 0 must not bleed into the visible edge
 )
 
 
@@ -87,7 +88,8 @@ def builtin_specs() -> list[StageSpec]:
         ),
         # A non-integer factor puts tile borders between output pixels, so
         # tiles would not line up with the untiled result exactly.
-        StageInfo(scale_param="scale", tiling=Tiling.UNSUPPORTED, alpha="process", deterministic_seed=True),
+        StageInfo(scale_param="scale", tiling=Tiling.UNSUPPORTED, alpha="process", deterministic_seed=True,
+                  fill_transparent=True),
     ))
     specs.append(_degrader(
         "degrade.noise", "Noise",
