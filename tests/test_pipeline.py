@@ -349,3 +349,9 @@ def test_colour_under_transparent_pixels_is_kept_when_nothing_is_resampled():
     rgba = np.random.default_rng(0).integers(0, 256, (6, 7, 4), dtype=np.uint8)
     rgba[..., 3] = np.where(rgba[..., 3] > 128, 255, 0)
     np.testing.assert_array_equal(Remasterer("nearest(scale=1)").run(rgba), rgba)
+
+
+def test_nearest_keeps_colour_under_transparent_pixels():
+    rgba = np.random.default_rng(1).integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(rgba[..., 3] > 128, 255, 0)
+    np.testing.assert_array_equal(Remasterer("nearest(scale=2)").run(rgba), rgba.repeat(2, 0).repeat(2, 1))

@@ -9,6 +9,7 @@ rather than imported from those modules; a test keeps them in step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -59,7 +60,8 @@ def _interpolator(name: str, cls: str, summary: str) -> StageSpec:
         params=(
             Param("scale", float, 4.0, help="Output size / input size; any factor, below 1 shrinks", min=0.01, max=64.0),
         ),
-        info=_INTERPOLATOR_INFO,
+        # Nearest copies pixels, so nothing can bleed: colour under alpha 0 is left as it was.
+        info=replace(_INTERPOLATOR_INFO, fill_transparent=False) if name == "nearest" else _INTERPOLATOR_INFO,
     )
 
 
