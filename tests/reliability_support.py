@@ -61,12 +61,12 @@ def decodes_completely(path: Path) -> bool:
     return True
 
 
-def tally(kind: str, case: str, lost: int = 0) -> None:
+def tally(kind: str, case: str, lost: int = 0, **counts: float) -> None:
     """Record one case for scripts/reliability_counts.py (a no-op unless it asked)."""
     target = os.environ.get("REMASTER_RELIABILITY_TALLY")
     if target:
         with open(target, "a", encoding="utf-8") as file:
-            file.write(json.dumps({"kind": kind, "case": case, "lost": lost}) + "\n")
+            file.write(json.dumps({"kind": kind, "case": case, "lost": lost, **counts}) + "\n")
 
 
 def check_invariants(kind: str, case: str, inputs: dict[Path, bytes], *folders: Path,
@@ -74,7 +74,7 @@ def check_invariants(kind: str, case: str, inputs: dict[Path, bytes], *folders: 
     """Inputs unchanged, no temp files, outputs complete, the expected outputs present; tallied."""
     lost = sum(1 for path, data in inputs.items() if not path.exists() or path.read_bytes() != data)
     lost += sum(1 for path in expected_outputs if not (path.exists() and decodes_completely(path)))
-    tally(kind, case, lost)
+    tally(kind, case, lost, inputs=len(inputs), outputs=len(expected_outputs))
     assert lost == 0, "an input changed or a finished output is missing or incomplete"
     assert not temp_files(*folders), temp_files(*folders)
     for folder in folders:

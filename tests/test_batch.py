@@ -178,19 +178,11 @@ def test_soak_200_mixed_files_in_one_run(tmp_path):
         check_invariants("soak", f"soak of {count} files", inputs, folder, out,
                          expected_outputs=[out / name for name in expected])
         results[count] = peak
-        tally("soak", f"{count} files", 0)
         print(f"soak: {count} files ({len(bad)} bad) in {seconds:.1f} s, peak RSS {peak / 1024:.0f} MiB")
-        _record_soak(count, len(bad), seconds, peak)
+        tally("soak figures", f"{count} files", files=count, bad=len(bad), seconds=round(seconds, 1),
+              peak_rss_mib=round(peak / 1024))
     # Memory is bounded: ten times the files may not cost more than a little (no per-file leak).
     assert results[200] - results[20] < 64 * 1024, results
-
-
-def _record_soak(count: int, bad: int, seconds: float, peak_kib: int) -> None:
-    target = os.environ.get("REMASTER_RELIABILITY_TALLY")
-    if target:
-        with open(target, "a", encoding="utf-8") as file:
-            file.write(json.dumps({"kind": "soak-figures", "files": count, "bad": bad, "seconds": round(seconds, 1),
-                                   "peak_rss_mib": round(peak_kib / 1024)}) + "\n")
 
 
 def test_decodes_completely_catches_a_cut_file(tmp_path):
