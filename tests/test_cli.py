@@ -167,3 +167,9 @@ def test_any_failure_of_one_file_is_that_files_error_line(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert f"remaster: error: {photos / 'a.png'}: TypeError: a bug in a decoder" in err
     assert (tmp_path / "out" / "b.png").exists()  # the run went on
+
+
+def test_a_usage_error_found_late_leaves_no_empty_output_folder(tmp_path):
+    source = write_png(tmp_path / "in.png")
+    assert main(["run", "bicubik(scale=2)", str(source), "-o", str(tmp_path / "new" / "out")]) == 2
+    assert not (tmp_path / "new").exists()

@@ -398,3 +398,13 @@ def test_garbage_under_alpha_does_not_reach_visible_pixels(tmp_path, capsys):
     np.testing.assert_array_equal(garbage[visible], clean[visible])
     check_invariants("good input", "garbage colour under alpha 0, resampled", inputs, folder, out,
                      expected_outputs=[out / "clean.png", out / "rgba-garbage-under-alpha.png"])
+
+
+def test_read_only_report_folder_is_found_before_any_work(tmp_path, capsys, read_only_folder):
+    folder = stage_input(tmp_path, "good.png")
+    inputs, out = snapshot(folder), tmp_path / "out"
+    code, errors = run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out,
+                           "--report", read_only_folder / "report.json")
+    assert code == 1 and len(errors) == 1 and "the output folder is not writable" in errors[0]
+    assert not out.exists() or not list(out.iterdir())  # nothing processed only to lose the report at the end
+    check_invariants("bad input", "read-only folder for --report", inputs, folder, out)

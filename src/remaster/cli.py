@@ -222,14 +222,17 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
     return items
 
 
-def _check_writable(items: list[_Item]) -> None:
-    """Fail before loading any model when the output folder cannot be written."""
-    for folder in sorted({item.target.parent for item in items}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the output folder: {exc.strerror}", path=folder) from None
-        if not os.access(folder, os.W_OK | os.X_OK):
+def _check_writable(items: list[_Item], report: str | None = None) -> None:
+    """Fail before loading any model when the output folder (or the report's) cannot be written."""
+    folders = {item.target.parent for item in items} | ({Path(report).parent} if report else set())
+    for folder in sorted(folders):
+        # Nothing is created yet: a mistake found later (an unknown stage) must not leave empty folders.
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputError(f"cannot create the output folder: {existing} is a file", path=folder)
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise OutputError("the output folder is not writable", path=folder,
                               hint="choose another folder with -o or fix its permissions")
 
@@ -287,7 +290,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
-    _check_writable(items)  # before the stages are resolved: a model file given as a stage is read then
+    _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
     remasterer = Remasterer(
         make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
         max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
