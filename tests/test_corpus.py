@@ -13,6 +13,8 @@ import os
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -223,22 +225,30 @@ def test_output_path_equal_to_input_path(tmp_path, capsys):
     check_invariants("bad input", "output folder equal to input folder", inputs, folder)
 
 
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` for the test (needs root); the test is skipped, with the reason, if refused."""
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs ({options}): {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture
 def read_only_folder(tmp_path):
     """An output folder nobody can write to: a read-only tmpfs as root, permissions otherwise."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
     if os.geteuid() == 0:  # root ignores permission bits: only a read-only file system stops it
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"running as root and cannot mount a read-only tmpfs: {done.stderr.strip()}")
-        yield folder
-        subprocess.run(["umount", str(folder)], check=True)
-    else:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
+        with mounted_tmpfs(tmp_path / "read-only", "ro,size=64k") as folder:
+            yield folder
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    yield folder
+    folder.chmod(0o755)
 
 
 def test_read_only_output_folder_is_found_before_models_load(tmp_path, capsys, monkeypatch, read_only_folder):
@@ -279,16 +289,10 @@ def test_name_collisions_in_a_folder_run(tmp_path, capsys):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 64 KiB tmpfs: room for a small image, not for a large one."""
-    folder = tmp_path / "tiny-disk"
-    folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs to fill needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    with mounted_tmpfs(tmp_path / "tiny-disk", "size=64k") as folder:
+        yield folder
 
 
 def test_disk_full_during_save_leaves_no_partial_file(tmp_path, capsys, tiny_disk):
