@@ -196,3 +196,18 @@ def test_decodes_completely_catches_a_cut_file(tmp_path):
     assert decodes_completely(whole) and not decodes_completely(cut)
     (tmp_path / ".cut.png.1234.tmp").write_bytes(b"")
     assert temp_files(tmp_path)
+
+
+def test_ctrl_c_while_the_pipeline_is_built_still_writes_the_report(tmp_path, capsys, monkeypatch):
+    """A model file given with --model is read before the first image; Ctrl-C then must still leave a report."""
+    folder = stage_input(tmp_path, "good.png", "1x37.png")
+    inputs, out, report = snapshot(folder), tmp_path / "out", tmp_path / "report.json"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("remaster.pipeline.Remasterer.__init__", interrupted)
+    assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out, "--report", report)[0] == 130
+    summary = json.loads(report.read_text())
+    assert summary == {"ok": 0, "failed": 0, "not_done": 2, "interrupted": True, "items": []}
+    check_invariants("fault", "Ctrl-C while the pipeline is built", inputs, folder, out, expected_outputs=[report])

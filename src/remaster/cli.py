@@ -291,10 +291,15 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
 
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
     _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
-    remasterer = Remasterer(
-        make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
-        max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
-    )
+    try:
+        remasterer = Remasterer(
+            make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
+            max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
+        )
+    except KeyboardInterrupt:  # e.g. while a model file is read: the report still says nothing was done
+        if args.report:
+            _write_report(Path(args.report), _summary(items, interrupted=True))
+        raise
     _warn_plugin_errors(args)
     if not args.quiet and not args.json:
         print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
@@ -333,10 +338,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
         interrupted = True
     finally:
         bar.close()
-    failed = [i for i in items if i.error]
-    summary = {"ok": sum(i.ok for i in items), "failed": len(failed),
-               "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
-               "items": [i.as_json() for i in items if i.ok or i.error]}
+    summary = _summary(items, interrupted)
     if args.report:
         _write_report(Path(args.report), summary)
     if args.json:
@@ -348,7 +350,14 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     if interrupted:
         print("remaster: interrupted", file=sys.stderr)
         return 130
-    return 1 if failed else 0
+    return 1 if summary["failed"] else 0
+
+
+def _summary(items: list[_Item], interrupted: bool) -> dict[str, Any]:
+    """What --json prints and --report writes: counts, then one entry per file tried."""
+    return {"ok": sum(i.ok for i in items), "failed": sum(1 for i in items if i.error),
+            "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
+            "items": [i.as_json() for i in items if i.ok or i.error]}
 
 
 def _write_report(path: Path, summary: dict[str, Any]) -> None:
