@@ -17,12 +17,17 @@ $(BIN)/python:
 	  || { echo "error: cannot create $(VENV); on Debian run: apt-get install python3-venv"; exit 1; }
 
 # The constraints file pins the torch pair; every plugin in plugins/ is installed
-# editable so its entry points are live. The reference implementations the tests
-# compare with (requirements-peers.txt) go in without their declared dependencies,
-# which would bring the GUI OpenCV and a second torch; the file says why.
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements-peers.txt $(wildcard plugins/*/pyproject.toml)
+# editable so its entry points are live. Runtime packages whose declared
+# dependencies are wrong for us (requirements-nodeps.txt: facexlib wants the GUI
+# OpenCV) and the reference implementations the tests compare with
+# (requirements-peers.txt) go in without their declared dependencies, which would
+# bring the GUI OpenCV and a second torch; each file says why.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements-nodeps.txt requirements-peers.txt \
+          $(wildcard plugins/*/pyproject.toml)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt \
 	  --editable '.[test]' $(addprefix --editable ./,$(PLUGIN_DIRS))
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt \
+	  --no-deps --requirement requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt \
 	  --no-deps --no-build-isolation --requirement requirements-peers.txt
 	@touch $(STAMP)

@@ -63,12 +63,38 @@ def upscalers() -> None:
     labelled(panels, 256).save(DOCS / "upscalers.png")
 
 
+def faces() -> None:
+    """What the gfpgan stage does before and after its network: Haar detection, landmarks, alignment."""
+    from remaster_gfpgan import geometry
+    from remaster_gfpgan.detectors import HaarDetector
+
+    photo = data.astronaut()
+    image = photo.astype(np.float32) / 255.0
+    face = HaarDetector().detect(image, min_size=16)[0]
+    x0, y0, x1, y1 = face.box
+    pad = 40
+    left, top = max(0, int(x0) - pad), max(0, int(y0) - pad)
+    crop = Image.fromarray(photo[top:int(y1) + pad, left:int(x1) + pad])
+    draw = ImageDraw.Draw(crop)
+    draw.rectangle((x0 - left, y0 - top, x1 - left, y1 - top), outline=(255, 255, 0), width=2)
+    for x, y in face.landmarks:
+        draw.ellipse((x - left - 3, y - top - 3, x - left + 3, y - top + 3), fill=(255, 0, 0))
+    aligned = geometry.crop_face(image, geometry.alignment_matrix(face.landmarks))
+    aligned_img = Image.fromarray((aligned * 255 + 0.5).astype(np.uint8))
+    draw = ImageDraw.Draw(aligned_img)
+    for x, y in geometry.FFHQ_TEMPLATE:
+        draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(0, 255, 0), width=2)
+    labelled([("Haar box + 5 estimated landmarks", np.asarray(crop)),
+              ("aligned 512x512 (green: FFHQ template)", np.asarray(aligned_img))], 320).save(DOCS / "faces.png")
+
+
 def main() -> int:
     DOCS.mkdir(parents=True, exist_ok=True)
     interpolators()
     degraders()
     upscalers()
-    print(f"wrote {DOCS}/interpolators.png, degraders.png and upscalers.png")
+    faces()
+    print(f"wrote {DOCS}/interpolators.png, degraders.png, upscalers.png and faces.png")
     return 0
 
 

@@ -355,3 +355,30 @@ def test_nearest_keeps_colour_under_transparent_pixels():
     rgba = np.random.default_rng(1).integers(0, 256, (5, 6, 4), dtype=np.uint8)
     rgba[..., 3] = np.where(rgba[..., 3] > 128, 255, 0)
     np.testing.assert_array_equal(Remasterer("nearest(scale=2)").run(rgba), rgba.repeat(2, 0).repeat(2, 1))
+
+
+def test_prepare_builds_every_stage_once_before_any_image():
+    calls: list[str] = []
+
+    class Counting(Stage):
+        def prepare(self, device, dtype):
+            calls.append("prepare")
+
+        def run(self, pixels, ctx):
+            calls.append("run")
+            return pixels
+
+    remasterer = Remasterer([Counting()], device="cpu", precision="fp32")
+    assert remasterer.prepare() is remasterer and calls == ["prepare"]
+    remasterer.run(random_rgb())
+    remasterer.run(random_rgb())
+    assert calls == ["prepare", "run", "run"]
+
+
+def test_prepare_surfaces_a_stage_that_cannot_be_built():
+    class Broken(Stage):
+        def prepare(self, device, dtype):
+            raise StageError("weights missing", path="broken")
+
+    with pytest.raises(StageError, match="weights missing"):
+        Remasterer([Broken()]).prepare()

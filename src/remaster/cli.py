@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import OutputError, RemasterError, UsageError
+from .errors import OutputError, RemasterError, UnknownStageError, UsageError
 
 log = logging.getLogger("remaster")
 
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     upscale = commands.add_parser("upscale", help="upscale images (default model: the default pipeline's upscaler)")
     upscale.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
     upscale.add_argument("--scale", type=float, help="output scale; resampled from the model's native scale if different")
+    upscale.add_argument("--face", action="store_true",
+                         help="restore faces with GFPGAN too (faces from the input, the rest from the upscaler)")
+    upscale.add_argument("--face-weight", type=float, metavar="W",
+                         help="how much of each restored face to use, 0-1 (default 1; implies --face)")
+    upscale.add_argument("--face-model", metavar="NAME|PATH",
+                         help="face network: 1.3, 1.4 (default), restoreformer, or a checkpoint file (implies --face)")
     _run_options(upscale)
 
     run = commands.add_parser("run", help='run any pipeline, e.g. "degrade.jpeg(quality=30) | bicubic(scale=2)"')
@@ -243,10 +249,12 @@ def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
 
     name = args.model or default_upscaler(get_host())
     spec = resolve_spec(name, get_host())
+    if args.scale is not None and args.scale <= 0:
+        raise UsageError(f"--scale must be positive, not {args.scale}")
+    if args.face or args.face_weight is not None or args.face_model:
+        return [_face_stage(args, name, args.scale or spec.info.scale)]
     if args.scale is None:
         return [name]
-    if args.scale <= 0:
-        raise UsageError(f"--scale must be positive, not {args.scale}")
     if spec.info.scale_param is not None:
         return [f"{name}({spec.info.scale_param}={args.scale!r})"]
     native = spec.info.scale
@@ -254,6 +262,29 @@ def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
         return [name]
     # A fixed-scale model runs at its native factor; a good filter covers the rest.
     return [name, f"lanczos(scale={args.scale / native!r})"]
+
+
+#: The stage ``--face`` adds (plugins/remaster-gfpgan).
+FACE_STAGE = "gfpgan"
+
+
+def _face_stage(args: argparse.Namespace, upscaler: str, scale: float) -> str:
+    """Real-ESRGAN's ``--face_enhance``: faces restored from the input, pasted on the upscaled background."""
+    from .pipeline import resolve_spec
+    from .plugins import get_host
+
+    try:
+        resolve_spec(FACE_STAGE, get_host())
+    except UnknownStageError:
+        raise UsageError("--face needs the face restoration plugin, which is not installed",
+                         hint="install plugins/remaster-gfpgan (make install does)") from None
+    params: dict[str, Any] = {"upscale": float(scale), "background": upscaler}
+    if args.face_weight is not None:
+        params["weight"] = args.face_weight
+    if args.face_model:
+        # A file is a checkpoint; anything else is a version name, which the stage validates.
+        params["model" if Path(args.face_model).expanduser().is_file() else "version"] = args.face_model
+    return f"{FACE_STAGE}({', '.join(f'{key}={value!r}' for key, value in params.items())})"
 
 
 def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
@@ -304,6 +335,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     if not args.quiet and not args.json:
         print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
               file=sys.stderr)
+    remasterer.prepare()  # missing weights stop the run here, before any image is read
     bar = tqdm(total=len(items), unit="img", disable=args.quiet or None, leave=False, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
     interrupted = False
@@ -333,7 +365,8 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
             if item.error:
                 bar.write(f"remaster: error: {item.error}", file=sys.stderr)
             elif not args.quiet and not args.json:
-                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s)", file=sys.stderr)
+                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_faces_note(item.extras)})",
+                          file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -358,6 +391,17 @@ def _summary(items: list[_Item], interrupted: bool) -> dict[str, Any]:
     return {"ok": sum(i.ok for i in items), "failed": sum(1 for i in items if i.error),
             "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
             "items": [i.as_json() for i in items if i.ok or i.error]}
+
+
+def _faces_note(extras: dict[str, Any]) -> str:
+    """What a face stage reported, for the per-image log line."""
+    if "faces" not in extras:
+        return ""
+    found, restored = extras.get("faces_found", extras["faces"]), extras["faces"]
+    if not found:
+        return ", no face found: unchanged by the face stage"
+    detector = f" ({extras['face_detector']})" if extras.get("face_detector") else ""
+    return f", {restored} of {found} face(s) restored{detector}"
 
 
 def _write_report(path: Path, summary: dict[str, Any]) -> None:

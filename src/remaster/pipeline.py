@@ -288,6 +288,22 @@ class Remasterer:
 
     # -- running --------------------------------------------------------------
 
+    def prepare(self) -> Remasterer:
+        """Build every stage and read its weights now, instead of on the first image.
+
+        Call it before a batch so that missing weights or a broken plugin stop
+        the run with one error before any image is read. Returns ``self``.
+
+        Raises:
+            WeightsNotFoundError: a stage's weights are not in the cache (the
+                message says which command gets them).
+            StageError: a stage could not be built.
+        """
+        for stage in self.stages:
+            device = self._device_for(stage)
+            stage.instance(device, self._dtype_for(stage, device))
+        return self
+
     def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
         """Run the pipeline on ``img`` and return the result in the same kind.
 

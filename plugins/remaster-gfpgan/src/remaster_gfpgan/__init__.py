@@ -1,0 +1,1 @@
+"""GFPGAN face restoration for remaster (stage ``gfpgan``)."""

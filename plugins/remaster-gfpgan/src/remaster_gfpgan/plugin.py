@@ -1,0 +1,54 @@
+"""Registers the ``gfpgan`` stage and the face weights (cheap: data only)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from remaster import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
+from remaster.weights import WeightsSpec
+
+from .catalogue import RESTORERS, RETINAFACE, WEIGHTS
+
+PARAMS: tuple[Param, ...] = (
+    Param("version", str, "1.4", choices=tuple(RESTORERS),
+          help="face network: GFPGAN 1.3 (smoother), 1.4 (more detail) or RestoreFormer"),
+    Param("model", str, None, help="a GFPGAN/RestoreFormer checkpoint file instead of --version's weights"),
+    Param("weight", float, 1.0, min=0.0, max=1.0,
+          help="how much of the restored face to use: 1 all of it, 0 none (the image is returned unchanged)"),
+    Param("upscale", float, 1.0, min=1.0, max=16.0,
+          help="output factor; the background is upscaled with 'background', faces are restored at full size"),
+    Param("background", str, "realesrgan-x4plus",
+          help="upscaler stage for everything but the faces when upscale > 1 (any upscaler, e.g. lanczos)"),
+    Param("detector", str, "auto", choices=("auto", "haar", *RETINAFACE),
+          help="auto: RetinaFace when its weights are in the cache, else OpenCV's Haar cascades (no weights)"),
+    Param("mask", str, "auto", choices=("auto", "parsing", "feather"),
+          help="paste-back mask: face parsing (when its weights are in the cache) or a feathered square"),
+    Param("only_center_face", bool, False, help="restore only the face nearest the image centre"),
+    Param("aligned", bool, False, help="the input is already an aligned face (as FFHQ, resized to 512x512)"),
+    Param("min_face_size", int, 16, min=1, help="skip faces smaller than this many input pixels"),
+)
+
+INFO = StageInfo(scale_param="upscale", in_channels=(3,), tiling=Tiling.UNSUPPORTED, alpha="resize",
+                 dtypes=(torch.float32, torch.bfloat16))
+
+
+@hookimpl
+def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
+    register(StageSpec(
+        name="gfpgan", kind=StageKind.FACE, factory=_build, params=PARAMS, info=INFO,
+        summary="restore faces with GFPGAN: detect, align, restore, paste back (Real-ESRGAN's --face_enhance)",
+    ))
+
+
+def _build(**params: Any) -> Any:
+    from .stage import GFPGANStage
+
+    return GFPGANStage(**params)
+
+
+@hookimpl
+def remaster_register_weights(register: Callable[[WeightsSpec], None]) -> None:
+    for spec in WEIGHTS:
+        register(spec)

@@ -1,0 +1,229 @@
+"""The ``gfpgan`` stage: detect → align → restore → paste back → blend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from remaster import Remasterer, RunContext, Stage, StageError, UsageError
+from remaster.devices import autocast_context as _autocast
+from remaster.weights import get_manager, load_state_dict
+
+from . import geometry
+from .catalogue import PARSING, RESTORERS, RETINAFACE
+from .detectors import FaceDetector, HaarDetector, RetinaFaceDetector
+from .geometry import FACE_SIZE, Face
+
+_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def load_restorer(path: Path) -> Any:
+    """A GFPGANv1Clean or RestoreFormer network (spandrel) from a checkpoint, read safely.
+
+    Raises:
+        StageError: the file holds another kind of network.
+    """
+    import spandrel
+
+    state = load_state_dict(path)
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
+    except Exception as exc:  # spandrel raises several types for unknown layouts
+        raise StageError(f"is not a face restoration network remaster knows ({exc})", path=path,
+                         hint="give a GFPGAN v1.3/v1.4 or RestoreFormer checkpoint") from None
+    if descriptor.architecture.id not in ("GFPGAN", "RestoreFormer"):
+        raise StageError(f"holds a {descriptor.architecture.name} network, not GFPGAN or RestoreFormer", path=path,
+                         hint="upscaler files go first in the pipeline, e.g. 'remaster run \"FILE | gfpgan\"'")
+    descriptor.model.eval().requires_grad_(False)
+    return descriptor
+
+
+class FaceRestorer:
+    """A face network applied to 512×512 aligned faces in [0, 1]."""
+
+    def __init__(self, descriptor: Any):
+        self.descriptor = descriptor
+        self.kind = descriptor.architecture.id
+
+    def to(self, device: torch.device) -> None:
+        self.descriptor.model.to(device)
+
+    def __call__(self, faces: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, 512, 512)`` in [0, 1] → restored faces in [0, 1]."""
+        model = self.descriptor.model
+        x = faces * 2.0 - 1.0  # both networks were trained on [-1, 1]
+        if self.kind == "GFPGAN":
+            # Fixed noise (the checkpoint's buffers) instead of fresh noise per call: the same input
+            # always gives the same output, and the difference from random noise is not visible.
+            y = model(x, return_rgb=False, randomize_noise=False)[0]
+        else:
+            y = model(x)[0]
+        return ((y.float() + 1.0) / 2.0).clamp_(0.0, 1.0)
+
+
+class GFPGANStage(Stage):
+    """Restores faces with GFPGAN (or RestoreFormer) and pastes them back.
+
+    Parameters are those of the registered spec (see ``plugin.py``).
+    """
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._restorer: FaceRestorer | None = None
+        self._detector: FaceDetector | None = None
+        self._parser: Any = None
+        self._background: Remasterer | None = None
+        self._device = torch.device("cpu")
+        self._dtype = torch.float32
+
+    # -- set-up ----------------------------------------------------------------
+
+    def restorer_weights(self) -> Path:
+        """The checkpoint to load: ``model`` if given, else the registered weights of ``version``."""
+        model = self.params.get("model")
+        if model:
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise UsageError("no such face model file", path=path,
+                                 hint=f"give a checkpoint file or one of: {', '.join(RESTORERS)}")
+            return path
+        return get_manager().ensure(RESTORERS[self.params.get("version", "1.4")])
+
+    def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
+        self._device, self._dtype = device, dtype
+        if self._restorer is None:
+            # Weights first: a missing checkpoint must stop the run before any other work.
+            self._restorer = FaceRestorer(load_restorer(self.restorer_weights()))
+        self._restorer.to(device)
+        if not self.params.get("aligned"):
+            self._detector = self._make_detector(device)
+            self._parser = self._make_parser(device)
+        if self.params.get("upscale", 1.0) != 1.0 and not self.params.get("aligned"):
+            background = str(self.params.get("background") or "lanczos")
+            self._background = Remasterer([_with_scale(background, self.params["upscale"])], device=device,
+                                          precision=_PRECISIONS.get(dtype, "auto"))
+            self._background.prepare()
+
+    def _make_detector(self, device: torch.device) -> FaceDetector:
+        choice = self.params.get("detector", "auto")
+        manager = get_manager()
+        if choice == "auto":
+            # The better detector whenever its weights are already here; never a download mid-run.
+            choice = next((c for c, w in RETINAFACE.items() if manager.path(w).is_file()), "haar")
+        if choice == "haar":
+            return HaarDetector()
+        weights = manager.ensure(RETINAFACE[choice])
+        return RetinaFaceDetector(weights, network="resnet50" if choice == "retinaface" else "mobile0.25",
+                                  device=device)
+
+    def _make_parser(self, device: torch.device) -> Any:
+        choice = self.params.get("mask", "auto")
+        manager = get_manager()
+        if choice == "feather" or (choice == "auto" and not manager.path(PARSING).is_file()):
+            return None
+        path = manager.ensure(PARSING)
+        try:
+            from facexlib.parsing.parsenet import ParseNet
+        except ImportError:
+            raise StageError("the parsing mask needs facexlib, which is not installed", path="gfpgan",
+                             hint="run 'pip install --no-deps facexlib==0.3.0', or use mask='feather'") from None
+        parser = ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19)
+        try:
+            parser.load_state_dict(load_state_dict(path), strict=True)
+        except RuntimeError as exc:
+            raise StageError(f"does not hold ParseNet weights ({str(exc).splitlines()[0]})", path=path) from None
+        return parser.eval().requires_grad_(False).to(device)
+
+    # -- running ---------------------------------------------------------------
+
+    def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        assert self._restorer is not None, "prepare() runs before run()"
+        return torch.cat([self._run_one(item[None], ctx) for item in pixels])
+
+    def _run_one(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        scale = float(self.params.get("upscale", 1.0))
+        weight = float(self.params.get("weight", 1.0))
+        if self.params.get("aligned"):
+            return self._run_aligned(pixels, scale, weight, ctx)
+
+        image = pixels[0].permute(1, 2, 0).float().cpu().numpy()
+        faces = self._select(self._detector.detect(image, min_size=self.params.get("min_face_size", 16)), image)
+        ctx.report.update({"faces_found": len(faces["all"]), "faces": len(faces["kept"]),
+                           "face_detector": self._detector.name})
+        canvas = self._upscaled_background(pixels, scale, ctx)
+        if faces["kept"] and weight > 0.0:
+            self._paste_restored(image, canvas, faces["kept"], scale, weight, ctx)
+        return torch.from_numpy(canvas).permute(2, 0, 1)[None].to(pixels.device)
+
+    def _paste_restored(self, image: np.ndarray, canvas: np.ndarray, faces: list[Face], scale: float,
+                        weight: float, ctx: RunContext) -> None:
+        for index, face in enumerate(faces):
+            matrix = geometry.alignment_matrix(face.landmarks)
+            restored = self._restore(geometry.crop_face(image, matrix))
+            mask = self._parsing_mask(restored) if self._parser is not None else geometry.square_mask()
+            geometry.paste_face(canvas, restored, geometry.inverse_matrix(matrix, scale), mask, weight=weight,
+                                feather=self._parser is None)
+            if ctx.progress is not None:
+                ctx.progress(0.8 + 0.2 * (index + 1) / len(faces))
+
+    def _select(self, found: list[Face], image: np.ndarray) -> dict[str, list[Face]]:
+        kept = [f for f in found if f.size >= self.params.get("min_face_size", 16)]
+        if self.params.get("only_center_face") and kept:
+            cy, cx = (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
+            kept = [min(kept, key=lambda f: (f.centre[0] - cx) ** 2 + (f.centre[1] - cy) ** 2)]
+        return {"all": found, "kept": kept}
+
+    def _upscaled_background(self, pixels: torch.Tensor, scale: float, ctx: RunContext) -> np.ndarray:
+        if self._background is None:
+            return pixels[0].permute(1, 2, 0).float().cpu().numpy().copy()
+        progress = None if ctx.progress is None else (lambda f: ctx.progress(0.8 * f))
+        upscaled = self._background.run(pixels.float().cpu(), progress=progress)
+        return upscaled[0].permute(1, 2, 0).float().numpy().copy()
+
+    def _restore(self, face: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].to(self._device)
+        with torch.inference_mode(), _autocast(self._device, self._dtype):
+            restored = self._restorer(tensor)
+        return restored[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def _parsing_mask(self, restored: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(restored).permute(2, 0, 1)[None].to(self._device) * 2.0 - 1.0
+        with torch.inference_mode():
+            labels = self._parser(tensor)[0].argmax(dim=1)[0].cpu().numpy()
+        return geometry.parsing_to_mask(labels)
+
+    def _run_aligned(self, pixels: torch.Tensor, scale: float, weight: float, ctx: RunContext) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        height, width = pixels.shape[-2:]
+        ctx.report.update({"faces_found": 1, "faces": 1, "face_detector": "aligned"})
+        if weight == 0.0 and scale == 1.0:
+            return pixels.clone()
+        face = pixels if (height, width) == (FACE_SIZE, FACE_SIZE) else F.interpolate(
+            pixels, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        with torch.inference_mode(), _autocast(self._device, self._dtype):
+            restored = self._restorer(face.to(self._device)).to(pixels.device)
+        restored = face + weight * (restored - face)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        if restored.shape[-2:] != size:
+            restored = F.interpolate(restored, size=size, mode="bicubic", align_corners=False, antialias=True)
+        return restored
+
+
+def _with_scale(stage: str, scale: float) -> str:
+    """``stage`` asked to run at ``scale`` (``"realesrgan-x4plus"`` → ``"realesrgan-x4plus(scale=2.0)"``)."""
+    from remaster.pipeline import parse_stage, resolve_spec
+    from remaster.plugins import get_host
+
+    name, given = parse_stage(stage)
+    spec = resolve_spec(name, get_host())
+    if spec.info.scale_param is None:
+        raise UsageError(f"the background upscaler {name!r} has a fixed scale and cannot be set to x{scale:g}",
+                         path="gfpgan", hint="pick an upscaler with a scale parameter (see 'remaster stages')")
+    given[spec.info.scale_param] = float(scale)
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in given.items())})"
+
+
