@@ -198,16 +198,17 @@ def test_decodes_completely_catches_a_cut_file(tmp_path):
     assert temp_files(tmp_path)
 
 
-def test_ctrl_c_while_the_pipeline_is_built_still_writes_the_report(tmp_path, capsys, monkeypatch):
-    """A model file given with --model is read before the first image; Ctrl-C then must still leave a report."""
+@pytest.mark.parametrize("step", ["__init__", "prepare"])
+def test_ctrl_c_while_the_pipeline_is_built_still_writes_the_report(tmp_path, capsys, monkeypatch, step):
+    """Models are read before the first image (a --model file, every stage's weights); Ctrl-C then leaves a report."""
     folder = stage_input(tmp_path, "good.png", "1x37.png")
     inputs, out, report = snapshot(folder), tmp_path / "out", tmp_path / "report.json"
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("remaster.pipeline.Remasterer.__init__", interrupted)
+    monkeypatch.setattr(f"remaster.pipeline.Remasterer.{step}", interrupted)
     assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out, "--report", report)[0] == 130
     summary = json.loads(report.read_text())
     assert summary == {"ok": 0, "failed": 0, "not_done": 2, "interrupted": True, "items": []}
-    check_invariants("fault", "Ctrl-C while the pipeline is built", inputs, folder, out, expected_outputs=[report])
+    check_invariants("fault", f"Ctrl-C in Remasterer.{step}", inputs, folder, out, expected_outputs=[report])

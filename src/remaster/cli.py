@@ -327,15 +327,15 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
             make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
             max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
         )
-    except KeyboardInterrupt:  # e.g. while a model file is read: the report still says nothing was done
+        _warn_plugin_errors(args)
+        if not args.quiet and not args.json:
+            print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
+                  file=sys.stderr)
+        remasterer.prepare()  # missing weights stop the run here, before any image is read
+    except KeyboardInterrupt:  # while models load: the report still says that nothing was done
         if args.report:
             _write_report(Path(args.report), _summary(items, interrupted=True))
         raise
-    _warn_plugin_errors(args)
-    if not args.quiet and not args.json:
-        print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
-              file=sys.stderr)
-    remasterer.prepare()  # missing weights stop the run here, before any image is read
     bar = tqdm(total=len(items), unit="img", disable=args.quiet or None, leave=False, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
     interrupted = False
