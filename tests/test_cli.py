@@ -127,3 +127,49 @@ def test_console_script_exit_codes(tmp_path):
     bad = subprocess.run([remaster, "upscale", str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_same_names_from_two_folders_never_share_an_output(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_png(first / "a.png", seed=1)
+    write_png(first / "a_png.png", seed=2)  # the name a colliding a.png is given
+    write_png(second / "a.png", seed=3)
+    assert main(["run", "nearest(scale=1)", str(first), str(second), "-o", str(tmp_path / "out"), "-q"]) == 0
+    outputs = {p.name: np.asarray(PILImage.open(p)) for p in (tmp_path / "out").iterdir()}
+    assert sorted(outputs) == ["a.png", "a_png.png", "a_png_2.png"]
+    np.testing.assert_array_equal(outputs["a_png_2.png"], np.asarray(PILImage.open(second / "a.png")))
+
+
+def test_model_file_is_not_read_when_the_output_cannot_be_written(tmp_path, capsys, monkeypatch):
+    source = write_png(tmp_path / "in.png")
+    (tmp_path / "plain-file").write_text("a file where a folder should be")
+    opened = []
+    monkeypatch.setattr("remaster.plugins.PluginHost.stage_from_file", lambda self, path: opened.append(path))
+    assert main(["upscale", str(source), "--model", str(tmp_path / "m.pth"), "-o",
+                 str(tmp_path / "plain-file" / "x.png")]) == 1
+    assert "cannot create the output folder" in capsys.readouterr().err
+    assert opened == []
+
+
+def test_any_failure_of_one_file_is_that_files_error_line(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    write_png(photos / "a.png")
+    write_png(photos / "b.png")
+    real_load = __import__("remaster.io", fromlist=["load"]).load
+
+    def load(source, **kwargs):
+        if Path(source).name == "a.png":
+            raise TypeError("a bug in a decoder")
+        return real_load(source, **kwargs)
+
+    monkeypatch.setattr("remaster.io.load", load)
+    assert main(["run", "nearest(scale=1)", str(photos), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"remaster: error: {photos / 'a.png'}: TypeError: a bug in a decoder" in err
+    assert (tmp_path / "out" / "b.png").exists()  # the run went on
+
+
+def test_a_usage_error_found_late_leaves_no_empty_output_folder(tmp_path):
+    source = write_png(tmp_path / "in.png")
+    assert main(["run", "bicubik(scale=2)", str(source), "-o", str(tmp_path / "new" / "out")]) == 2
+    assert not (tmp_path / "new").exists()

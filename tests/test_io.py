@@ -693,3 +693,15 @@ def test_quantisation_happens_once() -> None:
 
 def test_image_instance_type() -> None:
     assert isinstance(rio.load(rand((2, 2, 3))), Image)
+
+
+@pytest.mark.parametrize("chunk", [b"IHDR", b"IDAT"])
+def test_png_with_a_wrong_chunk_checksum_is_refused(tmp_path: Path, chunk: bytes) -> None:
+    data = bytearray(pil_bytes(PILImage.fromarray(rand((6, 5, 3))), "PNG"))
+    at = data.index(chunk) - 4
+    crc_at = at + 8 + struct.unpack(">I", data[at:at + 4])[0]
+    data[crc_at] ^= 0x80  # the pixels are intact; only the stored checksum disagrees
+    path = write(tmp_path / "damaged.png", bytes(data))
+    with pytest.raises(InputError, match=f"chunk '{chunk.decode()}' at byte {at} has a wrong checksum") as info:
+        rio.load(path)
+    assert info.value.path == str(path)

@@ -273,6 +273,90 @@ def test_identity_stage_does_not_clamp_the_input_pixels_in_place():
     assert float(result.pixels[0, 0, 0, 0]) == 1.0
 
 
+def test_a_stage_that_raises_is_a_stage_error_naming_it():
+    class Crashes(Stage):
+        name = "crashes"
+
+        def run(self, pixels, ctx):
+            raise ZeroDivisionError("plugin bug")
+
+    with pytest.raises(StageError, match="crashes: failed: ZeroDivisionError: plugin bug") as info:
+        Remasterer([Crashes()]).run(random_rgb())
+    assert isinstance(info.value.__cause__, ZeroDivisionError)  # --debug shows the stage's own traceback
+
+
+def test_values_far_outside_the_unit_range_are_a_contract_error_not_a_white_image():
+    class Scaled255(Stage):
+        name = "scaled255"
+
+        def run(self, pixels, ctx):
+            return pixels * 255
+
+    with pytest.raises(StageContractError, match=r"scaled255: returned values in \[0, 255\], expected \[0, 1\]"):
+        Remasterer([Scaled255()]).run(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8))
+
+
+def test_a_shape_error_found_by_the_tiler_names_the_stage():
+    class Crops(Stage):
+        name = "crops"
+        info = StageInfo(tiling=Tiling.SUPPORTED)
+
+        def run(self, pixels, ctx):
+            return pixels[..., :-1]
+
+    with pytest.raises(StageContractError) as info:
+        Remasterer([Crops()], tile=16).run(random_rgb(40, 40))
+    assert info.value.path == "crops" and str(info.value).startswith("crops: ")
+
+
+def test_output_size_guard_message_below_one_megapixel():
+    with pytest.raises(ImageTooLargeError, match=r"over the limit of 10,000 pixels \(0.0 MP\)"):
+        Remasterer("nearest(scale=8)", max_output_pixels=10_000).run(random_rgb(20, 20))
+
+
+def test_nan_in_bf16_is_retried_in_fp32(caplog):
+    calls = []
+
+    class OverflowsInBf16(Stage):
+        name = "overflows"
+        info = StageInfo(dtypes=(torch.float32, torch.bfloat16), tiling=Tiling.UNSUPPORTED)
+
+        def run(self, pixels, ctx):
+            calls.append(ctx.dtype)
+            return pixels * float("nan") if ctx.dtype == torch.bfloat16 else pixels.clone()
+
+    img = random_rgb()
+    out = Remasterer([OverflowsInBf16()], precision="bf16").run(img)
+    assert calls == [torch.bfloat16, torch.float32]
+    np.testing.assert_array_equal(out, img)
+    assert "running it again in fp32" in caplog.text
+
+
+@pytest.mark.parametrize("stage", ["bicubic(scale=4)", "lanczos(scale=3)", "bilinear(scale=0.5)",
+                                   "degrade.downsample(scale=0.5)"])
+def test_garbage_colour_under_transparent_pixels_does_not_bleed_into_visible_ones(stage):
+    rgba = np.zeros((16, 24, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 128, 255
+    rgba[:, :8, 3] = 0
+    rgba[:, :8, :3] = [255, 0, 255]  # magenta left behind by an editor, invisible
+    out = Remasterer(stage).run(rgba)
+    visible = out[..., 3] > 0
+    assert visible.any() and np.abs(out[visible][:, :3].astype(int) - 128).max() <= 1
+    np.testing.assert_array_equal(rgba[:, :8, :3], 255 * np.array([1, 0, 1]) * np.ones((16, 8, 3)))  # input untouched
+
+
+def test_colour_under_transparent_pixels_is_kept_when_nothing_is_resampled():
+    rgba = np.random.default_rng(0).integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(rgba[..., 3] > 128, 255, 0)
+    np.testing.assert_array_equal(Remasterer("nearest(scale=1)").run(rgba), rgba)
+
+
+def test_nearest_keeps_colour_under_transparent_pixels():
+    rgba = np.random.default_rng(1).integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(rgba[..., 3] > 128, 255, 0)
+    np.testing.assert_array_equal(Remasterer("nearest(scale=2)").run(rgba), rgba.repeat(2, 0).repeat(2, 1))
+
+
 def test_prepare_builds_every_stage_once_before_any_image():
     calls: list[str] = []
 

@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import OutputError, RemasterError, UnknownStageError, UsageError
@@ -248,8 +248,10 @@ class _Item:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"input": str(self.source), "output": str(self.target) if self.ok else None, "ok": self.ok,
-                "error": self.error, "seconds": round(self.seconds, 3), **self.extras}
+        """One report entry; what stages reported (e.g. ``faces``) follows, never replacing these keys."""
+        entry = {"input": str(self.source), "output": str(self.target) if self.ok else None, "ok": self.ok,
+                 "error": self.error, "seconds": round(self.seconds, 3)}
+        return {**entry, **{key: value for key, value in self.extras.items() if key not in entry}}
 
 
 def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
@@ -281,20 +283,27 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
         suffix = f".{fmt}" if fmt else (relative.suffix.lower() if relative.suffix.lower() in WRITABLE_SUFFIXES else ".png")
         target = output / relative.with_suffix(suffix)
         if target in taken:  # a.jpg and a.png both asked to become a.png: keep both, name the second after its source
-            target = target.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}{suffix}")
+            stem = f"{relative.stem}_{relative.suffix.lstrip('.').lower()}"
+            target, number = target.with_name(f"{stem}{suffix}"), 1
+            while target in taken:  # two input folders can hold the same names: never plan one output twice
+                number += 1
+                target = target.with_name(f"{stem}_{number}{suffix}")
         taken.add(target)
         items.append(_Item(source, target))
     return items
 
 
-def _check_writable(items: list[_Item]) -> None:
-    """Fail before loading any model when the output folder cannot be written."""
-    for folder in sorted({item.target.parent for item in items}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the output folder: {exc.strerror}", path=folder) from None
-        if not os.access(folder, os.W_OK | os.X_OK):
+def _check_writable(items: list[_Item], report: str | None = None) -> None:
+    """Fail before loading any model when the output folder (or the report's) cannot be written."""
+    folders = {item.target.parent for item in items} | ({Path(report).parent} if report else set())
+    for folder in sorted(folders):
+        # Nothing is created yet: a mistake found later (an unknown stage) must not leave empty folders.
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise OutputError(f"cannot create the output folder: {existing} is a file", path=folder)
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise OutputError("the output folder is not writable", path=folder,
                               hint="choose another folder with -o or fix its permissions")
 
@@ -371,22 +380,27 @@ def _parse_tile(text: str) -> int | str:
     return value
 
 
-def _process(args: argparse.Namespace, stages: list[str]) -> int:
+def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> int:
     from tqdm import tqdm
 
     from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
-    remasterer = Remasterer(
-        stages, device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
-        max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
-    )
-    _check_writable(items)
-    _warn_plugin_errors(args)
-    if not args.quiet and not args.json:
-        print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
-              file=sys.stderr)
-    remasterer.prepare()  # missing weights stop the run here, before any image is read
+    _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
+    try:
+        remasterer = Remasterer(
+            make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
+            max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
+        )
+        _warn_plugin_errors(args)
+        if not args.quiet and not args.json:
+            print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
+                  file=sys.stderr)
+        remasterer.prepare()  # missing weights stop the run here, before any image is read
+    except KeyboardInterrupt:  # while models load: the report still says that nothing was done
+        if args.report:
+            _write_report(Path(args.report), _summary(items, interrupted=True))
+        raise
     bar = tqdm(total=len(items), unit="img", disable=args.quiet or None, leave=False, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
     interrupted = False
@@ -404,8 +418,11 @@ def _process(args: argparse.Namespace, stages: list[str]) -> int:
                                                 quality=args.quality, progress=progress)
                 item.ok, item.extras = True, dict(result.meta.extras)
             except RemasterError as exc:
-                item.error = str(exc) if exc.path else f"{item.source}: {exc}"
-            except (MemoryError, RuntimeError, OSError, ValueError) as exc:  # keep a folder run going past one bad file
+                if args.debug:
+                    traceback.print_exc()
+                # A stage's error names the stage; the line must also name the file it happened to.
+                item.error = str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}"
+            except Exception as exc:  # keep a folder run going past one bad file, whatever broke
                 if args.debug:
                     traceback.print_exc()
                 item.error = f"{item.source}: {type(exc).__name__}: {exc}"
@@ -419,14 +436,11 @@ def _process(args: argparse.Namespace, stages: list[str]) -> int:
         interrupted = True
     finally:
         bar.close()
-    failed = [i for i in items if i.error]
-    summary = {"ok": sum(i.ok for i in items), "failed": len(failed),
-               "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
-               "items": [i.as_json() for i in items if i.ok or i.error]}
+    summary = _summary(items, interrupted)
     if args.report:
         _write_report(Path(args.report), summary)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, default=_json_value))
     elif not args.quiet:
         done = summary["ok"]
         print(f"{done} of {len(items)} image(s) written to {args.output}" + (
@@ -434,7 +448,14 @@ def _process(args: argparse.Namespace, stages: list[str]) -> int:
     if interrupted:
         print("remaster: interrupted", file=sys.stderr)
         return 130
-    return 1 if failed else 0
+    return 1 if summary["failed"] else 0
+
+
+def _summary(items: list[_Item], interrupted: bool) -> dict[str, Any]:
+    """What --json prints and --report writes: counts, then one entry per file tried."""
+    return {"ok": sum(i.ok for i in items), "failed": sum(1 for i in items if i.error),
+            "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
+            "items": [i.as_json() for i in items if i.ok or i.error]}
 
 
 def _faces_note(extras: dict[str, Any]) -> str:
@@ -451,7 +472,14 @@ def _faces_note(extras: dict[str, Any]) -> str:
 def _write_report(path: Path, summary: dict[str, Any]) -> None:
     from .io import write_atomic
 
-    write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(summary, indent=2, default=_json_value) + "\n").encode())
+
+
+def _json_value(value: Any) -> Any:
+    """What stages report may be numpy or torch scalars/arrays (e.g. a face count); JSON gets plain values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def _warn_plugin_errors(args: argparse.Namespace) -> None:
@@ -695,12 +723,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "finetune":
             return _finetune(args)
         if args.command == "upscale":
-            return _process(args, _upscale_pipeline(args))
+            return _process(args, lambda: _upscale_pipeline(args))
         if args.command == "degrade":
-            return _process(args, _degrade_pipeline(args))
+            return _process(args, lambda: _degrade_pipeline(args))
         from .pipeline import parse_pipeline
 
-        return _process(args, parse_pipeline(args.pipeline))
+        return _process(args, lambda: parse_pipeline(args.pipeline))
     except KeyboardInterrupt:
         print("remaster: interrupted", file=sys.stderr)
         return 130

@@ -60,6 +60,7 @@ _ENV_MAX_PIXELS = "REMASTER_MAX_PIXELS"
 _DEFAULT_QUALITY = 95
 _PNG_LEVEL = 6
 _ORIENTATION = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _FLOAT_SLACK = 1e-3  # resampling overshoot we silently clip; anything wider is a scaling mistake
 _INT32_MAX = 2**31 - 1
@@ -189,6 +190,8 @@ def _read_file(path: Path) -> bytes:
 def _from_bytes(data: bytes, path: Path | None, limit: int) -> Image:
     if not data:
         raise InputError("file is empty (0 bytes)", path=path, hint="re-export or re-download it")
+    if data.startswith(_PNG_SIGNATURE):
+        _check_png_checksums(data, path)
     try:
         with _pillow_bomb_check_off():
             im = PILImage.open(io.BytesIO(data))
@@ -203,6 +206,29 @@ def _from_bytes(data: bytes, path: Path | None, limit: int) -> Image:
     except Exception as exc:  # Pillow raises many types on malformed headers
         raise InputError(f"image header is corrupt: {exc}", path=path) from exc
     return _from_pil(im, path, limit, data=data)
+
+
+def _check_png_checksums(data: bytes, path: Path | None) -> None:
+    """Refuse a PNG whose chunk checksums are wrong, as libpng does.
+
+    Pillow checks only the chunks before the pixel data, and reports a bad one
+    as "not an image"; a damaged IDAT it decodes without a word, which can turn
+    flipped bits into wrong pixels. The bytes are in memory, so checking every
+    chunk costs one CRC pass.
+    """
+    offset = len(_PNG_SIGNATURE)
+    while offset + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        end = offset + 8 + length
+        if end + 4 > len(data):
+            return  # truncated: the decoder says so with its own message
+        if zlib.crc32(data[offset + 4:end]) != struct.unpack(">I", data[end:end + 4])[0]:
+            name = kind.decode("latin-1")
+            raise InputError(f"PNG is corrupt: chunk {name!r} at byte {offset} has a wrong checksum (CRC)",
+                             path=path, hint="re-export or re-download it")
+        if kind == b"IEND":
+            return
+        offset = end + 4
 
 
 def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | None = None) -> Image:

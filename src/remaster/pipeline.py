@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import devices, io, tiling
-from .errors import ImageTooLargeError, StageContractError, StageError, UsageError
+from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
 from .image import Image
 from .plugins import PluginHost, get_host
 from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size
@@ -38,6 +38,11 @@ FALLBACK_UPSCALER = "lanczos"
 
 #: Largest output, in pixels, a run may produce unless raised; checked before any work.
 DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000
+
+# Values a stage may return that are clamped without complaint: resampling and sharp
+# networks overshoot [0, 1] a little; anything past these bounds is a scaling mistake
+# (e.g. 0-255 data), which clamping would turn silently into a white or black image.
+_PLAUSIBLE_LOW, _PLAUSIBLE_HIGH = -1.0, 2.0
 
 # BT.601 luma weights, the ones Pillow uses for RGB -> L, so gray round trips match.
 _LUMA = (0.299, 0.587, 0.114)
@@ -276,7 +281,7 @@ class Remasterer:
             if height * width > self.max_output_pixels:
                 raise ImageTooLargeError(
                     f"the output would be {width}x{height} = {height * width / 1e6:.1f} MP after stage {stage.name!r}, "
-                    f"over the limit of {self.max_output_pixels / 1e6:.0f} MP",
+                    f"over the limit of {self.max_output_pixels:,} pixels ({self.max_output_pixels / 1e6:.1f} MP)",
                     hint="lower the scale, or raise the limit with --max-output-pixels",
                 )
         return height, width, channels
@@ -371,6 +376,8 @@ class Remasterer:
         height, width = pixels.shape[-2:]
         run_size = scaled_size(height, width, stage.run_scale)
         ctx = RunContext(device=device, dtype=dtype, progress=progress)
+        if alpha is not None and info.fill_transparent and stage.run_scale != 1:
+            pixels = _fill_transparent(pixels, alpha.to(device))
         result = self._checked_run(stage, pixels, ctx, run_size)
         if alpha is not None:
             alpha = alpha.to(device)
@@ -389,7 +396,18 @@ class Remasterer:
     def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
                      out_size: tuple[int, int]) -> torch.Tensor:
         """Run one stage and hold it to its contract; retry in fp32 if reduced precision gives NaN/Inf."""
-        result = self._execute(stage, pixels, ctx)
+        try:
+            result = self._execute(stage, pixels, ctx)
+        except RemasterError as exc:
+            if exc.path is None:  # e.g. the tiler's shape check: say which stage it was about
+                exc.path = stage.name
+            raise
+        except Exception as exc:  # a stage's own bug or OOM: still a remaster error naming the stage
+            if tiling.is_out_of_memory(exc):
+                raise StageError(f"ran out of memory: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                 path=stage.name, hint="use a smaller --tile, or a smaller image") from exc
+            raise StageError(f"failed: {type(exc).__name__}: {exc}", path=stage.name,
+                             hint="run with --debug for the traceback and report it to the stage's author") from exc
         if result.shape[-2:] != out_size or result.ndim != 4 or result.shape[0] != pixels.shape[0]:
             raise StageContractError(
                 f"returned shape {tuple(result.shape)}, expected (N, C, {out_size[0]}, {out_size[1]})",
@@ -404,6 +422,11 @@ class Remasterer:
             raise StageContractError("produced NaN or Inf values", path=stage.name,
                                      hint="try --precision fp32, or report it to the plugin's author")
         result = result.float()
+        low, high = (float(v) for v in torch.aminmax(result))
+        if low < _PLAUSIBLE_LOW or high > _PLAUSIBLE_HIGH:
+            raise StageContractError(f"returned values in [{low:.4g}, {high:.4g}], expected [0, 1]", path=stage.name,
+                                     hint="this is a bug in the stage (pixels scaled to 0-255?); "
+                                          "report it to its plugin's author")
         shares_input = result.untyped_storage().data_ptr() == pixels.untyped_storage().data_ptr()
         if result.is_inference() or shares_input:  # spandrel returns inference tensors; never clamp the input
             return result.clamp(0.0, 1.0)
@@ -458,6 +481,32 @@ def _pad_to_requirements(pixels: torch.Tensor, min_size: int, multiple_of: int) 
     # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode), (pad_h, pad_w)
+
+
+def _fill_transparent(pixels: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Colour under alpha = 0 replaced by the colour of the nearest visible pixels.
+
+    Fully transparent pixels often hold garbage (an editor's leftovers, magenta
+    keys); a resampling filter would spread it into the visible edge as a fringe.
+    Their colour is invisible, so it is replaced before a stage resamples, with a
+    push-pull pyramid (cost: a third of the image, whatever the hole's size).
+    """
+    visible = alpha > 0
+    if bool(visible.all()) or not bool(visible.any()):
+        return pixels
+    weight = visible.to(pixels.dtype)
+    return torch.where(visible, pixels, _pull_mean(pixels * weight, weight))
+
+
+def _pull_mean(weighted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weighted mean colour at every pixel, holes filled from ever coarser levels."""
+    height, width = weighted.shape[-2:]
+    mean = weighted / weight.clamp_min(1e-12)
+    if height == 1 and width == 1:
+        return mean
+    kernel = (min(2, height), min(2, width))
+    coarse = _pull_mean(F.avg_pool2d(weighted, kernel, ceil_mode=True), F.avg_pool2d(weight, kernel, ceil_mode=True))
+    return torch.where(weight > 0, mean, F.interpolate(coarse, size=(height, width), mode="nearest"))
 
 
 def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -174,6 +174,11 @@ class StageInfo:
             factor); when ``scale_param`` asks for another factor, the pipeline
             resamples the result with Lanczos. Lets ``realesrgan-x4plus(scale=2)``
             work without every network stage resampling on its own.
+        fill_transparent: Before the stage runs at a scale other than 1, the
+            pipeline replaces the colour under fully transparent pixels (often
+            garbage) with that of the nearest visible ones, so resampling cannot
+            spread it into visible edges. Right for filters; off by default so
+            that networks match their reference implementations exactly.
     """
 
     scale: float = 1.0
@@ -189,6 +194,7 @@ class StageInfo:
     devices: tuple[str, ...] = ("cpu", "cuda")
     deterministic_seed: bool = False
     resample: bool = False
+    fill_transparent: bool = False
 
     def scale_for(self, params: dict[str, Any]) -> float:
         """The scale factor given resolved parameters."""

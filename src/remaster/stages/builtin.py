@@ -9,6 +9,7 @@ rather than imported from those modules; a test keeps them in step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -46,6 +47,7 @@ _INTERPOLATOR_INFO = StageInfo(
     tile_overlap=8,
     alpha="process",  # alpha gets the same filter as colour, so edges of cut-outs stay aligned
     dtypes=(torch.float32,),
+    fill_transparent=True,  # garbage colour under alpha 0 must not bleed into the visible edge
 )
 
 
@@ -58,7 +60,8 @@ def _interpolator(name: str, cls: str, summary: str) -> StageSpec:
         params=(
             Param("scale", float, 4.0, help="Output size / input size; any factor, below 1 shrinks", min=0.01, max=64.0),
         ),
-        info=_INTERPOLATOR_INFO,
+        # Nearest copies pixels, so nothing can bleed: colour under alpha 0 is left as it was.
+        info=replace(_INTERPOLATOR_INFO, fill_transparent=False) if name == "nearest" else _INTERPOLATOR_INFO,
     )
 
 
@@ -87,7 +90,8 @@ def builtin_specs() -> list[StageSpec]:
         ),
         # A non-integer factor puts tile borders between output pixels, so
         # tiles would not line up with the untiled result exactly.
-        StageInfo(scale_param="scale", tiling=Tiling.UNSUPPORTED, alpha="process", deterministic_seed=True),
+        StageInfo(scale_param="scale", tiling=Tiling.UNSUPPORTED, alpha="process", deterministic_seed=True,
+                  fill_transparent=True),
     ))
     specs.append(_degrader(
         "degrade.noise", "Noise",
