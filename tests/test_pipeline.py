@@ -382,3 +382,13 @@ def test_prepare_surfaces_a_stage_that_cannot_be_built():
 
     with pytest.raises(StageError, match="weights missing"):
         Remasterer([Broken()]).prepare()
+
+
+def test_a_stage_failing_in_prepare_is_a_stage_error_naming_it():
+    class Crashing(Stage):
+        def prepare(self, device, dtype):
+            raise RuntimeError("CUDA driver too old")
+
+    with pytest.raises(StageError, match="could not be prepared: RuntimeError: CUDA driver too old") as caught:
+        Remasterer([Crashing()]).prepare()
+    assert caught.value.path == "crashing"

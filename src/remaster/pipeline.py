@@ -170,12 +170,17 @@ class ConfiguredStage:
             factory = self.spec.load_factory()
             try:
                 self._instance = factory(**self.params)
-            except StageError:
+            except RemasterError:
                 raise
             except Exception as exc:
                 raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
         if self._prepared_for != (device, dtype):
-            self._instance.prepare(device, dtype)
+            try:
+                self._instance.prepare(device, dtype)
+            except RemasterError:
+                raise
+            except Exception as exc:  # a plugin's own failure while loading its model: name the stage
+                raise StageError(f"could not be prepared: {type(exc).__name__}: {exc}", path=self.name) from exc
             self._prepared_for = (device, dtype)
         return self._instance
 

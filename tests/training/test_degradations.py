@@ -128,5 +128,6 @@ def test_stage_reads_a_config_file(hr, tmp_path):
     quiet = Remasterer([f"degrade.realesrgan(seed=2, config='{config}')"]).run(hr[:1].clone())
     loud = Remasterer(["degrade.realesrgan(seed=2)"]).run(hr[:1].clone())
     assert quiet.shape == loud.shape and not torch.equal(quiet, loud)
-    with pytest.raises(StageError, match="cannot read the degradation config"):
+    with pytest.raises(UsageError, match="cannot read the degradation config") as caught:
         Remasterer([f"degrade.realesrgan(config='{tmp_path / 'missing.json'}')"]).run(hr[:1].clone())
+    assert str(caught.value.path).endswith("missing.json")  # the user's own error, passed through as raised
