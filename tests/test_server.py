@@ -6,14 +6,10 @@ is the same whatever the pipeline runs.
 
 from __future__ import annotations
 
-import http.client
 import io as stdio
 import json
-import os
 import signal
 import stat
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,62 +28,11 @@ MAX_REQUEST_BYTES = 20_000_000
 MAX_QUEUE = 2
 
 
-class Server:
-    def __init__(self, tmp: Path):
-        self.dir = tmp
-        self.file = tmp / "state" / "server.json"
-        self.cwd = tmp / "cwd"
-        self.cwd.mkdir()
-        env = {**os.environ, "REMASTER_SERVER_FILE": str(self.file)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "remaster.cli", "serve", "--port", "0", "--device", "cpu",
-             "--max-pixels", str(MAX_PIXELS), "--max-output-pixels", str(MAX_OUTPUT_PIXELS),
-             "--max-request-bytes", str(MAX_REQUEST_BYTES), "--max-queue", str(MAX_QUEUE)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.cwd, env=env)
-        line = self.process.stdout.readline()
-        if not line.startswith("READY "):
-            self.process.kill()
-            pytest.fail(f"no READY line: {line!r} {self.process.stderr.read()}")
-        self.url = line.split()[1]
-        self.token = json.loads(self.file.read_text())["token"]
-        self.client = Client(self.url, self.token)
-
-    def raw(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            token: str | None = "default") -> tuple[int, dict[str, str], bytes]:
-        """A request with exactly these headers (Host included), bypassing the client's checks."""
-        parts = urlsplit(self.url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        headers = {"Host": parts.netloc, **(headers or {})}
-        if token is not None:
-            headers.setdefault("Authorization", f"Bearer {self.token if token == 'default' else token}")
-        if body is not None:
-            headers.setdefault("Content-Length", str(len(body)))
-        for key, value in headers.items():
-            conn.putheader(key, value)
-        conn.endheaders()
-        if body is not None:
-            conn.send(body)
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-
-    def stop(self, how=signal.SIGINT) -> int:
-        self.process.send_signal(how)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("server"))
-    yield running
-    if running.process.poll() is None:
-        running.stop()
+def server(remaster_server):
+    return remaster_server("--device", "cpu", "--max-pixels", str(MAX_PIXELS),
+                           "--max-output-pixels", str(MAX_OUTPUT_PIXELS),
+                           "--max-request-bytes", str(MAX_REQUEST_BYTES), "--max-queue", str(MAX_QUEUE))
 
 
 def png(array: np.ndarray) -> bytes:
@@ -364,8 +309,8 @@ def test_stopping_removes_the_server_file(server):
     assert not any(p.is_file() for p in server.dir.rglob("*"))
 
 
-def test_sigterm_also_stops_cleanly(tmp_path):
-    server = Server(tmp_path)
+def test_sigterm_also_stops_cleanly(remaster_server):
+    server = remaster_server()
     assert server.client.health()["status"] == "ok"
     assert server.stop(signal.SIGTERM) == 0
     assert not server.file.exists()

@@ -29,18 +29,23 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["ServerError", "Client", "server_file", "read_server_file", "start_server", "connect", "encode_png",
-           "PRESETS"]
+           "swap_red_blue", "PRESETS", "preset_pipeline"]
 
 #: Environment variable naming the server file (address + token) instead of the default place.
 SERVER_FILE_ENV = "REMASTER_SERVER_FILE"
 
-#: The pipelines the plug-ins' dialogs offer; "custom" lets the user type any pipeline string.
+#: The pipelines the plug-ins' dialogs offer (a "custom" choice lets the user type any pipeline string).
 PRESETS = {
     "upscale x4": "realesrgan-x4plus",
     "upscale x2": "realesrgan-x4plus(scale=2)",
-    "upscale x4 + face restore": "realesrgan-x4plus | gfpgan(weight=0.5)",
-    "upscale x2 + face restore": "realesrgan-x4plus(scale=2) | gfpgan(weight=0.5)",
 }
+#: Appended to a preset when the dialog's "restore faces" box is ticked.
+FACE_RESTORE = "gfpgan(weight=0.5)"
+
+
+def preset_pipeline(preset: str, *, faces: bool = False) -> str:
+    """The pipeline string of a dialog preset, with face restoration appended if asked."""
+    return PRESETS[preset] + (f" | {FACE_RESTORE}" if faces else "")
 
 
 class ServerError(Exception):
