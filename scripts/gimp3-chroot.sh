@@ -6,23 +6,28 @@
 set -euo pipefail
 dir=${1:?usage: $0 DIR}
 if [ -e "$dir/.ready" ]; then exit 0; fi
-if [ "$(id -u)" != 0 ]; then echo "gimp3-chroot: needs root (debootstrap, chroot)" >&2; exit 3; fi
+mkdir -p "$(dirname "$dir")"
+# Why it failed goes to DIR.failed, which the GIMP test quotes when it skips.
+fail() { echo "$1" | tee "$dir.failed" >&2; exit 3; }
+rm -f "$dir.failed"
+if [ "$(id -u)" != 0 ]; then fail "building the GIMP 3 chroot needs root (debootstrap, chroot)"; fi
 if ! command -v debootstrap >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap; } \
+    >/dev/null || fail "apt-get could not install debootstrap"
 fi
+log="$dir.log"
+echo "gimp3-chroot: building $dir (Debian trixie + GIMP 3; a few minutes, once; log: $log)" >&2
 # The mirror this machine's apt already uses (sources.list or deb822 .sources), so no other host is needed.
 mirror=$({ grep -rhsE '^[[:space:]]*(URIs:|deb[[:space:]])' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
             /etc/apt/sources.list.d/*.list || true; } | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n1)
 mirror=${mirror:-http://deb.debian.org/debian}
 rm -rf "$dir.partial"
-mkdir -p "$(dirname "$dir")"
-debootstrap --variant=minbase trixie "$dir.partial" "$mirror"
-mount --bind /proc "$dir.partial/proc"
-trap 'umount "$dir.partial/proc" 2>/dev/null || true' EXIT
-chroot "$dir.partial" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-  gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 gir1.2-babl-0.1 >/dev/null
-chroot "$dir.partial" apt-get clean
-umount "$dir.partial/proc"
-trap - EXIT
+debootstrap --variant=minbase trixie "$dir.partial" "$mirror" >"$log" 2>&1 \
+  || fail "debootstrap trixie from $mirror failed: $(tail -n1 "$log")"
+# /proc only while installing, in a private mount namespace so nothing stays mounted if this is killed.
+unshare --mount --propagation private sh -c 'mount --bind /proc "$1/proc" && chroot "$1" env \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    gimp python3-gi gir1.2-gimp-3.0 gir1.2-gegl-0.4 gir1.2-babl-0.1 && chroot "$1" apt-get clean' \
+    install-gimp "$dir.partial" >>"$log" 2>&1 || fail "installing GIMP 3 in the chroot failed: $(tail -n1 "$log")"
 touch "$dir.partial/.ready"
 mv "$dir.partial" "$dir"

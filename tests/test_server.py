@@ -314,3 +314,17 @@ def test_sigterm_also_stops_cleanly(remaster_server):
     assert server.client.health()["status"] == "ok"
     assert server.stop(signal.SIGTERM) == 0
     assert not server.file.exists()
+
+
+def test_client_cancel_callback_cancels_on_the_server(remaster_server):
+    server = remaster_server("--device", "cpu")
+    asked = []
+
+    def should_cancel() -> bool:
+        asked.append(True)
+        return len(asked) > 1  # after the first poll, as a plug-in's Cancel button would
+
+    job_id = server.client.submit(png(random_rgb(1500, 1500, seed=9)), "bicubic(scale=1)", tile=16)
+    with pytest.raises(ServerError, match="cancelled"):
+        server.client.wait(job_id, should_cancel=should_cancel)
+    assert wait(server.client, job_id)["state"] == "cancelled"
