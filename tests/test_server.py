@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io as stdio
 import json
+import os
 import signal
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -328,3 +330,23 @@ def test_client_cancel_callback_cancels_on_the_server(remaster_server):
     with pytest.raises(ServerError, match="cancelled"):
         server.client.wait(job_id, should_cancel=should_cancel)
     assert wait(server.client, job_id)["state"] == "cancelled"
+
+
+def test_connect_starts_a_server_when_none_answers(tmp_path, monkeypatch):
+    """What the plug-ins do on first use: no server file, so connect() runs 'remaster serve --port 0'."""
+    from remaster.client import connect, read_server_file
+
+    monkeypatch.setenv("REMASTER_SERVER_FILE", str(tmp_path / "server.json"))
+    client = connect([sys.executable, "-m", "remaster.cli"], timeout=120)
+    info = read_server_file()
+    try:
+        assert client.health()["status"] == "ok" and info["url"] == client.url
+        assert connect(None).url == client.url  # the next call finds it through the file
+    finally:
+        os.kill(info["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while (tmp_path / "server.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (tmp_path / "server.json").exists()
+    with pytest.raises(ServerError, match="no remaster server is running"):
+        connect(None)

@@ -38,7 +38,13 @@ def main(_args=None):
             document.refreshProjection()
             document.waitForDone()
             fractions = []
-            made = core.remaster_layer(document, layer, case["pipeline"], client, progress=fractions.append)
+            try:
+                made = core.remaster_layer(document, layer, case["pipeline"], client, progress=fractions.append)
+            except remaster_client.ServerError as exc:  # what the dialog would show in its message box
+                out["cases"].append({"error": str(exc), "document": [document.width(), document.height()],
+                                     "layers": [node.name() for node in document.rootNode().childNodes()]})
+                document.close()
+                continue
             document.waitForDone()
             raw = bytes(made.pixelData(0, 0, document.width(), document.height()))
             result_path = os.path.join(job["out"], f"case{index}.raw")

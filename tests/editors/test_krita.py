@@ -57,6 +57,7 @@ def test_plugin_adds_the_remastered_layer_in_krita(remaster_server, tmp_path):
         cases.append({"depth": f"U{depth}", "width": width, "height": height, "pixels": str(raw),
                       "pipeline": PIPELINE})
         inputs.append((rgba, depth))
+    cases.append({**cases[0], "pipeline": "bicubik(scale=2)"})  # a server error must reach the message box
     out = tmp_path / "out"
     out.mkdir()
     job = tmp_path / "job.json"
@@ -82,3 +83,7 @@ def test_plugin_adds_the_remastered_layer_in_krita(remaster_server, tmp_path):
         want = expected_rgba(rgba, depth)
         assert want.shape == got.shape
         np.testing.assert_array_equal(got, want)
+    failed = report["cases"][-1]
+    assert "no stage named 'bicubik'" in failed["error"] and "did you mean bicubic" in failed["error"]
+    assert failed["layers"][-1] == "input"  # nothing added
+    assert failed["document"] == [cases[0]["width"], cases[0]["height"]]  # nor resized
