@@ -125,6 +125,7 @@ class Job:
     id: str
     pipeline: str
     result_format: str
+    tile: int | str
     remasterer: Remasterer
     image: Image | None
     output: tuple[int, int, int]
@@ -160,6 +161,8 @@ class JobQueue:
         self._stopping = False
         self._worker = threading.Thread(target=self._work, name="remaster-worker", daemon=True)
         self.seconds_per_job = 5.0  # a running average, for Retry-After
+        # The last pipelines run, with their stages built: a second upscale does not load the network again.
+        self._remasterers: OrderedDict[tuple[str, int | str], Remasterer] = OrderedDict()
 
     def start(self) -> None:
         self._worker.start()
@@ -173,8 +176,12 @@ class JobQueue:
         self._worker.join(timeout=10)
 
     @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
     def full(self) -> bool:
-        return len(self._waiting) >= self.max_queue
+        return self.waiting >= self.max_queue
 
     def retry_after(self) -> int:
         return max(1, round(self.seconds_per_job * (len(self._waiting) + 1)))
@@ -231,6 +238,14 @@ class JobQueue:
                 job.state = "running"
             self._run(job)
 
+    def _remasterer_for(self, job: Job, keep: int = 2) -> Remasterer:
+        key = (job.pipeline, job.tile)
+        remasterer = self._remasterers.pop(key, None) or job.remasterer
+        self._remasterers[key] = remasterer
+        while len(self._remasterers) > keep:
+            self._remasterers.popitem(last=False)
+        return remasterer
+
     def _run(self, job: Job) -> None:
         started = time.monotonic()
 
@@ -242,7 +257,7 @@ class JobQueue:
         state, result, error = "done", None, None
         try:
             assert job.image is not None
-            image = job.remasterer.run_image(job.image, progress=progress)
+            image = self._remasterer_for(job).run_image(job.image, progress=progress)
             progress(1.0)
             result = io.encode(image, job.result_format)
         except JobCancelled:
@@ -371,7 +386,7 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
 
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "version": __version__, "device": device_text,
-                      "queue": {"waiting": len(queue._waiting), "max": config.max_queue},
+                      "queue": {"waiting": queue.waiting, "max": config.max_queue},
                       "limits": {"max_request_bytes": config.max_request_bytes, "max_pixels": config.max_pixels,
                                  "max_output_pixels": config.max_output_pixels}})
 
@@ -395,7 +410,7 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
             raise HTTPError.from_remaster(exc, 422) from None
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
-        return Job(secrets.token_hex(16), pipeline, result_format, remasterer, image, output)
+        return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, image, output)
 
     async def submit(request: Request) -> Response:
         if queue.full:  # refuse before reading a large body
