@@ -90,7 +90,7 @@ class Remaster(Gimp.PlugIn):
 
     def do_create_procedure(self, name):
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
-        procedure.set_image_types("*")
+        procedure.set_image_types("RGB*, GRAY*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
         procedure.set_menu_label("Remaster…")
         procedure.add_menu_path("<Image>/Filters/Enhance")
