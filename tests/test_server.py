@@ -350,3 +350,18 @@ def test_connect_starts_a_server_when_none_answers(tmp_path, monkeypatch):
     assert not (tmp_path / "server.json").exists()
     with pytest.raises(ServerError, match="no remaster server is running"):
         connect(None)
+
+
+def test_a_busy_port_is_a_one_line_error_and_writes_no_token(tmp_path, monkeypatch, capsys):
+    import socket
+
+    from remaster.cli import main
+
+    monkeypatch.setenv("REMASTER_SERVER_FILE", str(tmp_path / "server.json"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code = main(["serve", "--port", str(busy.getsockname()[1])])
+    assert code == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+    assert not (tmp_path / "server.json").exists()

@@ -74,6 +74,7 @@ def remaster_drawable(image, drawable, pipeline, client, progress=None):
             image.insert_layer(layer, parent, image.get_item_position(drawable))
             _, x, y = drawable.get_offsets()
             layer.set_offsets(round(x * fx), round(y * fy))
+            image.set_selected_layers([layer])
         finally:
             image.undo_group_end()
     finally:
@@ -100,11 +101,11 @@ class Remaster(Gimp.PlugIn):
             "layer; upscales grow the canvas. One undo step.", name)
         procedure.set_attribution("remaster", "remaster", "2026")
         flags = GObject.ParamFlags.READWRITE
-        procedure.add_choice_argument("preset", "Preset", "what to do", _preset_choice(), "upscale-x4", flags)
-        procedure.add_boolean_argument("faces", "Restore faces (GFPGAN)", "append face restoration", False, flags)
-        procedure.add_string_argument("pipeline", "Custom pipeline", "used when the preset is 'custom', "
+        procedure.add_choice_argument("preset", "_Preset", "what to do", _preset_choice(), "upscale-x4", flags)
+        procedure.add_boolean_argument("faces", "Restore _faces (GFPGAN)", "append face restoration", False, flags)
+        procedure.add_string_argument("pipeline", "Custom _pipeline", "used when the preset is 'custom', "
                                       "e.g. bicubic(scale=2) | sepia", "", flags)
-        procedure.add_string_argument("command", "remaster command", "how to start remaster when no server runs",
+        procedure.add_string_argument("command", "remaster _command", "how to start remaster when no server runs",
                                       "remaster", flags)
         return procedure
 
