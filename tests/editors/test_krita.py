@@ -71,6 +71,12 @@ def test_plugin_adds_the_remastered_layer_in_krita(remaster_server, tmp_path):
     report = json.loads(sentinel.read_text())
     assert report["ok"], report.get("error")
     assert report["krita"].startswith("5.") and report["extension_registered"]
+    assert report["presets"] == ["upscale x4", "upscale x2", "custom pipeline"]
+    assert report["pipelines"] == {
+        "upscale x4/False": ["realesrgan-x4plus", False],
+        "upscale x2/True": ["realesrgan-x4plus(scale=2) | gfpgan(weight=0.5)", False],
+        "custom pipeline/True": ["bicubic(scale=3)", True],  # the face box does not apply to custom pipelines
+    }
     for case, (rgba, depth) in zip(report["cases"], inputs):
         height, width = rgba.shape[:2]
         assert case["document"] == [width * 2, height * 2]  # the canvas grew with the upscale
