@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
 
 install: $(STAMP)
 
@@ -40,6 +40,36 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only $(PYTEST_ARGS)
+
+# Editors for the plug-in tests (docs/editors.md). Neither step fails the build: without Krita or the GIMP 3
+# chroot the editor tests skip and say why. The chroot (~700 MB, a few minutes once) lives outside git.
+KRITA_PACKAGES := krita python3-pyqt5 xvfb xauth
+GIMP_CHROOT ?= /var/cache/remaster/gimp3-trixie
+export REMASTER_GIMP_CHROOT := $(GIMP_CHROOT)
+
+editors-env: krita-env gimp-env
+
+krita-env:
+	@if command -v kritarunner >/dev/null && command -v xvfb-run >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      $(KRITA_PACKAGES); } >/dev/null || echo "krita-env: apt-get could not install $(KRITA_PACKAGES)"; \
+	else echo "krita-env: Krita is missing; run: sudo apt-get install $(KRITA_PACKAGES)"; fi
+
+gimp-env:
+	@scripts/gimp3-chroot.sh $(GIMP_CHROOT) || echo "gimp-env: no GIMP 3 chroot (see $(GIMP_CHROOT).failed)"
+
+test-krita: $(STAMP) krita-env
+	$(BIN)/python -m pytest tests/editors/test_krita.py $(PYTEST_ARGS)
+
+test-gimp: $(STAMP) gimp-env
+	$(BIN)/python -m pytest tests/editors/test_gimp.py $(PYTEST_ARGS)
+
+install-krita:
+	$(PYTHON) scripts/install_editor_plugin.py krita
+
+install-gimp:
+	$(PYTHON) scripts/install_editor_plugin.py gimp
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

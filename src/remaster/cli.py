@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list plugins with their versions and stages")
     _common(plugins)
     _weights_parser(commands)
+    _serve_parser(commands)
     _eval_parser(commands)
     _compare_parser(commands)
     _finetune_parser(commands)
@@ -126,6 +127,48 @@ def _weights_parser(commands: Any) -> None:
     path.add_argument("name", metavar="NAME", nargs="?", help="weights name")
     _common(path)
 
+
+
+def _serve_parser(commands: Any) -> None:
+    """The ``serve`` command: the local HTTP service the GIMP and Krita plug-ins talk to."""
+    serve = commands.add_parser("serve", help="run the local HTTP service for the GIMP/Krita plug-ins "
+                                              "(docs/editors.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    serve.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels "
+                                                                    "(default: 64,000,000)")
+    serve.add_argument("--max-output-pixels", type=int, metavar="N", help="largest result allowed, in pixels")
+    serve.add_argument("--max-request-bytes", type=int, metavar="N", help="largest request body, in bytes")
+    serve.add_argument("--max-queue", type=int, metavar="N", help="jobs that may wait before new ones get 503")
+    serve.add_argument("--server-file", metavar="PATH",
+                       help="where to write the address and token (mode 0600; default: see docs/editors.md)")
+    _common(serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import ServerConfig, is_loopback, serve
+
+    config = ServerConfig(host=args.host, port=args.port, device=args.device)
+    for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):
+        value = getattr(args, option)
+        if value is not None:
+            if value <= 0:
+                raise UsageError(f"--{option.replace('_', '-')} must be positive, not {value}")
+            setattr(config, option, value)
+    if args.server_file:
+        config.server_file = Path(args.server_file).expanduser()
+    if not is_loopback(args.host):
+        print(f"remaster: warning: listening on {args.host}, which other machines may reach; "
+              "anyone with the token can run jobs", file=sys.stderr)
+
+    def announce(url: str) -> None:
+        print(f"READY {url}", flush=True)
+        if not args.quiet:
+            print(f"remaster: serving on {url}; token in {config.server_file} (mode 0600); Ctrl-C stops",
+                  file=sys.stderr, flush=True)
+
+    return serve(config, announce=announce)
 
 
 def _eval_parser(commands: Any) -> None:
@@ -498,13 +541,7 @@ def _list_stages(args: argparse.Namespace) -> int:
     _warn_plugin_errors(args)
     specs = list(host.stages)
     if args.json:
-        print(json.dumps([{
-            "name": s.name, "kind": s.kind.value, "plugin": s.plugin, "summary": s.summary,
-            "scale": s.info.scale_param or s.info.scale, "tiling": s.info.tiling.value,
-            "params": [{"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
-                        "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max}
-                       for p in s.params],
-        } for s in specs], indent=2))
+        print(json.dumps([spec.as_json() for spec in specs], indent=2))
         return 0
     kind = None
     for spec in specs:
@@ -716,6 +753,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_plugins(args)
         if args.command == "weights":
             return _weights(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "eval":
             return _eval(args)
         if args.command == "compare":

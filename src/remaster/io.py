@@ -44,6 +44,7 @@ __all__ = [
     "max_pixels_from_env",
     "load",
     "save",
+    "encode",
     "to_pil",
     "to_numpy",
     "to_tensor",
@@ -666,14 +667,35 @@ def save(image: Image, path: str | os.PathLike[str], *, quality: int | None = No
         raise UsageError(f"quality must be between 1 and 100, not {quality}")
     if not overwrite:
         _refuse_overwrite(target, image.meta.source)
+    write_atomic(target, _encode_checked(image, fmt, quality, target, path=target))
+    return target
+
+
+def encode(image: Image, format: str, *, quality: int | None = None) -> bytes:
+    """The bytes :func:`save` would write for ``image`` as ``format`` (``"png"``, ``"tiff"``, ...), in memory.
+
+    For callers that send images rather than write them (the server); depth,
+    alpha and metadata are kept exactly as :func:`save` keeps them.
+
+    Raises:
+        OutputError: Unknown format, or the image cannot be encoded in it.
+    """
+    name = f"result.{format.lower().lstrip('.')}"
+    fmt = SAVE_FORMATS.get(Path(name).suffix)
+    if fmt is None:
+        raise OutputError(f"cannot encode images as {format!r}", hint="use one of " + ", ".join(SAVE_FORMATS))
+    if quality is not None and not 1 <= quality <= 100:
+        raise UsageError(f"quality must be between 1 and 100, not {quality}")
+    return _encode_checked(image, fmt, quality, Path(name), path=None)
+
+
+def _encode_checked(image: Image, fmt: str, quality: int | None, target: Path, *, path: Path | None) -> bytes:
     try:
-        data = _encode(image, fmt, _DEFAULT_QUALITY if quality is None else quality, target)
+        return _encode(image, fmt, _DEFAULT_QUALITY if quality is None else quality, target)
     except OutputError:
         raise
     except Exception as exc:
-        raise OutputError(f"could not encode the image as {fmt}: {exc}", path=target) from exc
-    write_atomic(target, data)
-    return target
+        raise OutputError(f"could not encode the image as {fmt}: {exc}", path=path) from exc
 
 
 def _refuse_overwrite(target: Path, source: Path | None) -> None:

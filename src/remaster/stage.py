@@ -259,6 +259,16 @@ class StageSpec:
                 resolved[param.name] = param.default
         return resolved
 
+    def as_json(self) -> dict[str, Any]:
+        """What ``remaster stages --json`` and the server's ``/v1/stages`` say about this stage."""
+        return {
+            "name": self.name, "kind": self.kind.value, "plugin": self.plugin, "summary": self.summary,
+            "scale": self.info.scale_param or self.info.scale, "tiling": self.info.tiling.value,
+            "params": [{"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
+                        "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max}
+                       for p in self.params],
+        }
+
     def load_factory(self) -> Callable[..., Stage]:
         """Import and return the factory (the module is imported only now)."""
         if callable(self.factory):
