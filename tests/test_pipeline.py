@@ -13,6 +13,7 @@ from remaster import (
     RunContext,
     Stage,
     StageContractError,
+    OutputError,
     StageError,
     StageInfo,
     StageParamError,
@@ -392,3 +393,21 @@ def test_a_stage_failing_in_prepare_is_a_stage_error_naming_it():
     with pytest.raises(StageError, match="could not be prepared: RuntimeError: CUDA driver too old") as caught:
         Remasterer([Crashing()]).prepare()
     assert caught.value.path == "crashing"
+
+
+def test_run_file_refuses_an_existing_target_before_any_work(tmp_path):
+    ran: list[bool] = []
+
+    class Spy(Stage):
+        def run(self, pixels, ctx):
+            ran.append(True)
+            return pixels
+
+    source = tmp_path / "in.png"
+    PILImage.fromarray(random_rgb(10, 12)).save(source)
+    with pytest.raises(OutputError, match="would overwrite the input"):
+        Remasterer([Spy()]).run_file(source, source)
+    (tmp_path / "out.png").write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="already exists"):
+        Remasterer([Spy()]).run_file(source, tmp_path / "out.png")
+    assert ran == [] and (tmp_path / "out.png").read_bytes() == b"keep me"

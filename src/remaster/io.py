@@ -666,7 +666,7 @@ def save(image: Image, path: str | os.PathLike[str], *, quality: int | None = No
     if quality is not None and not 1 <= quality <= 100:
         raise UsageError(f"quality must be between 1 and 100, not {quality}")
     if not overwrite:
-        _refuse_overwrite(target, image.meta.source)
+        refuse_overwrite(target, image.meta.source)
     write_atomic(target, _encode_checked(image, fmt, quality, target, path=target))
     return target
 
@@ -698,7 +698,8 @@ def _encode_checked(image: Image, fmt: str, quality: int | None, target: Path, *
         raise OutputError(f"could not encode the image as {fmt}: {exc}", path=path) from exc
 
 
-def _refuse_overwrite(target: Path, source: Path | None) -> None:
+def refuse_overwrite(target: Path, source: Path | None) -> None:
+    """Raise :class:`OutputError` when ``target`` exists (saying so when it is ``source`` itself)."""
     if not (target.exists() or target.is_symlink()):
         return
     hint = "pass --overwrite or choose another name"

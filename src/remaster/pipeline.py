@@ -336,7 +336,13 @@ class Remasterer:
         Returns:
             The path written and the result image (its ``meta.extras`` holds
             what stages reported).
+
+        Raises:
+            OutputError: ``target`` exists (or is ``source``) without
+                ``overwrite``: checked before any work.
         """
+        if not overwrite:
+            io.refuse_overwrite(Path(target), Path(source))
         image = io.load(source, max_pixels=self.max_pixels)
         result = self.run_image(image, progress=progress)
         return io.save(result, target, quality=quality, overwrite=overwrite), result
