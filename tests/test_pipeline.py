@@ -411,3 +411,13 @@ def test_run_file_refuses_an_existing_target_before_any_work(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         Remasterer([Spy()]).run_file(source, tmp_path / "out.png")
     assert ran == [] and (tmp_path / "out.png").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("name", ["bicubic", "/models/4x Community (v2).pth", "C:/x/a|b.pth", "it's.pth"])
+def test_format_stage_round_trips_through_parse_stage(name):
+    from remaster.pipeline import format_stage
+
+    params = {"scale": 2.0, "background": "realesrgan-x4plus(scale=2.0)"}
+    assert parse_stage(format_stage(name, params)) == (name, params)
+    assert parse_stage(format_stage(name)) == (name, {})
+    assert parse_pipeline(f"{format_stage(name, params)} | nearest") == [format_stage(name, params), "nearest"]

@@ -352,7 +352,7 @@ def _check_writable(items: list[_Item], report: str | None = None) -> None:
 
 
 def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
-    from .pipeline import default_upscaler, resolve_spec
+    from .pipeline import default_upscaler, format_stage, resolve_spec
     from .plugins import get_host
 
     name = args.model or default_upscaler(get_host())
@@ -364,7 +364,7 @@ def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
     if args.scale is None:
         return [name]
     if spec.info.scale_param is not None:
-        return [f"{name}({spec.info.scale_param}={args.scale!r})"]
+        return [format_stage(name, {spec.info.scale_param: args.scale})]
     native = spec.info.scale
     if abs(args.scale - native) < 1e-9:
         return [name]
@@ -378,7 +378,7 @@ FACE_STAGE = "gfpgan"
 
 def _face_stage(args: argparse.Namespace, upscaler: str, scale: float) -> str:
     """Real-ESRGAN's ``--face_enhance``: faces restored from the input, pasted on the upscaled background."""
-    from .pipeline import resolve_spec
+    from .pipeline import format_stage, resolve_spec
     from .plugins import get_host
 
     try:
@@ -392,7 +392,7 @@ def _face_stage(args: argparse.Namespace, upscaler: str, scale: float) -> str:
     if args.face_model:
         # A file is a checkpoint; anything else is a version name, which the stage validates.
         params["model" if Path(args.face_model).expanduser().is_file() else "version"] = args.face_model
-    return f"{FACE_STAGE}({', '.join(f'{key}={value!r}' for key, value in params.items())})"
+    return format_stage(FACE_STAGE, params)
 
 
 def _degrade_pipeline(args: argparse.Namespace) -> list[str]:

@@ -36,7 +36,7 @@ from . import io
 from .errors import OutputError, UsageError
 from .image import Image, Meta
 from .metrics import MetricError, MetricSpec
-from .pipeline import Remasterer, parse_pipeline, parse_stage, resolve_spec, split_top_level
+from .pipeline import Remasterer, format_stage, parse_pipeline, parse_stage, resolve_spec, split_top_level
 from .plugins import PluginHost, get_host
 
 __all__ = [
@@ -183,10 +183,6 @@ def check_metric_weights(choices: Sequence[MetricChoice], *, host: PluginHost | 
         manager.ensure(name)
 
 
-def _stage_text(name: str, params: dict[str, Any]) -> str:
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in params.items())})" if params else name
-
-
 def candidate_pipeline(candidate: str, factor: int, *, host: PluginHost | None = None) -> list[str]:
     """The stage strings of a candidate, with ``scale=factor`` given to its scaling stage.
 
@@ -209,7 +205,7 @@ def candidate_pipeline(candidate: str, factor: int, *, host: PluginHost | None =
                                for i, ((_, params), spec) in enumerate(zip(items, specs)) if i != target)
             name, params = items[target]
             items[target] = (name, {**params, str(specs[target].info.scale_param): float(factor) / others})
-    return [_stage_text(name, params) for name, params in items]
+    return [format_stage(name, params) for name, params in items]
 
 
 # ----------------------------------------------------------------------------------------------- values

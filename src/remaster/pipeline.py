@@ -47,7 +47,9 @@ _PLAUSIBLE_LOW, _PLAUSIBLE_HIGH = -1.0, 2.0
 # BT.601 luma weights, the ones Pillow uses for RGB -> L, so gray round trips match.
 _LUMA = (0.299, 0.587, 0.114)
 
-_STAGE_RE = re.compile(r"^\s*(?P<name>[^\s()|]+)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
+# A stage name is a bare word, or a quoted string for model files whose paths hold spaces or parentheses.
+_STAGE_RE = re.compile(r"""^\s*(?P<name>'[^']*'|"[^"]*"|[^\s()|'"]+)\s*(?:\((?P<args>.*)\))?\s*$""", re.S)
+_BARE_NAME = re.compile(r"[^\s()|'\",=]+")
 
 
 def _literal(node: ast.expr, text: str) -> Any:
@@ -65,6 +67,8 @@ def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
     if not match:
         raise UsageError(f"cannot read the stage {text.strip()!r}", hint="write name or name(key=value, ...)")
     name, args = match["name"], (match["args"] or "").strip()
+    if name[0] in "'\"":
+        name = name[1:-1]
     if not args:
         return name, {}
     call = f"f({args})"
@@ -100,13 +104,27 @@ def resolve_spec(name: str, host: PluginHost) -> StageSpec:
     return host.stages.get(name)  # raises UnknownStageError with close matches
 
 
+def format_stage(name: str, params: dict[str, Any] | None = None) -> str:
+    """The stage string :func:`parse_stage` reads back: ``name(key=value, ...)``, the name quoted if it must be."""
+    text = name if _BARE_NAME.fullmatch(name) else repr(name)
+    return f"{text}({', '.join(f'{k}={v!r}' for k, v in params.items())})" if params else text
+
+
 def split_top_level(text: str, separator: str) -> list[str]:
-    """Split ``text`` at ``separator`` outside parentheses, stripping each part (``|`` in ``x(s='a|b')`` stays)."""
-    parts, depth, current = [], 0, []
+    """Split ``text`` at ``separator`` outside parentheses and quotes, stripping each part.
+
+    ``|`` in ``x(s='a|b')`` or in ``'my|model.pth'`` stays.
+    """
+    parts, depth, current, quote = [], 0, [], ""
     for char in text:
-        depth += char == "("
-        depth -= char == ")"
-        if char == separator and depth == 0:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        else:
+            depth += char == "("
+            depth -= char == ")"
+        if char == separator and depth == 0 and not quote:
             parts.append("".join(current))
             current = []
         else:

@@ -81,3 +81,18 @@ def test_face_model_takes_a_version_name_or_a_file(face_photo, tmp_path, capsys)
     code = main(["upscale", str(face_photo), "-o", str(tmp_path / "o.png"), "--face-model", "2.0"])
     assert code == 2
     assert "version" in capsys.readouterr().err
+
+
+def test_background_upscaler_may_be_a_model_file_with_spaces_in_its_path(face_photo, gfpgan_checkpoint, tmp_path):
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    from remaster.weights import save_state_dict
+
+    torch.manual_seed(0)
+    model = tmp_path / "my models" / "tiny x4 (v2).safetensors"
+    model.parent.mkdir()
+    save_state_dict(RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4).state_dict(), model)
+    out = tmp_path / "out.png"
+    code = main(["upscale", str(face_photo), "-o", str(out), "--model", str(model), "--scale", "2",
+                 "--face-model", str(gfpgan_checkpoint), "--face-weight", "0", "-q"])
+    assert code == 0 and PILImage.open(out).size == (512, 512)

@@ -215,15 +215,16 @@ class GFPGANStage(Stage):
 
 def _with_scale(stage: str, scale: float) -> str:
     """``stage`` asked to run at ``scale`` (``"realesrgan-x4plus"`` → ``"realesrgan-x4plus(scale=2.0)"``)."""
-    from remaster.pipeline import parse_stage, resolve_spec
+    from remaster.pipeline import format_stage, parse_stage, resolve_spec
     from remaster.plugins import get_host
 
-    name, given = parse_stage(stage)
+    # A model file's path may hold spaces or parentheses: it is a name as it stands, not a stage string.
+    name, given = (stage, {}) if Path(stage).expanduser().is_file() else parse_stage(stage)
     spec = resolve_spec(name, get_host())
     if spec.info.scale_param is None:
         raise UsageError(f"the background upscaler {name!r} has a fixed scale and cannot be set to x{scale:g}",
                          path="gfpgan", hint="pick an upscaler with a scale parameter (see 'remaster stages')")
     given[spec.info.scale_param] = float(scale)
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in given.items())})"
+    return format_stage(name, given)
 
 
