@@ -421,3 +421,41 @@ def test_format_stage_round_trips_through_parse_stage(name):
     assert parse_stage(format_stage(name, params)) == (name, params)
     assert parse_stage(format_stage(name)) == (name, {})
     assert parse_pipeline(f"{format_stage(name, params)} | nearest") == [format_stage(name, params), "nearest"]
+
+
+class _HalfwayReporter(Stage):
+    """Reports 0.5 from inside each call, records whether it was given a progress callback."""
+
+    info = StageInfo(scale=1, alpha="process", in_channels=(3,))
+
+    def __init__(self):
+        super().__init__()
+        self.given: list[bool] = []
+
+    def run(self, pixels, ctx):
+        self.given.append(ctx.progress is not None)
+        if ctx.progress is not None:
+            ctx.progress(0.5)
+        return pixels.clone()
+
+
+def test_a_stage_reports_its_own_progress_only_when_it_gets_the_whole_image():
+    whole = _HalfwayReporter()
+    seen: list[float] = []
+    Remasterer([whole], tile=0).run(random_rgb(40, 40), progress=seen.append)
+    assert whole.given == [True] and seen == [0.5, 1.0]
+
+    tiled = _HalfwayReporter()
+    seen = []
+    Remasterer([tiled], tile=64).run(random_rgb(200, 200), progress=seen.append)
+    assert len(tiled.given) > 1 and not any(tiled.given)  # per tile the tiler reports, not the stage
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_colour_and_alpha_each_take_half_of_a_process_stage_progress():
+    stage = _HalfwayReporter()
+    seen: list[float] = []
+    rgba = np.dstack([random_rgb(20, 20), np.full((20, 20), 90, np.uint8)])
+    Remasterer([stage], tile=0).run(rgba, progress=seen.append)
+    assert stage.given == [True, True]
+    assert seen == [0.25, 0.75, 1.0]  # colour half-way, alpha half-way, done

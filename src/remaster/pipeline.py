@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -404,15 +404,20 @@ class Remasterer:
             pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
         height, width = pixels.shape[-2:]
         run_size = scaled_size(height, width, stage.run_scale)
-        ctx = RunContext(device=device, dtype=dtype, progress=progress)
+        alpha_runs = alpha is not None and stage.alpha == "process"
+        # When alpha goes through the stage too, colour and alpha each take half of the stage's progress.
+        share = 0.5 if alpha_runs else 1.0
+        ctx = RunContext(device=device, dtype=dtype, progress=lambda fraction: progress(share * fraction))
         if alpha is not None and info.fill_transparent and stage.run_scale != 1:
             pixels = _fill_transparent(pixels, alpha.to(device))
         result = self._checked_run(stage, pixels, ctx, run_size)
         if alpha is not None:
             alpha = alpha.to(device)
-            if stage.alpha == "process":
+            if alpha_runs:
                 gray = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
-                alpha = self._checked_run(stage, gray, RunContext(device=device, dtype=dtype), run_size)
+                alpha_ctx = RunContext(device=device, dtype=dtype,
+                                       progress=lambda fraction: progress(0.5 + fraction / 2))
+                alpha = self._checked_run(stage, gray, alpha_ctx, run_size)
                 # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
                 alpha = _to_gray(alpha) if alpha.shape[1] == 3 else alpha
         final_size = scaled_size(height, width, stage.scale)
@@ -466,10 +471,13 @@ class Remasterer:
         instance = stage.instance(ctx.device, ctx.dtype)
         padded, pad = _pad_to_requirements(pixels, info.min_size, info.multiple_of)
         scale = stage.run_scale
+        # A stage reports progress of its own only when it gets the whole image in one call; per tile, the tiler does.
+        tile_ctx = replace(ctx, progress=None)
 
         def call(x: torch.Tensor) -> torch.Tensor:
+            whole = x.shape[-2:] == padded.shape[-2:] and x.shape[0] == padded.shape[0]
             with torch.no_grad(), devices.autocast_context(ctx.device, ctx.dtype):
-                out = instance.run(x, ctx)
+                out = instance.run(x, ctx if whole else tile_ctx)
             if not isinstance(out, torch.Tensor) or not out.is_floating_point():  # checked per tile: the tiler casts
                 got = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
                 raise StageContractError(f"returned {got} pixels instead of a float tensor", path=stage.name,

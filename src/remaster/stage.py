@@ -297,7 +297,9 @@ class RunContext:
         report: Per-image results a stage wants the caller to see (e.g.
             ``{"faces": 2}``); merged into ``Meta.extras``.
         progress: Callback taking the fraction done of this stage, for stages
-            that loop internally; the tiler reports on its own.
+            that loop internally (or networks that can tell how far a forward
+            pass is). Set only when the stage gets the whole image in one call;
+            when the image is tiled it is ``None`` and the tiler reports per tile.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

@@ -181,3 +181,29 @@ def test_default_upscale_works_offline_with_an_empty_cache(tmp_path):
     assert converted.stat().st_mtime_ns == first_mtime  # loaded, not converted again
     np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "first.png")),
                                   np.asarray(PILImage.open(tmp_path / "second.png")))
+
+
+def test_an_untiled_network_reports_progress_from_inside_its_forward_pass():
+    image = data.astronaut()[:160, :160]
+    seen: list[float] = []
+    out = Remasterer(["realesr-animevideov3"], tile=0, precision="fp32").run(image, progress=seen.append)
+    inside = [f for f in seen if f < 1.0]
+    assert len(inside) >= 10 and seen == sorted(seen) and seen[-1] == 1.0
+    # the hooks change nothing: the same pixels as a run without a progress callback
+    np.testing.assert_array_equal(out, Remasterer(["realesr-animevideov3"], tile=0, precision="fp32").run(image))
+
+
+def test_convolution_progress_is_a_share_of_multiply_adds():
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    import spandrel
+    from remaster_realesrgan.stage import ConvolutionProgress
+
+    torch.manual_seed(0)
+    descriptor = spandrel.ModelLoader().load_from_state_dict(
+        RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=2, scale=4).state_dict())
+    progress = ConvolutionProgress(descriptor, torch.zeros(1, 3, 8, 8))
+    steps = np.diff([0.0, *progress.cumulative])
+    assert progress.cumulative[-1] == pytest.approx(1.0) and (steps > 0).all()
+    # the convolutions after the x4 upsampling run on 16x the pixels: they weigh most
+    assert steps[-1] > steps[0]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -55,6 +57,7 @@ class SpandrelUpscaler(Stage):
         self._weights = weights
         self._native_scale = native_scale
         self._descriptor: Any = descriptor
+        self._progress: ConvolutionProgress | None = None
 
     def weights_path(self) -> Path:
         """The file this stage will load: the first cached choice, else the last producible one."""
@@ -72,4 +75,75 @@ class SpandrelUpscaler(Stage):
         self._descriptor.model.to(device=device, memory_format=torch.channels_last)
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        return self._descriptor(pixels.contiguous(memory_format=torch.channels_last)).float()
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+        if ctx.progress is None or pixels.shape[-2] * pixels.shape[-1] < _PROGRESS_FROM_PIXELS:
+            return self._descriptor(pixels).float()
+        if self._progress is None:
+            self._progress = ConvolutionProgress(self._descriptor, pixels)
+        with self._progress.reporting(ctx.progress):
+            return self._descriptor(pixels).float()
+
+
+#: Below this input size a forward pass is quick enough that in-pass progress is not worth its hooks.
+_PROGRESS_FROM_PIXELS = 128 * 128
+
+
+class ConvolutionProgress:
+    """Progress inside one forward pass, from the network's convolutions.
+
+    In a fully convolutional network every layer's work grows with the pixel
+    count alike, so the share of the work done after each convolution call,
+    measured once on a small input, holds for any input size. Transformer
+    blocks between convolutions are not counted; the fraction then advances
+    in uneven steps, but it still only goes up.
+
+    Args:
+        descriptor: The spandrel model.
+        like: A tensor of the dtype, device and layout the model will get.
+    """
+
+    #: Smallest advance worth a callback (the CLI bar and the server poll do not need more).
+    STEP = 0.01
+
+    def __init__(self, descriptor: Any, like: torch.Tensor):
+        model = descriptor.model
+        self._convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        costs: list[int] = []
+
+        def measure(module: torch.nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            costs.append(output.numel() * module.weight[0].numel())  # multiply-adds of this call
+
+        size = descriptor.size_requirements
+        side = max(32, size.minimum)
+        side += -side % max(1, size.multiple_of)
+        sample = torch.zeros((1, like.shape[1], side, side), dtype=like.dtype, device=like.device)
+        handles = [m.register_forward_hook(measure) for m in self._convolutions]
+        try:
+            with torch.no_grad():
+                descriptor(sample.contiguous(memory_format=torch.channels_last))
+        finally:
+            for handle in handles:
+                handle.remove()
+        total = float(sum(costs)) or 1.0
+        self.cumulative = list(itertools.accumulate(cost / total for cost in costs))
+
+    @contextlib.contextmanager
+    def reporting(self, progress: Callable[[float], None]) -> Iterator[None]:
+        """Call ``progress`` with the fraction of the pass done while the block runs."""
+        calls = 0
+        reported = 0.0
+
+        def advance(*_: Any) -> None:
+            nonlocal calls, reported
+            fraction = self.cumulative[min(calls, len(self.cumulative) - 1)]
+            calls += 1
+            if fraction - reported >= self.STEP:
+                reported = fraction
+                progress(min(fraction, 1.0))
+
+        handles = [m.register_forward_hook(advance) for m in self._convolutions]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
