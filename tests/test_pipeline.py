@@ -459,3 +459,16 @@ def test_colour_and_alpha_each_take_half_of_a_process_stage_progress():
     Remasterer([stage], tile=0).run(rgba, progress=seen.append)
     assert stage.given == [True, True]
     assert seen == [0.25, 0.75, 1.0]  # colour half-way, alpha half-way, done
+
+
+def test_an_exception_from_the_progress_callback_stops_the_run_unchanged():
+    class Stop(Exception):
+        pass
+
+    def cancel(fraction):
+        if fraction > 0:
+            raise Stop("user pressed cancel")
+
+    for stage, tile in ((_HalfwayReporter(), 0), ("nearest(scale=2)", 64)):  # from inside a stage, from the tiler
+        with pytest.raises(Stop, match="user pressed cancel"):
+            Remasterer([stage], tile=tile).run(random_rgb(200, 200), progress=cancel)

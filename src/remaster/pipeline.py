@@ -373,12 +373,19 @@ class Remasterer:
         total = len(self.stages)
         for index, stage in enumerate(self.stages):
             def stage_progress(fraction: float, _index: int = index) -> None:
-                if progress is not None:
+                if progress is None:
+                    return
+                try:
                     progress((_index + min(max(fraction, 0.0), 1.0)) / total)
+                except Exception as exc:  # the caller stops the run (e.g. a cancel): not a stage's failure
+                    raise _CallerStop(exc) from exc
 
-            pixels, alpha, report = self._run_stage(stage, pixels, alpha, stage_progress)
+            try:
+                pixels, alpha, report = self._run_stage(stage, pixels, alpha, stage_progress)
+                stage_progress(1.0)
+            except _CallerStop as stop:
+                raise stop.error from None
             extras.update(report)
-            stage_progress(1.0)
         if image.meta.grayscale and pixels.shape[1] == 3:
             pixels = _to_gray(pixels)  # grayscale stays grayscale even when a stage needed RGB
         result = image.with_pixels(pixels.float().cpu(), None if alpha is None else alpha.float().cpu())
@@ -503,6 +510,19 @@ class Remasterer:
             height, width = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
             result = result[..., :height, :width]
         return result
+
+
+class _CallerStop(BaseException):
+    """Carries an exception raised by the caller's progress callback out through the stage's own error handling.
+
+    A ``BaseException``, so that the ``except Exception`` that turns a stage's failure into a
+    :class:`StageError` (and the tiler's out-of-memory retry) let it pass; :meth:`Remasterer.run_image`
+    re-raises the caller's exception unchanged.
+    """
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
 
 
 def _pad_to_requirements(pixels: torch.Tensor, min_size: int, multiple_of: int) -> tuple[torch.Tensor, tuple[int, int]]:
