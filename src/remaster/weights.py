@@ -43,7 +43,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from .registry import SpecRegistry, import_reference
-from .errors import ChecksumError, PluginError, UnsafeWeightsError, UsageError, WeightsError, WeightsNotFoundError
+from .errors import (ChecksumError, PluginError, StageError, UnsafeWeightsError, UsageError, WeightsError,
+                     WeightsNotFoundError)
 
 if TYPE_CHECKING:
     import torch
@@ -703,6 +704,30 @@ def _is_tensor(value: Any) -> bool:
     import torch
 
     return isinstance(value, torch.Tensor)
+
+
+def load_network(path: str | os.PathLike[str], *, hint: str | None = None) -> Any:
+    """An image-to-image network from a weights file: read by :func:`load_state_dict`, built by spandrel.
+
+    Returns a ``spandrel.ImageModelDescriptor`` (the network in ``.model``, its
+    scale, channels and size requirements); callers put it in eval or train mode.
+
+    Raises:
+        WeightsError, UnsafeWeightsError: as :func:`load_state_dict`.
+        StageError: spandrel does not know the architecture (``hint`` says what is
+            supported), or the network is not image-to-image.
+    """
+    import spandrel
+
+    file = Path(path)
+    state = load_state_dict(file)
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
+    except Exception as exc:  # spandrel raises several types for layouts it does not know
+        raise StageError(f"not a network architecture remaster knows ({exc})", path=file, hint=hint) from None
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise StageError(f"is a {type(descriptor).__name__}, not an image-to-image network", path=file)
+    return descriptor
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str],

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import StageError, UsageError
+from ..errors import UsageError
 
 __all__ = ["Generator", "load_generator", "frozen_names", "apply_freeze"]
 
@@ -71,18 +71,10 @@ def load_generator(model: str) -> Generator:
         WeightsError: the weights cannot be obtained or read.
         StageError: spandrel does not know the architecture, or it is not an image-to-image network.
     """
-    import spandrel
-
-    from ..weights import load_state_dict
+    from ..weights import load_network
 
     file = _weights_file(model)
-    state = load_state_dict(file)
-    try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
-    except Exception as exc:  # spandrel raises several types for layouts it does not know
-        raise StageError(f"not a network architecture remaster knows ({exc})", path=file) from None
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise StageError(f"is a {type(descriptor).__name__}, not an image-to-image network", path=file)
+    descriptor = load_network(file)
     module = descriptor.model.float().train()
     for p in module.parameters():
         p.requires_grad_(True)

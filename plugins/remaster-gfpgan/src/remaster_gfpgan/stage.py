@@ -10,7 +10,7 @@ import torch
 
 from remaster import Remasterer, RunContext, Stage, StageError, UsageError
 from remaster.devices import autocast_context as _autocast
-from remaster.weights import get_manager, load_state_dict
+from remaster.weights import get_manager, load_network, load_state_dict
 
 from . import geometry
 from .catalogue import PARSING, RESTORERS, RETINAFACE
@@ -21,19 +21,12 @@ _PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp
 
 
 def load_restorer(path: Path) -> Any:
-    """A GFPGANv1Clean or RestoreFormer network (spandrel) from a checkpoint, read safely.
+    """A GFPGANv1Clean or RestoreFormer network from a checkpoint (:func:`remaster.weights.load_network`).
 
     Raises:
         StageError: the file holds another kind of network.
     """
-    import spandrel
-
-    state = load_state_dict(path)
-    try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
-    except Exception as exc:  # spandrel raises several types for unknown layouts
-        raise StageError(f"is not a face restoration network remaster knows ({exc})", path=path,
-                         hint="give a GFPGAN v1.3/v1.4 or RestoreFormer checkpoint") from None
+    descriptor = load_network(path, hint="give a GFPGAN v1.3/v1.4 or RestoreFormer checkpoint")
     if descriptor.architecture.id not in ("GFPGAN", "RestoreFormer"):
         raise StageError(f"holds a {descriptor.architecture.name} network, not GFPGAN or RestoreFormer", path=path,
                          hint="upscaler files go first in the pipeline, e.g. 'remaster run \"FILE | gfpgan\"'")
@@ -170,7 +163,7 @@ class GFPGANStage(Stage):
                 ctx.progress(0.8 + 0.2 * (index + 1) / len(faces))
 
     def _select(self, found: list[Face], image: np.ndarray) -> dict[str, list[Face]]:
-        kept = [f for f in found if f.size >= self.params.get("min_face_size", 16)]
+        kept = list(found)  # the detectors already left out faces under min_face_size
         if self.params.get("only_center_face") and kept:
             cy, cx = (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
             kept = [min(kept, key=lambda f: (f.centre[0] - cx) ** 2 + (f.centre[1] - cy) ** 2)]

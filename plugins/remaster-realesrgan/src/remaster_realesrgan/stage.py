@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from remaster import RunContext, Stage, StageError
-from remaster.weights import get_manager, load_state_dict
+from remaster.weights import get_manager, load_network
 
 
 def load_descriptor(path: Path, *, expect_scale: int | None = None) -> Any:
@@ -20,16 +20,7 @@ def load_descriptor(path: Path, *, expect_scale: int | None = None) -> Any:
         StageError: when spandrel does not recognise the file or it is not an
             image-to-image upscaler with the expected scale.
     """
-    import spandrel
-
-    state = load_state_dict(path)
-    try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
-    except Exception as exc:  # spandrel raises several types for unknown layouts
-        raise StageError(f"not a network architecture remaster knows ({exc})", path=path,
-                         hint="ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported") from None
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise StageError(f"is a {type(descriptor).__name__}, not an image-to-image network", path=path)
+    descriptor = load_network(path, hint="ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported")
     if expect_scale is not None and descriptor.scale != expect_scale:
         raise StageError(f"holds an x{descriptor.scale} network, expected x{expect_scale}", path=path,
                          hint="import the right file with 'remaster weights import FILE --name NAME'")
