@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
+.PHONY: demo test install bench gpu-check clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
 
 install: $(STAMP)
 
@@ -41,6 +41,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only $(PYTEST_ARGS)
 
+# On a machine with an NVIDIA GPU: the CUDA-marked tests, then a short benchmark (every precision the GPU runs,
+# batched tiles, out-of-memory back-off). Results: gpu-check/tests.xml, gpu-check/bench.json and bench.md.
+gpu-check: $(STAMP)
+	@mkdir -p gpu-check
+	$(BIN)/python -m pytest -m cuda -p no:cacheprovider --junitxml=gpu-check/tests.xml $(PYTEST_ARGS)
+	$(BIN)/python benchmarks/gpu_check.py --out gpu-check/bench.json
+
 # Editors for the plug-in tests (docs/editors.md). Neither step fails the build: without Krita or the GIMP 3
 # chroot the editor tests skip and say why. The chroot (~700 MB, a few minutes once) lives outside git.
 KRITA_PACKAGES := krita python3-pyqt5 xvfb xauth
@@ -72,4 +79,4 @@ install-gimp:
 	$(PYTHON) scripts/install_editor_plugin.py gimp
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache gpu-check

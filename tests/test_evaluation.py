@@ -241,3 +241,14 @@ def test_cli_compare_scores_and_errors(hr_folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "different sizes" in err and len(err.strip().splitlines()) == 1
     assert main(["compare", str(a), str(tmp_path / "missing.png")]) == 2
+
+
+def test_the_report_says_what_precision_each_candidate_ran_in(hr_folder, tmp_path):
+    """Issue 12, item 4: the eval report said "auto", not what ran."""
+    report = evaluate(sorted(hr_folder.iterdir()), candidates=["bicubic"], metrics=["psnr"], out_dir=tmp_path,
+                      precision="bf16", sheets=False, device="cpu")
+    assert report.precision_of("bicubic") == "bicubic [fp32]"  # a plain filter stays fp32 under bf16
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["candidates"][0]["precision"] == "bicubic [fp32]"
+    assert set(doc["candidates"][0]["precision_per_image"]) == {"astronaut.png", "coffee.png"}
+    assert "ran as `bicubic [fp32]`" in (tmp_path / "report.md").read_text()

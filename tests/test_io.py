@@ -382,6 +382,7 @@ def test_tensor_round_trip(batched: bool, channels: int, dtype: torch.dtype) -> 
         assert torch.equal(out, tensor)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_tensor_on_gpu_comes_back_on_gpu() -> None:
     tensor = torch.rand(3, 4, 5, device="cuda")

@@ -152,9 +152,9 @@ def test_output_size_guard_refuses_before_running():
         Remasterer("nearest(scale=50)", max_output_pixels=10_000_000).run(random_rgb(80, 80))
 
 
-def test_precision_request_a_stage_cannot_honour_is_a_usage_error():
-    with pytest.raises(UsageError, match="bicubic"):
-        Remasterer("bicubic", precision="fp16")
+def test_fp16_on_the_cpu_is_a_usage_error_before_any_work():
+    with pytest.raises(UsageError, match="fp16 is not supported on CPU"):
+        Remasterer("bicubic", device="cpu", precision="fp16")
 
 
 # -- the stage contract held by the pipeline --------------------------------------
@@ -228,7 +228,8 @@ def test_progress_reaches_one_and_reports_are_kept():
 
     seen = []
     image = Remasterer([Reporter(), "nearest(scale=2)"]).run(_png_bytes(random_rgb()), progress=seen.append)
-    assert image.meta.extras == {"faces": 2}
+    assert image.meta.extras["faces"] == 2
+    assert [entry["stage"] for entry in image.meta.extras["stages"]] == ["reporter", "nearest(scale=2.0)"]
     assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
 
 

@@ -171,6 +171,9 @@ def test_progress_reaches_one_and_job_reports_output_size(server):
     status = wait(server.client, job_id)
     assert status["state"] == "done" and status["progress"] == 1.0
     assert status["output"] == {"width": 64, "height": 48, "channels": 3}
+    # what ran, per stage: plain filters are fp32 on any machine, whatever auto picks for networks
+    assert status["stages"] == [{"stage": "bicubic(scale=2.0)", "device": "cpu", "precision": "fp32"},
+                                {"stage": "sepia", "device": "cpu", "precision": "fp32"}]
     server.client.cancel(job_id)  # forgets the finished job
     with pytest.raises(ServerError) as caught:
         server.client.job(job_id)

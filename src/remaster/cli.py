@@ -426,6 +426,7 @@ def _parse_tile(text: str) -> int | str:
 def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> int:
     from tqdm import tqdm
 
+    from .devices import describe_device
     from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
@@ -436,8 +437,9 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
             max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
         )
         _warn_plugin_errors(args)
+        planned = [choice.name for choice in remasterer.precisions(8)]
         if not args.quiet and not args.json:
-            print(f"remaster: {' | '.join(map(str, remasterer.stages))} on {remasterer.device}, {len(items)} image(s)",
+            print(f"remaster: {remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
                   file=sys.stderr)
         remasterer.prepare()  # missing weights stop the run here, before any image is read
     except KeyboardInterrupt:  # while models load: the report still says that nothing was done
@@ -473,8 +475,8 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
             if item.error:
                 bar.write(f"remaster: error: {item.error}", file=sys.stderr)
             elif not args.quiet and not args.json:
-                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_faces_note(item.extras)})",
-                          file=sys.stderr)
+                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_faces_note(item.extras)}"
+                          f"{_precision_note(item.extras, planned)})", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -499,6 +501,14 @@ def _summary(items: list[_Item], interrupted: bool) -> dict[str, Any]:
     return {"ok": sum(i.ok for i in items), "failed": sum(1 for i in items if i.error),
             "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
             "items": [i.as_json() for i in items if i.ok or i.error]}
+
+
+def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
+    """The precisions that ran, for the per-image line, when they are not the ones the header announced."""
+    ran = [str(entry.get("precision")) for entry in extras.get("stages", [])]
+    if not ran or ran == planned:
+        return ""
+    return f", ran in {' | '.join(ran)}"
 
 
 def _faces_note(extras: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +22,12 @@ __all__ = [
     "resolve_device",
     "cpu_supports_fast_bf16",
     "resolve_precision",
+    "choose_precision",
+    "check_precision_name",
+    "precision_name",
+    "Capability",
+    "PrecisionChoice",
+    "host_capability",
     "autocast_context",
     "describe_device",
     "PRECISIONS",
@@ -78,78 +85,194 @@ def _cpuinfo_flags() -> set[str]:
     return set()
 
 
+def _torch_says(check_name: str) -> bool | None:
+    """A private torch CPU check, or ``None`` when this torch lacks it or it fails ("don't know")."""
+    check = getattr(torch.cpu, check_name, None)
+    if check is None:
+        return None
+    try:
+        return bool(check())
+    except Exception:  # a private helper: any failure means "don't know"
+        return None
+
+
 def _has_amx() -> bool:
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    if check is not None:
-        try:
-            return bool(check())
-        except Exception:  # a private helper: any failure means "don't know"
-            pass
-    return "amx_bf16" in _cpuinfo_flags()
+    said = _torch_says("_is_amx_tile_supported")
+    return said if said is not None else "amx_bf16" in _cpuinfo_flags()
 
 
 def _has_avx512_bf16() -> bool:
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    if check is not None:
-        try:
-            return bool(check())
-        except Exception:
-            pass
-    return "avx512_bf16" in _cpuinfo_flags()
+    said = _torch_says("_is_avx512_bf16_supported")
+    return said if said is not None else "avx512_bf16" in _cpuinfo_flags()
+
+
+#: CPU instruction sets on which bf16 is computed natively (about twice fp32's speed, not emulated).
+NATIVE_BF16_ISAS = frozenset({"AMX", "AVX512-BF16"})
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What the host computes fast; the ``auto`` precision choice depends on nothing else.
+
+    Tests build one by hand to check the choice for machines they do not run on
+    (``Capability(cpu_isa="AVX2")``, ``Capability(cpu_isa="AMX")``, ``Capability(cuda_bf16=True)``).
+
+    Attributes:
+        cpu_isa: The CPU's best instruction set for this purpose: ``"AMX"``,
+            ``"AVX512-BF16"``, or what torch reports otherwise (``"AVX2"``, ``"AVX512"``, ...).
+        cuda_bf16: The CUDA device computes bf16 (Ampere or newer).
+    """
+
+    cpu_isa: str = "AVX2"
+    cuda_bf16: bool = False
+
+    @property
+    def native_cpu_bf16(self) -> bool:
+        """bf16 runs natively on this CPU; elsewhere PyTorch emulates it, slower than fp32."""
+        return self.cpu_isa in NATIVE_BF16_ISAS
+
+
+def _cpu_isa() -> str:
+    if _has_amx():
+        return "AMX"
+    if _has_avx512_bf16():
+        return "AVX512-BF16"
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return str(capability()).upper() if capability is not None else "unknown ISA"
 
 
 @functools.lru_cache(maxsize=None)
+def _cpu_capability() -> str:
+    return _cpu_isa()
+
+
+def host_capability(device: torch.device | None = None) -> Capability:
+    """The :class:`Capability` of this machine (for ``device``'s GPU when it is a CUDA device)."""
+    cuda_bf16 = False
+    if device is not None and device.type == "cuda" and torch.cuda.is_available():
+        cuda_bf16 = bool(torch.cuda.is_bf16_supported())
+    return Capability(cpu_isa=_cpu_capability(), cuda_bf16=cuda_bf16)
+
+
 def cpu_supports_fast_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AMX-BF16 or AVX512-BF16).
 
     Without either, PyTorch emulates bf16 and it is slower than fp32, so
     "auto" precision only picks bf16 on CPUs where this is true.
     """
-    return _has_amx() or _has_avx512_bf16()
+    return host_capability().native_cpu_bf16
 
 
-def resolve_precision(requested: str, device: torch.device, supported: tuple[torch.dtype, ...]) -> torch.dtype:
-    """Choose the compute dtype for a stage.
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` → ``"bf16"`` (the names ``--precision`` takes)."""
+    return _NAMES.get(dtype, str(dtype).removeprefix("torch."))
+
+
+#: Sources deeper than this many bits per sample keep fp32 under ``auto``: bf16 keeps 8 bits of mantissa,
+#: so a 16-bit photo would come out with about 1,300 distinct levels instead of tens of thousands.
+AUTO_REDUCED_MAX_BITS = 8
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision one stage runs in, and why, for logs and reports.
+
+    Attributes:
+        dtype: The compute dtype.
+        requested: What the user asked for (``"auto"``, ``"bf16"``, ...).
+        note: Why the stage does not run in what was asked, when it does not
+            (e.g. ``"supports only fp32"``); ``None`` when the request held.
+    """
+
+    dtype: torch.dtype
+    requested: str = "auto"
+    note: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"fp16"``."""
+        return precision_name(self.dtype)
+
+
+def check_precision_name(requested: str) -> str:
+    """The normalised precision name (``" BF16"`` → ``"bf16"``).
+
+    Raises:
+        UsageError: for a name that is not auto, fp32, bf16 or fp16.
+    """
+    name = str(requested).strip().lower()
+    if name != "auto" and name not in PRECISIONS:
+        raise UsageError(f"unknown precision {requested!r}", hint="use auto, fp32, bf16 or fp16")
+    return name
+
+
+def choose_precision(requested: str, device: torch.device, supported: tuple[torch.dtype, ...], *,
+                     bit_depth: int = 8, capability: Capability | None = None) -> PrecisionChoice:
+    """Choose the compute precision of one stage for one image; never fails for a supported stage.
 
     Args:
         requested: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         device: Where the stage runs.
         supported: Dtypes the stage supports (:attr:`StageInfo.dtypes`).
+        bit_depth: Bits per sample of the image (:attr:`Meta.bit_depth`: 8, 16, or 32 for float).
+        capability: What the host computes fast (default: :func:`host_capability`).
 
-    ``"auto"`` prefers fp16 on CUDA (bf16 when the stage lacks fp16 and the GPU
-    has bf16), bf16 on CPUs with native bf16, and fp32 otherwise.
+    ``auto`` picks the fastest precision that the stage supports, the device runs
+    natively and the input's bit depth survives: fp16 on CUDA (bf16 when the stage
+    lacks fp16 and the GPU has bf16), bf16 on CPUs with native bf16, fp32
+    otherwise — and fp32 for 16-bit and float inputs. An explicit request applies
+    when the stage supports it on that device; otherwise the stage runs in fp32
+    and :attr:`PrecisionChoice.note` says why.
+
+    Raises:
+        UsageError: for an unknown name, or a stage with no precision that runs on ``device``.
+    """
+    name = check_precision_name(requested)
+    capability = capability or host_capability(device)
+    runnable = tuple(dtype for dtype in supported if not (dtype is torch.float16 and device.type == "cpu"))
+    if not runnable:
+        stage_names = ", ".join(precision_name(dtype) for dtype in supported) or "none"
+        raise UsageError(f"no precision this stage supports ({stage_names}) runs on {device.type}",
+                         hint="run it on another device")
+    fallback = torch.float32 if torch.float32 in runnable else runnable[0]
+
+    if name != "auto":
+        wanted = PRECISIONS[name]
+        if wanted in runnable:
+            return PrecisionChoice(wanted, name)
+        why = "fp16 does not run on the CPU" if (wanted is torch.float16 and device.type == "cpu") else (
+            f"supports only {', '.join(precision_name(dtype) for dtype in runnable)}")
+        return PrecisionChoice(fallback, name, f"{why}; runs in {precision_name(fallback)}")
+
+    if bit_depth > AUTO_REDUCED_MAX_BITS and torch.float32 in runnable:
+        return PrecisionChoice(torch.float32, name)
+    if device.type == "cuda":
+        preference: tuple[torch.dtype, ...] = (torch.float16,) + ((torch.bfloat16,) if capability.cuda_bf16 else ())
+    elif device.type == "cpu" and capability.native_cpu_bf16:
+        preference = (torch.bfloat16,)
+    else:
+        preference = ()
+    for dtype in preference:
+        if dtype in runnable:
+            return PrecisionChoice(dtype, name)
+    return PrecisionChoice(fallback, name)
+
+
+def resolve_precision(requested: str, device: torch.device, supported: tuple[torch.dtype, ...], *,
+                      bit_depth: int = 8, capability: Capability | None = None) -> torch.dtype:
+    """Like :func:`choose_precision`, but strict: for code that runs one network of its own (fine-tuning).
 
     Raises:
         UsageError: for an unknown name, fp16 on the CPU, or a precision the
-            stage does not support.
+            network does not support.
     """
-    name = str(requested).strip().lower()
-    if name != "auto" and name not in PRECISIONS:
-        raise UsageError(f"unknown precision {requested!r}", hint="use auto, fp32, bf16 or fp16")
-    stage_names = ", ".join(_NAMES.get(dtype, str(dtype)) for dtype in supported) or "none"
-    if name != "auto":
-        dtype = PRECISIONS[name]
-        if dtype is torch.float16 and device.type == "cpu":
+    choice = choose_precision(requested, device, supported, bit_depth=bit_depth, capability=capability)
+    if choice.note is not None:
+        if choice.requested == "fp16" and device.type == "cpu":
             raise UsageError("fp16 is not supported on CPU, use bf16 or fp32")
-        if dtype not in supported:
-            raise UsageError(f"this stage does not support {name}", hint=f"it supports {stage_names}")
-        return dtype
-
-    if device.type == "cuda":
-        if torch.float16 in supported:
-            return torch.float16
-        if torch.bfloat16 in supported and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-    elif device.type == "cpu" and torch.bfloat16 in supported and cpu_supports_fast_bf16():
-        return torch.bfloat16
-    if torch.float32 in supported:
-        return torch.float32
-    # A stage without fp32: take what it has, as long as the device can run it.
-    for dtype in supported:
-        if not (dtype is torch.float16 and device.type == "cpu"):
-            return dtype
-    raise UsageError(f"no precision this stage supports ({stage_names}) runs on {device.type}",
-                     hint="run it on another device")
+        stage_names = ", ".join(precision_name(dtype) for dtype in supported) or "none"
+        raise UsageError(f"this stage does not support {choice.requested}", hint=f"it supports {stage_names}")
+    return choice.dtype
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
@@ -166,13 +289,7 @@ def describe_device(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(index)
         return f"cuda:{index} ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
     if device.type == "cpu":
-        if _has_amx():
-            isa = "AMX"
-        elif _has_avx512_bf16():
-            isa = "AVX512-BF16"
-        else:
-            capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
-            isa = capability() if capability is not None else "unknown ISA"
+        isa = _cpu_capability()
         threads = torch.get_num_threads()
         return f"cpu ({isa}, {threads} thread{'' if threads == 1 else 's'})"
     return str(device)

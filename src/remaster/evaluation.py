@@ -272,6 +272,8 @@ class Report:
         seconds: ``seconds[candidate][image]``: wall time of the upscaling alone (not the scoring).
         originals: ``originals[image][metric]`` for the no-reference metrics, measured on the HR image.
         setup: What was run and where (degradation, factor, crop, device, versions, CPU, date).
+        precisions: ``precisions[candidate][image]``: each stage with the precision it ran in,
+            e.g. ``"realesrgan-x4plus [bf16]"`` (``--precision auto`` chooses per machine and per image).
         warnings: Metrics that could not be measured on some image, and why.
         files: Files written: ``"md"``, ``"csv"``, ``"json"``, and ``"sheet:<image>"`` per sheet.
     """
@@ -283,6 +285,7 @@ class Report:
     seconds: dict[str, dict[str, float]]
     originals: dict[str, dict[str, float]]
     setup: dict[str, Any]
+    precisions: dict[str, dict[str, str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -297,6 +300,11 @@ class Report:
     def mean(self, candidate: str, metric: str) -> float:
         """Mean of a metric over the images (those where it could be measured)."""
         return _mean([self.scores[candidate][image.name][metric] for image in self.images])
+
+    def precision_of(self, candidate: str) -> str:
+        """What ``candidate`` ran in, over all images (``"a [bf16]"``, or each variant joined by ``"; "``)."""
+        seen = dict.fromkeys(self.precisions.get(candidate, {}).values())
+        return "; ".join(seen) or "–"
 
     def mean_seconds(self, candidate: str) -> float:
         return _mean([self.seconds[candidate][image.name] for image in self.images])
@@ -322,7 +330,9 @@ class Report:
             "setup": self.setup,
             "images": [{"name": i.name, "source": i.source, "hr_size": list(i.hr_size), "lr_size": list(i.lr_size),
                         "sheet": i.sheet} for i in self.images],
-            "candidates": [{"name": label, "pipeline": pipeline} for label, pipeline in self.candidates.items()],
+            "candidates": [{"name": label, "pipeline": pipeline, "precision": self.precision_of(label),
+                            "precision_per_image": dict(self.precisions.get(label, {}))}
+                           for label, pipeline in self.candidates.items()],
             "metrics": [{"name": m.label, "metric": m.name, "options": m.options,
                          "higher_is_better": m.spec.higher_is_better, "needs_reference": m.spec.needs_reference}
                         for m in self.metrics],
@@ -399,13 +409,13 @@ class Report:
             f"- **Degradation**: `{s['degrade']}` (×1/{s['factor']}), rounded to the source bit depth as if saved "
             "as PNG",
             f"- **Candidates**: upscale ×{s['factor']} back to the HR size: "
-            + ", ".join(f"`{c}`" + (f" (`{p}`)" if p != c else "") for c, p in self.candidates.items()),
+            + ", ".join(f"`{c}` (ran as `{self.precision_of(c)}`)" for c in self.candidates),
             f"- **Metrics**: {', '.join(self._metric_notes())}",
             f"- **Scoring**: crop_border={s['crop_border']}; y_channel={s['y_channel']}"
             + (" (PSNR/SSIM on BT.601 luma, MATLAB `rgb2ycbcr`, as SR papers)" if s["y_channel"] else ""),
             f"- **Timing**: seconds of upscaling per image, after one warm-up run of each candidate at the first "
             f"image's input size (model building excluded), on {s['device']} "
-            f"({s['precision']}); {s['cpu']}, {s['cpu_count']} CPU core(s), {s['torch_threads']} torch thread(s)",
+            f"(--precision {s['precision']}: what each candidate ran in is listed above); {s['cpu']}, {s['cpu_count']} CPU core(s), {s['torch_threads']} torch thread(s)",
             f"- **Run**: {s['date']}, remaster {s['remaster']}, torch {s['torch']}, {s['total_seconds']:.1f} s in all",
             "",
             f"## Mean over {n} image(s)",
@@ -876,6 +886,8 @@ def evaluate(
             tick = time.perf_counter()
             result = runner.run_image(lr_image)
             report.seconds[label][name] = time.perf_counter() - tick
+            report.precisions.setdefault(label, {})[name] = " | ".join(
+                f"{entry['stage']} [{entry['precision']}]" for entry in result.meta.extras.get("stages", []))
             out = _as_array(result, hr_image)
             outputs[label] = out
             report.scores[label][name] = {

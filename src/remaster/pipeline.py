@@ -256,16 +256,18 @@ class Remasterer:
             raise UsageError("the pipeline has no stages")
         self.stages: list[ConfiguredStage] = [self._configure(item) for item in items]
         self.device = devices.resolve_device(device)
-        self.precision = precision
-        if precision not in {"auto", "fp32", "bf16", "fp16"}:
-            raise UsageError(f"unknown precision {precision!r}", hint="use auto, fp32, bf16 or fp16")
+        self.precision = devices.check_precision_name(precision)
+        if self.precision == "fp16" and self.device.type == "cpu":
+            raise UsageError("fp16 is not supported on CPU, use bf16 or fp32",
+                             hint="fp16 is for CUDA devices (--device cuda)")
         if not (tile == "auto" or (isinstance(tile, int) and tile >= 0)):
             raise UsageError(f"tile must be 'auto' or a size in pixels, not {tile!r}")
         self.tile = tile
         self.max_pixels = max_pixels if max_pixels is not None else io.max_pixels_from_env()
         self.max_output_pixels = max_output_pixels
-        for stage in self.stages:  # fail on impossible precision requests now, not after loading images
-            self._dtype_for(stage, self._device_for(stage))
+        self._noted: set[tuple[int, str]] = set()
+        for stage in self.stages:  # a stage that cannot run on its device at all fails now, not after loading images
+            self._choice_for(stage, self._device_for(stage), bit_depth=8, requested=self.precision)
 
     def _configure(self, item: str | Stage) -> ConfiguredStage:
         if isinstance(item, Stage):
@@ -291,6 +293,7 @@ class Remasterer:
             StageError: when a stage cannot take what the previous one gives.
             ImageTooLargeError: when the output would exceed ``max_output_pixels``.
         """
+        sizes = self.output_sizes(height, width)
         for index, stage in enumerate(self.stages):
             accepted = stage.info.in_channels
             if channels not in accepted and not (channels == 1 and 3 in accepted):
@@ -300,7 +303,7 @@ class Remasterer:
                     path=stage.name,
                 )
             channels = stage.info.channels_out(3 if channels not in accepted else channels)
-            height, width = scaled_size(height, width, stage.scale)
+            height, width = sizes[index]
             if height * width > self.max_output_pixels:
                 raise ImageTooLargeError(
                     f"the output would be {width}x{height} = {height * width / 1e6:.1f} MP after stage {stage.name!r}, "
@@ -308,6 +311,49 @@ class Remasterer:
                     hint="lower the scale, or raise the limit with --max-output-pixels",
                 )
         return height, width, channels
+
+    def output_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The ``(height, width)`` after each stage for an input of this size.
+
+        Scale factors compose: after stage *k* the size is the input size times
+        the product of the factors of stages 1..k, rounded to the nearest pixel
+        (at least 1) — never a rounding of a rounding. So
+        ``degrade.downsample(scale=0.25) | bicubic(scale=4)`` gives back exactly
+        the input size, for any size.
+        """
+        sizes, factor = [], 1.0
+        for stage in self.stages:
+            factor *= stage.scale
+            sizes.append(scaled_size(height, width, factor))
+        return sizes
+
+    def precisions(self, bit_depth: int = 8) -> list[devices.PrecisionChoice]:
+        """The precision each stage would run in for an image of ``bit_depth`` bits per sample.
+
+        ``--precision auto`` keeps fp32 for 16-bit and float images, so the
+        answer can differ per image; :attr:`Meta.extras` ``["stages"]`` of each
+        result says what actually ran.
+        """
+        return [self._choice_for(stage, self._device_for(stage), bit_depth=bit_depth, requested=self.precision)
+                for stage in self.stages]
+
+    def stage_plan(self, bit_depth: int = 8) -> list[dict[str, str]]:
+        """Per stage: its name, device and precision, as ``meta.extras["stages"]`` reports what ran."""
+        return [_ran(stage, self._device_for(stage), choice.dtype)
+                for stage, choice in zip(self.stages, self.precisions(bit_depth))]
+
+    def describe(self, bit_depth: int = 8) -> str:
+        """The pipeline with each stage's precision, e.g. ``"realesrgan-x4plus [bf16] | lanczos(scale=0.5) [fp32]"``.
+
+        When 16-bit or float inputs would run in other precisions, that is said too.
+        """
+        choices = self.precisions(bit_depth)
+        text = " | ".join(f"{stage} [{choice.name}]" for stage, choice in zip(self.stages, choices))
+        deep = self.precisions(16)
+        if [c.dtype for c in deep] != [c.dtype for c in choices]:
+            names = sorted({c.name for c in deep})
+            text += f" ({'/'.join(names)} for 16-bit and float inputs)"
+        return text
 
     # -- running --------------------------------------------------------------
 
@@ -324,7 +370,7 @@ class Remasterer:
         """
         for stage in self.stages:
             device = self._device_for(stage)
-            stage.instance(device, self._dtype_for(stage, device))
+            stage.instance(device, self._choice_for(stage, device, bit_depth=8, requested=self.precision).dtype)
         return self
 
     def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
@@ -365,11 +411,25 @@ class Remasterer:
         result = self.run_image(image, progress=progress)
         return io.save(result, target, quality=quality, overwrite=overwrite), result
 
-    def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None) -> Image:
-        """Run every stage on an :class:`Image` (the internal representation)."""
+    def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None,
+                  precision: str | None = None) -> Image:
+        """Run every stage on an :class:`Image` (the internal representation).
+
+        Args:
+            image: The input; its ``meta.bit_depth`` takes part in the ``auto`` precision choice.
+            progress: As in :meth:`run`.
+            precision: Overrides the precision request for this call (a stage that runs
+                a pipeline of its own passes down what the user asked for).
+
+        The result's ``meta.extras["stages"]`` lists, per stage, the device and the
+        precision it actually ran in (after any fp32 retry).
+        """
         self.plan(image.height, image.width, image.channels)
+        requested = self.precision if precision is None else devices.check_precision_name(precision)
+        sizes = self.output_sizes(image.height, image.width)
         pixels, alpha = image.pixels, image.alpha
         extras = dict(image.meta.extras)
+        ran: list[dict[str, str]] = []
         total = len(self.stages)
         for index, stage in enumerate(self.stages):
             def stage_progress(fraction: float, _index: int = index) -> None:
@@ -380,12 +440,22 @@ class Remasterer:
                 except Exception as exc:  # the caller stops the run (e.g. a cancel): not a stage's failure
                     raise _CallerStop(exc) from exc
 
+            device = self._device_for(stage)
+            choice = self._choice_for(stage, device, bit_depth=image.meta.bit_depth, requested=requested)
+            if choice.note is not None and (index, choice.note) not in self._noted:
+                self._noted.add((index, choice.note))
+                log.warning("%s: %s (--precision %s applies to the stages that support it)",
+                            stage.name, choice.note, requested)
+            ctx = RunContext(device=device, dtype=choice.dtype, precision=requested, bit_depth=image.meta.bit_depth,
+                             out_size=sizes[index])
             try:
-                pixels, alpha, report = self._run_stage(stage, pixels, alpha, stage_progress)
+                pixels, alpha = self._run_stage(stage, pixels, alpha, ctx, stage_progress)
                 stage_progress(1.0)
             except _CallerStop as stop:
                 raise stop.error from None
-            extras.update(report)
+            extras.update(ctx.report)
+            ran.append(_ran(stage, device, ctx.dtype))
+        extras["stages"] = ran
         if image.meta.grayscale and pixels.shape[1] == 3:
             pixels = _to_gray(pixels)  # grayscale stays grayscale even when a stage needed RGB
         result = image.with_pixels(pixels.float().cpu(), None if alpha is None else alpha.float().cpu())
@@ -395,48 +465,54 @@ class Remasterer:
     def _device_for(self, stage: ConfiguredStage) -> torch.device:
         return self.device if self.device.type in stage.info.devices else torch.device("cpu")
 
-    def _dtype_for(self, stage: ConfiguredStage, device: torch.device) -> torch.dtype:
+    def _choice_for(self, stage: ConfiguredStage, device: torch.device, *, bit_depth: int,
+                    requested: str) -> devices.PrecisionChoice:
         try:
-            return devices.resolve_precision(self.precision, device, stage.info.dtypes)
+            return devices.choose_precision(requested, device, stage.info.dtypes, bit_depth=bit_depth)
         except UsageError as exc:
             raise UsageError(exc.message, path=stage.name, hint=exc.hint) from None
 
-    def _run_stage(self, stage: ConfiguredStage, pixels: torch.Tensor, alpha: torch.Tensor | None,
-                   progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-        device = self._device_for(stage)
-        dtype = self._dtype_for(stage, device)
+    def _run_stage(self, stage: ConfiguredStage, pixels: torch.Tensor, alpha: torch.Tensor | None, ctx: RunContext,
+                   progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run one stage on colour (and alpha); the result has the size ``ctx.out_size`` (the pipeline's plan)."""
         info = stage.info
-        pixels = pixels.to(device)
+        assert ctx.out_size is not None
+        final_size = ctx.out_size
+        pixels = pixels.to(ctx.device)
         if pixels.shape[1] not in info.in_channels:
             pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
         height, width = pixels.shape[-2:]
-        run_size = scaled_size(height, width, stage.run_scale)
+        # A stage that resamples by itself is asked for the planned size; a fixed-scale network runs natively.
+        ctx.out_size = final_size if stage.run_scale == stage.scale else scaled_size(height, width, stage.run_scale)
         alpha_runs = alpha is not None and stage.alpha == "process"
         # When alpha goes through the stage too, colour and alpha each take half of the stage's progress.
         share = 0.5 if alpha_runs else 1.0
-        ctx = RunContext(device=device, dtype=dtype, progress=lambda fraction: progress(share * fraction))
+        ctx.progress = lambda fraction: progress(share * fraction)
         if alpha is not None and info.fill_transparent and stage.run_scale != 1:
-            pixels = _fill_transparent(pixels, alpha.to(device))
-        result = self._checked_run(stage, pixels, ctx, run_size)
+            pixels = _fill_transparent(pixels, alpha.to(ctx.device))
+        result = self._checked_run(stage, pixels, ctx)
         if alpha is not None:
-            alpha = alpha.to(device)
+            alpha = alpha.to(ctx.device)
             if alpha_runs:
                 gray = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
-                alpha_ctx = RunContext(device=device, dtype=dtype,
-                                       progress=lambda fraction: progress(0.5 + fraction / 2))
-                alpha = self._checked_run(stage, gray, alpha_ctx, run_size)
+                alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2))
+                alpha = self._checked_run(stage, gray, alpha_ctx)
                 # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
                 alpha = _to_gray(alpha) if alpha.shape[1] == 3 else alpha
-        final_size = scaled_size(height, width, stage.scale)
         if result.shape[-2:] != final_size:  # a fixed-scale network ran natively; a good filter does the rest
             result = _resample(result, final_size)
         if alpha is not None and alpha.shape[-2:] != final_size:
             alpha = _resample(alpha, final_size)
-        return result, alpha, ctx.report
+        ctx.out_size = final_size
+        return result, alpha
 
-    def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
-                     out_size: tuple[int, int]) -> torch.Tensor:
-        """Run one stage and hold it to its contract; retry in fp32 if reduced precision gives NaN/Inf."""
+    def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        """Run one stage and hold it to its contract; retry in fp32 if reduced precision gives NaN/Inf.
+
+        The output must be ``ctx.out_size``, or ``round(input size × the stage's own scale)``
+        for a stage that ignores ``ctx.out_size`` (the pipeline then resamples it).
+        """
+        native = scaled_size(pixels.shape[-2], pixels.shape[-1], stage.run_scale)
         try:
             result = self._execute(stage, pixels, ctx)
         except RemasterError as exc:
@@ -449,7 +525,8 @@ class Remasterer:
                                  path=stage.name, hint="use a smaller --tile, or a smaller image") from exc
             raise StageError(f"failed: {type(exc).__name__}: {exc}", path=stage.name,
                              hint="run with --debug for the traceback and report it to the stage's author") from exc
-        if result.shape[-2:] != out_size or result.ndim != 4 or result.shape[0] != pixels.shape[0]:
+        if result.ndim != 4 or tuple(result.shape[-2:]) not in {native, ctx.out_size} or result.shape[0] != pixels.shape[0]:
+            out_size = ctx.out_size or native
             raise StageContractError(
                 f"returned shape {tuple(result.shape)}, expected (N, C, {out_size[0]}, {out_size[1]})",
                 path=stage.name, hint="this is a bug in the stage; report it to its plugin's author",
@@ -459,7 +536,7 @@ class Remasterer:
             if ctx.dtype != torch.float32:
                 log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
                 ctx.dtype = torch.float32
-                return self._checked_run(stage, pixels, ctx, out_size)
+                return self._checked_run(stage, pixels, ctx)
             raise StageContractError("produced NaN or Inf values", path=stage.name,
                                      hint="try --precision fp32, or report it to the plugin's author")
         result = result.float()
@@ -478,22 +555,30 @@ class Remasterer:
         instance = stage.instance(ctx.device, ctx.dtype)
         padded, pad = _pad_to_requirements(pixels, info.min_size, info.multiple_of)
         scale = stage.run_scale
+        tileable = scale >= 1 and float(scale).is_integer() and (
+            info.tiling is Tiling.SUPPORTED or (info.tiling is Tiling.DISCOURAGED and isinstance(self.tile, int)))
+        exact = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
+        # Tiles are made at exactly scale × input; when the plan wants another size (an earlier stage rounded),
+        # a stage that resizes by itself runs whole and makes the planned size, rather than being resampled twice.
+        if ctx.out_size is not None and ctx.out_size != exact and isinstance(self.tile, str):
+            tileable = False
+        tiled = tileable and self.tile != 0
         # A stage reports progress of its own only when it gets the whole image in one call; per tile, the tiler does.
-        tile_ctx = replace(ctx, progress=None)
+        # Neither a tile, the tiler's single call, nor a padded image can be resized to the planned size of the whole.
+        tile_ctx = replace(ctx, progress=None, out_size=None)
+        whole_ctx = ctx if not (any(pad) or tiled) else replace(ctx, out_size=None)
 
         def call(x: torch.Tensor) -> torch.Tensor:
             whole = x.shape[-2:] == padded.shape[-2:] and x.shape[0] == padded.shape[0]
             with torch.no_grad(), devices.autocast_context(ctx.device, ctx.dtype):
-                out = instance.run(x, ctx if whole else tile_ctx)
+                out = instance.run(x, whole_ctx if whole else tile_ctx)
             if not isinstance(out, torch.Tensor) or not out.is_floating_point():  # checked per tile: the tiler casts
                 got = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
                 raise StageContractError(f"returned {got} pixels instead of a float tensor", path=stage.name,
                                          hint="this is a bug in the stage; report it to its plugin's author")
             return out
 
-        tileable = scale >= 1 and float(scale).is_integer() and (
-            info.tiling is Tiling.SUPPORTED or (info.tiling is Tiling.DISCOURAGED and isinstance(self.tile, int)))
-        if tileable and self.tile != 0:
+        if tiled:
             integer_scale = int(scale)
             tile = self.tile
             if tile == "auto":
@@ -510,6 +595,10 @@ class Remasterer:
             height, width = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
             result = result[..., :height, :width]
         return result
+
+
+def _ran(stage: ConfiguredStage, device: torch.device, dtype: torch.dtype) -> dict[str, str]:
+    return {"stage": str(stage), "device": str(device), "precision": devices.precision_name(dtype)}
 
 
 class _CallerStop(BaseException):

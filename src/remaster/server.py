@@ -136,12 +136,14 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: Per stage: name, device and precision; planned for the input's bit depth, then what actually ran.
+    stages: list[dict[str, str]] = field(default_factory=list)
 
     def status(self) -> dict[str, Any]:
         height, width, channels = self.output
         return {"id": self.id, "state": self.state, "progress": round(self.progress, 4), "pipeline": self.pipeline,
                 "format": self.result_format, "output": {"width": width, "height": height, "channels": channels},
-                "error": self.error, "created": self.created, "finished": self.finished}
+                "stages": self.stages, "error": self.error, "created": self.created, "finished": self.finished}
 
 
 class JobQueue:
@@ -258,6 +260,7 @@ class JobQueue:
         try:
             assert job.image is not None
             image = self._remasterer_for(job).run_image(job.image, progress=progress)
+            job.stages = list(image.meta.extras.get("stages", job.stages))
             progress(1.0)
             result = io.encode(image, job.result_format)
         except JobCancelled:
@@ -410,7 +413,8 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
             raise HTTPError.from_remaster(exc, 422) from None
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
-        return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, image, output)
+        return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, image, output,
+                   stages=remasterer.stage_plan(image.meta.bit_depth))
 
     async def submit(request: Request) -> Response:
         if queue.full:  # refuse before reading a large body

@@ -300,12 +300,23 @@ class RunContext:
             that loop internally (or networks that can tell how far a forward
             pass is). Set only when the stage gets the whole image in one call;
             when the image is tiled it is ``None`` and the tiler reports per tile.
+        precision: What the user asked for (``"auto"``, ``"bf16"``, ...); a stage
+            that runs a pipeline of its own passes it on, so each inner stage
+            chooses for itself.
+        bit_depth: Bits per sample of the source image (8, 16, or 32 for float).
+        out_size: The ``(height, width)`` the pipeline planned for this call's
+            output, so that scale factors compose exactly across stages. A stage
+            that resizes to a factor should produce this size when it is set;
+            ``None`` for tiles and padded inputs (then ``round(size × scale)``).
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     report: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[float], None] | None = None
+    precision: str = "auto"
+    bit_depth: int = 8
+    out_size: tuple[int, int] | None = None
 
 
 class Stage:
@@ -326,8 +337,9 @@ class Stage:
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         """Transform ``(N, C, H, W)`` float32 pixels in [0, 1]; return the result.
 
-        The output must be float, shaped ``(N, C', H * scale, W * scale)``
-        (rounded to the nearest pixel), and is clamped to [0, 1] by the pipeline.
+        The output must be float, shaped ``(N, C', *ctx.out_size)`` when
+        ``ctx.out_size`` is set, else ``(N, C', H * scale, W * scale)`` rounded
+        to the nearest pixel; it is clamped to [0, 1] by the pipeline.
         The input tensor must not be modified in place.
         """
         raise NotImplementedError

@@ -67,7 +67,8 @@ def test_identity_restoration_pastes_the_face_back_in_place_and_leaves_the_rest(
     stage = stage_with(IdentityRestorer())
     remasterer = Remasterer([stage]).prepare()
     result = remasterer.run_image(io.load(astronaut))
-    assert result.meta.extras == {"faces_found": 1, "faces": 1, "face_detector": "haar"}
+    assert {k: result.meta.extras[k] for k in ("faces_found", "faces", "face_detector")} == {
+        "faces_found": 1, "faces": 1, "face_detector": "haar"}
     out = io.to_numpy(result)
     diff = np.abs(out.astype(int) - astronaut.astype(int)).max(axis=2)
     # The face went out to 512×512 and back: only resampling blur at sharp edges (eyes, hair line);
@@ -175,3 +176,16 @@ def test_parsing_mask_and_resnet50_retinaface_come_from_the_weights_manager(
     assert stage._parser is not None  # mask=auto picked the parsing mask: its weights are cached
     assert result.meta.extras["face_detector"] == "retinaface"  # auto prefers ResNet-50 RetinaFace when cached
     assert result.meta.extras["faces"] <= 1
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32", "auto"])
+def test_the_background_chooses_its_own_precision(astronaut, precision):
+    """Issue 12, item 1: under bf16 the face stage handed 'bf16' to a lanczos background, which failed the run."""
+    small = astronaut[0:64, 100:164]
+    stage = stage_with(InvertingRestorer(), upscale=2.0, background="lanczos")
+    result = Remasterer([stage], device="cpu", precision=precision).prepare().run_image(io.load(small))
+    assert result.size == (128, 128)
+    assert result.meta.extras["background_stages"] == [
+        {"stage": "lanczos(scale=2.0)", "device": "cpu", "precision": "fp32"}]
+    if precision != "auto":  # the face stage itself supports both, so an explicit request holds
+        assert result.meta.extras["stages"][0]["precision"] == precision

@@ -74,7 +74,7 @@ class Downsample(Stage):
         self.method = method
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        size = scaled_size(int(pixels.shape[-2]), int(pixels.shape[-1]), self.scale)
+        size = ctx.out_size or scaled_size(int(pixels.shape[-2]), int(pixels.shape[-1]), self.scale)
         return resize(pixels, size, self.method).clamp_(0.0, 1.0)
 
 

@@ -100,7 +100,7 @@ class Interpolate(Stage):
         Clamping here mirrors what any 8-bit resizer does implicitly, so
         ringing from bicubic and Lanczos at hard edges never leaves the range.
         """
-        size = scaled_size(int(pixels.shape[-2]), int(pixels.shape[-1]), self.scale)
+        size = ctx.out_size or scaled_size(int(pixels.shape[-2]), int(pixels.shape[-1]), self.scale)
         return resize(pixels, size, self.method).clamp_(0.0, 1.0)
 
 

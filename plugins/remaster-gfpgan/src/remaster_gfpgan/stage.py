@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from remaster import Remasterer, RunContext, Stage, StageError, UsageError
+from remaster import Image, Remasterer, RunContext, Stage, StageError, UsageError
+from remaster.image import Meta
 from remaster.devices import autocast_context as _autocast
 from remaster.weights import get_manager, load_network, load_state_dict
 
@@ -16,9 +17,6 @@ from . import geometry
 from .catalogue import PARSING, RESTORERS, RETINAFACE
 from .detectors import FaceDetector, HaarDetector, RetinaFaceDetector
 from .geometry import FACE_SIZE, Face
-
-_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
 
 def load_restorer(path: Path) -> Any:
     """A GFPGANv1Clean or RestoreFormer network from a checkpoint (:func:`remaster.weights.load_network`).
@@ -96,8 +94,10 @@ class GFPGANStage(Stage):
             self._parser = self._make_parser(device)
         if self.params.get("upscale", 1.0) != 1.0 and not self.params.get("aligned"):
             background = str(self.params.get("background") or "lanczos")
-            self._background = Remasterer([_with_scale(background, self.params["upscale"])], device=device,
-                                          precision=_PRECISIONS.get(dtype, "auto"))
+            # Each background stage chooses its own precision per image from what the user asked for
+            # (RunContext.precision), not from the face network's: a lanczos background runs in fp32
+            # inside a bf16 run, and a 16-bit photo keeps fp32 under auto.
+            self._background = Remasterer([_with_scale(background, self.params["upscale"])], device=device)
             self._background.prepare()
 
     def _make_detector(self, device: torch.device) -> FaceDetector:
@@ -173,8 +173,10 @@ class GFPGANStage(Stage):
         if self._background is None:
             return pixels[0].permute(1, 2, 0).float().cpu().numpy().copy()
         progress = None if ctx.progress is None else (lambda f: ctx.progress(0.8 * f))
-        upscaled = self._background.run(pixels.float().cpu(), progress=progress)
-        return upscaled[0].permute(1, 2, 0).float().numpy().copy()
+        source = Image(pixels.float().cpu(), meta=Meta(bit_depth=ctx.bit_depth))
+        upscaled = self._background.run_image(source, progress=progress, precision=ctx.precision)
+        ctx.report["background_stages"] = upscaled.meta.extras.get("stages", [])
+        return upscaled.pixels[0].permute(1, 2, 0).float().numpy().copy()
 
     def _restore(self, face: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].to(self._device)
