@@ -220,6 +220,38 @@ def test_tiled_run_matches_untiled():
     assert (whole - tiled).abs().max() < 1e-5
 
 
+class _BoxBlur(Stage):
+    """A mean over (2r + 1)^2 pixels: it needs r pixels of context, more than its StageInfo says."""
+
+    info = StageInfo(tiling=Tiling.SUPPORTED, tile_overlap=0)
+
+    def __init__(self, radius):
+        super().__init__(radius=radius)
+        self.radius = radius
+        self.tile_overlap = radius
+
+    def run(self, pixels, ctx):
+        r = self.radius
+        return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(pixels, (r,) * 4, mode="replicate"),
+                                              2 * r + 1, stride=1)
+
+
+def test_the_built_stage_tile_overlap_wins_over_its_info():
+    img = torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(0))
+    whole = Remasterer([_BoxBlur(12)], tile=0).run(img)
+    tiled = Remasterer([_BoxBlur(12)], tile=32).run(img)
+    assert (whole - tiled).abs().max() < 1e-6  # with StageInfo's overlap of 0, every tile border would show
+
+
+@pytest.mark.parametrize("overlap", [-1, 2.5, "8", True])
+def test_a_bad_tile_overlap_is_the_stage_s_bug(overlap):
+    stage = _BoxBlur(2)
+    stage.tile_overlap = overlap
+    with pytest.raises(StageContractError, match="tile_overlap") as caught:
+        Remasterer([stage], tile=16).run(torch.rand(3, 40, 40))
+    assert caught.value.path == "_boxblur"
+
+
 def test_progress_reaches_one_and_reports_are_kept():
     class Reporter(Stage):
         def run(self, pixels, ctx):

@@ -6,15 +6,25 @@ where ``C`` is 1 (grayscale) or 3 (RGB). Alpha, when present, is kept apart in
 resizes or processes it alongside the colour as each stage asks. Everything
 needed to write the image back the way it came in (bit depth, colour mode, ICC
 profile, EXIF, DPI) rides along in :class:`Meta`.
+
+``Image.save``, ``Image.to_pil`` and ``Image.to_numpy`` are the functions of
+:mod:`remaster.export` (re-exported by :mod:`remaster.io`) as methods, so a
+result of ``Remasterer().run("photo.jpg")`` can be written or converted
+without importing anything else.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image as PILImage
+
+from . import export
 
 __all__ = ["Image", "Meta"]
 
@@ -53,6 +63,10 @@ class Meta:
 class Image:
     """Pixels plus metadata; what every stage receives and returns.
 
+    Also what :meth:`remaster.Remasterer.run` returns for a path, bytes or an
+    ``Image``: write it with :meth:`save`, or convert it with :meth:`to_pil`
+    and :meth:`to_numpy`.
+
     Attributes:
         pixels: ``(1, C, H, W)`` float tensor in ``[0, 1]``, C in {1, 3}.
         alpha: ``(1, 1, H, W)`` float tensor in ``[0, 1]``, or ``None``.
@@ -83,3 +97,47 @@ class Image:
     def with_pixels(self, pixels: torch.Tensor, alpha: torch.Tensor | None = None) -> Image:
         """A copy of this image with new pixels (and alpha), metadata kept."""
         return replace(self, pixels=pixels, alpha=alpha)
+
+    def save(self, path: str | os.PathLike[str], *, quality: int | None = None, overwrite: bool = False) -> Path:
+        """Write the image to ``path`` atomically, in the format its extension names.
+
+        The same as :func:`remaster.io.save` (depth, alpha, ICC profile, EXIF
+        and DPI are kept where the format allows; an existing file, or the
+        image's own source, is replaced only with ``overwrite``).
+
+        Args:
+            path: Target file: ``.png``, ``.jpg``/``.jpeg``, ``.webp`` or ``.tif``/``.tiff``.
+            quality: JPEG/WebP quality 1-100 (default 95); ignored otherwise.
+            overwrite: Replace an existing file (including the input itself).
+
+        Returns:
+            The path written.
+
+        Raises:
+            OutputError: Unknown extension, the target exists without
+                ``overwrite``, or the file cannot be encoded or written.
+            UsageError: ``quality`` is outside 1-100.
+        """
+        return export.save(self, path, quality=quality, overwrite=overwrite)
+
+    def to_pil(self) -> PILImage.Image:
+        """The image as a PIL image, as :func:`remaster.io.to_pil` makes it.
+
+        L, LA, RGB or RGBA at 8 bits; grayscale without alpha keeps its depth
+        (``I;16`` for 16-bit, ``F`` for float). ICC profile, EXIF and DPI are in
+        ``.info``.
+        """
+        return export.to_pil(self)
+
+    def to_numpy(self, dtype: Any = None, *, channels_last: bool = True) -> np.ndarray:
+        """The pixels as a numpy array, alpha (when present) as the last channel.
+
+        The same as :func:`remaster.io.to_numpy`.
+
+        Args:
+            dtype: ``uint8``, ``uint16`` or a float dtype. By default it follows
+                the source: uint8 for 8-bit, uint16 for 16-bit, float32 for float.
+            channels_last: ``(H, W, C)`` if true, else ``(C, H, W)``. Grayscale
+                without alpha is always ``(H, W)``.
+        """
+        return export.to_numpy(self, dtype, channels_last=channels_last)

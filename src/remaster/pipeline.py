@@ -24,7 +24,7 @@ from . import devices, io, tiling
 from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
 from .image import Image
 from .plugins import PluginHost, get_host
-from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size
+from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size, tile_overlap_of
 
 __all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "split_top_level", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS"]
 
@@ -580,12 +580,12 @@ class Remasterer:
 
         if tiled:
             integer_scale = int(scale)
+            overlap = tile_overlap_of(instance, info)  # the built stage knows its parameters; the spec does not
             tile = self.tile
             if tile == "auto":
-                tile = tiling.auto_tile_size(padded.shape, device=ctx.device, scale=integer_scale,
-                                             overlap=info.tile_overlap)
+                tile = tiling.auto_tile_size(padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap)
             result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
-                                             overlap=info.tile_overlap, multiple_of=info.multiple_of,
+                                             overlap=overlap, multiple_of=info.multiple_of,
                                              # Batching tiles fills a GPU; on a CPU it only adds memory.
                                              batch=1 if ctx.device.type == "cpu" else 4,
                                              progress=ctx.progress)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal
 
 import torch
 
-from .errors import StageError, StageParamError
+from .errors import StageContractError, StageError, StageParamError
 
 __all__ = [
     "StageKind",
@@ -32,6 +32,7 @@ __all__ = [
     "Stage",
     "RunContext",
     "scaled_size",
+    "tile_overlap_of",
 ]
 
 
@@ -163,7 +164,9 @@ class StageInfo:
         multiple_of: Height and width must be multiples of this; padded likewise.
         tiling: Whether the pipeline may tile the image for this stage.
         tile_overlap: Input pixels of context a tile needs on each side to
-            match the untiled result (about the receptive field radius).
+            match the untiled result (about the receptive field radius). A
+            stage whose reach depends on its parameters sets
+            :attr:`Stage.tile_overlap` on the built instance instead, which wins.
         alpha: How alpha passes through (see :data:`AlphaHandling`).
         dtypes: Compute precisions the stage supports; the pipeline only
             picks from these.
@@ -326,7 +329,15 @@ class Stage:
     accept their validated parameters as keyword arguments, and implement
     :meth:`run`. Heavy set-up (building a network, reading weights) goes in
     :meth:`prepare`, which the pipeline calls once before the first run.
+
+    Attributes:
+        tile_overlap: Input pixels of context a tile needs on each side, for a
+            stage whose reach depends on its parameters (a blur's radius grows
+            with sigma): set it in ``__init__``, where the parameters are known.
+            ``None`` (the default) leaves :attr:`StageInfo.tile_overlap` in force.
     """
+
+    tile_overlap: int | None = None
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = params
@@ -348,3 +359,20 @@ class Stage:
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """Output ``(height, width)`` of a stage with ``scale``: rounded, at least 1."""
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def tile_overlap_of(stage: Stage, info: StageInfo) -> int:
+    """The context each tile of ``stage`` gets: the built stage's own ``tile_overlap``, else ``info.tile_overlap``.
+
+    Raises:
+        StageContractError: The stage set ``tile_overlap`` to something other
+            than a whole number of pixels >= 0.
+    """
+    # getattr: a factory may return any object with run() and prepare(), not only a Stage subclass.
+    own = getattr(stage, "tile_overlap", None)
+    if own is None:
+        return info.tile_overlap
+    if isinstance(own, bool) or not isinstance(own, int) or own < 0:
+        raise StageContractError(f"set tile_overlap to {own!r}, not a whole number of pixels >= 0",
+                                 hint="this is a bug in the stage; report it to its plugin's author")
+    return own

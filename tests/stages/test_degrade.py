@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from remaster import Remasterer
 from remaster.plugins import PluginHost
 from remaster.stage import RunContext
 from remaster.testing import check_stage, sample_pixels
@@ -157,6 +158,31 @@ def test_blur_on_tiny_image(host: PluginHost) -> None:
     out = build(host, "degrade.blur", sigma=50).run(torch.tensor([[[[0.0, 0.5, 1.0]]]]), CTX)
     assert out.shape == (1, 1, 1, 3)
     assert torch.isfinite(out).all()
+
+
+def blocks(size: int = 160) -> torch.Tensor:
+    # 16 px blocks of random colour: strong edges wherever a tile's border falls.
+    coarse = torch.rand(1, 3, size // 16, size // 16, generator=torch.Generator().manual_seed(3))
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="nearest")
+
+
+@pytest.mark.parametrize("sigma", [2.0, 15.0])
+def test_blur_tiled_equals_untiled(sigma: float) -> None:
+    # The overlap follows the kernel radius, ceil(3 * sigma); the fixed 32 px it had was short beyond sigma 10.6.
+    untiled = Remasterer([f"degrade.blur(sigma={sigma})"], tile=0, precision="fp32").run(blocks())
+    tiled = Remasterer([f"degrade.blur(sigma={sigma})"], tile=32, precision="fp32").run(blocks())
+    torch.testing.assert_close(tiled, untiled, atol=1e-6, rtol=0)
+
+
+def test_blur_is_really_tiled_at_large_sigma() -> None:
+    # So that the test above compares tiles at all: windows smaller than the image at sigma 15 (radius 45).
+    pipeline = Remasterer(["degrade.blur(sigma=15)"], tile=32, precision="fp32").prepare()
+    instance = pipeline.stages[0].instance(torch.device("cpu"), torch.float32)
+    seen: list[tuple[int, ...]] = []
+    run = instance.run
+    instance.run = lambda x, ctx: (seen.append(tuple(x.shape)), run(x, ctx))[1]  # type: ignore[method-assign]
+    pipeline.run(blocks())
+    assert len(seen) > 1 and all(shape[-2] < 160 and shape[-1] < 160 for shape in seen)
 
 
 @pytest.mark.parametrize("method", ["nearest", "bilinear", "bicubic", "area", "lanczos"])

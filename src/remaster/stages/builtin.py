@@ -118,11 +118,10 @@ def builtin_specs() -> list[StageSpec]:
         "degrade.blur", "Blur",
         "Gaussian blur (separable, reflect padding)",
         (Param("sigma", float, 1.0, help="Standard deviation of the Gaussian in pixels", min=0.1, max=50.0),),
-        # The kernel radius is ceil(3*sigma) and grows to 150 px, but the
-        # overlap cannot depend on parameters. 32 px is exact up to sigma 10.6;
-        # beyond that tiles differ slightly, hence DISCOURAGED: only tiled
-        # when the user asks for a tile size (e.g. for a huge image).
-        StageInfo(tiling=Tiling.DISCOURAGED, tile_overlap=32, alpha="resize", deterministic_seed=True),
+        # The kernel radius, ceil(3*sigma), grows to 150 px: the built Blur
+        # sets its own tile_overlap to it, so tiles equal the untiled result
+        # at every sigma and the stage can be tiled like any local filter.
+        StageInfo(tiling=Tiling.SUPPORTED, alpha="resize", deterministic_seed=True),
     ))
     specs.append(StageSpec(
         name="degrade.realesrgan",

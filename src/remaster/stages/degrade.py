@@ -203,6 +203,8 @@ class Blur(Stage):
         if self.sigma <= 0:
             raise ValueError(f"sigma must be positive, got {self.sigma}")
         self.radius = math.ceil(3.0 * self.sigma)
+        # Tiles need exactly the kernel's reach (up to 150 px at sigma 50) to equal the untiled blur.
+        self.tile_overlap = self.radius
 
     def _kernel(self, device: torch.device) -> torch.Tensor:
         offsets = torch.arange(-self.radius, self.radius + 1, dtype=torch.float64)
