@@ -200,3 +200,20 @@ def test_a_numpy_input_keeps_its_bit_depth_for_the_choice(native_bf16_host):
     remasterer.run(np.zeros((4, 4, 3), np.uint8))
     remasterer.run(np.zeros((4, 4, 3), np.uint16))
     assert network.seen == [BF16, FP32]
+
+
+def test_the_cpu_kind_can_be_set_from_the_environment(monkeypatch):
+    monkeypatch.setenv("REMASTER_CPU_ISA", "amx")
+    assert devices.host_capability().native_cpu_bf16
+    assert choose_precision("auto", CPU, ALL).dtype is BF16
+    assert "AMX per REMASTER_CPU_ISA; detected " in devices.describe_device(CPU)
+    monkeypatch.setenv("REMASTER_CPU_ISA", "AVX2")
+    assert choose_precision("auto", CPU, ALL).dtype is FP32
+
+
+def test_the_suite_runs_as_an_avx2_machine_whatever_it_runs_on():
+    """conftest.py sets it, so that no test follows this host's own auto choice (bf16 here, fp32 there)."""
+    import os
+
+    assert os.environ.get("REMASTER_CPU_ISA")
+    assert devices.host_capability().cpu_isa == os.environ["REMASTER_CPU_ISA"].upper()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -141,9 +142,19 @@ def _cpu_isa() -> str:
     return str(capability()).upper() if capability is not None else "unknown ISA"
 
 
+#: Environment variable that makes remaster take the CPU for another kind (``AVX2``, ``AVX512-BF16``, ``AMX``):
+#: reproduces another machine's ``auto`` choice, and lets the test suite behave the same on every machine.
+CPU_ISA_ENV = "REMASTER_CPU_ISA"
+
+
 @functools.lru_cache(maxsize=None)
-def _cpu_capability() -> str:
+def _detected_cpu_isa() -> str:
     return _cpu_isa()
+
+
+def _cpu_capability() -> str:
+    forced = os.environ.get(CPU_ISA_ENV, "").strip().upper()
+    return forced or _detected_cpu_isa()
 
 
 def host_capability(device: torch.device | None = None) -> Capability:
@@ -290,6 +301,8 @@ def describe_device(device: torch.device) -> str:
         return f"cuda:{index} ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
     if device.type == "cpu":
         isa = _cpu_capability()
+        if os.environ.get(CPU_ISA_ENV, "").strip():
+            isa += f" per {CPU_ISA_ENV}; detected {_detected_cpu_isa()}"
         threads = torch.get_num_threads()
         return f"cpu ({isa}, {threads} thread{'' if threads == 1 else 's'})"
     return str(device)
