@@ -269,7 +269,8 @@ def _finetune(args: argparse.Namespace) -> int:
     summary = {"run_dir": str(result.run_dir), "step": result.step, "best_step": result.best_step,
                "best_val_psnr": result.best_psnr, "initial": result.initial, "final": result.final,
                "trainable_parameters": result.trainable, "frozen_parameters": result.frozen,
-               "seconds": round(result.seconds, 1), "steps_per_second": round(result.steps_per_second, 3)}
+               "seconds": round(result.seconds, 1), "steps_per_second": round(result.steps_per_second, 3),
+               "skipped": [{"path": str(item.path), "reason": item.reason} for item in result.skipped]}
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet:
@@ -277,7 +278,8 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"validation PSNR {before.get('val_psnr', float('nan')):.2f} -> {after.get('val_psnr', float('nan')):.2f}"
               f" dB, SSIM {before.get('val_ssim', float('nan')):.4f} -> {after.get('val_ssim', float('nan')):.4f}; "
               f"best at step {result.best_step}: {result.run_dir / 'best.safetensors'} "
-              f"({result.steps_per_second:.2f} steps/s)", file=sys.stderr)
+              f"({result.steps_per_second:.2f} steps/s)"
+              + (f"; {len(result.skipped)} unreadable file(s) left out" if result.skipped else ""), file=sys.stderr)
     return 0
 
 
