@@ -173,3 +173,14 @@ def test_a_usage_error_found_late_leaves_no_empty_output_folder(tmp_path):
     source = write_png(tmp_path / "in.png")
     assert main(["run", "bicubik(scale=2)", str(source), "-o", str(tmp_path / "new" / "out")]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_alpha_into_jpeg_is_one_warning_line_and_quiet_hides_it(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png", mode="RGBA")
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "out.jpg")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert warnings == [f"remaster: warning: {tmp_path / 'out.jpg'}: JPEG cannot store transparency, alpha dropped "
+                        "(composited onto white); use .png/.webp/.tif to keep it"]
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "quiet.jpg"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert PILImage.open(tmp_path / "quiet.jpg").mode == "RGB"

@@ -1,24 +1,27 @@
 """The ``remaster`` command: a thin layer that parses, calls the library and prints.
 
 Exit codes: 0 when everything succeeded, 1 when some items failed, 2 for usage
-errors, 130 when interrupted. Errors print as one line unless ``--debug``.
+errors, 130 when interrupted. Errors print as one line unless ``--debug``; so
+do warnings, through logging.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
-from .errors import OutputError, RemasterError, UnknownStageError, UsageError
+from .errors import OutputError, RemasterError, RemasterWarning, UnknownStageError, UsageError
 
 log = logging.getLogger("remaster")
 
@@ -738,38 +741,50 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _LineFormatter(logging.Formatter):
+    """``remaster: warning: <message>``: log records look like the command's own error lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return f"remaster: {record.levelname.lower()}: {record.message}"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command: one log line, not Python's two-line dump of the source."""
+    text = str(message)
+    if not issubclass(category, RemasterWarning) or log.isEnabledFor(logging.DEBUG):
+        text = f"{text} ({category.__name__} at {filename}:{lineno})"  # another library's: say whose
+    log.warning("%s", text)
+
+
+@contextlib.contextmanager
+def _console(args: argparse.Namespace) -> Iterator[None]:
+    """While a command runs: log records and warnings go to stderr as single lines; -q leaves only errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    handler.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.debug else logging.WARNING)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    if args.debug:
+        root.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings():  # restores the caller's warning machinery (main is also called in-process)
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remaster`` command; returns the exit code."""
     parser = build_parser()
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                            format="remaster: %(levelname)s: %(message)s")
-        if args.command is None:
-            parser.print_help(sys.stderr)
-            return 2
-        if args.command == "stages":
-            return _list_stages(args)
-        if args.command == "plugins":
-            return _list_plugins(args)
-        if args.command == "weights":
-            return _weights(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "finetune":
-            return _finetune(args)
-        if args.command == "upscale":
-            return _process(args, lambda: _upscale_pipeline(args))
-        if args.command == "degrade":
-            return _process(args, lambda: _degrade_pipeline(args))
-        from .pipeline import parse_pipeline
-
-        return _process(args, lambda: parse_pipeline(args.pipeline))
+        with _console(args):
+            return _command(parser, args)
     except KeyboardInterrupt:
         print("remaster: interrupted", file=sys.stderr)
         return 130
@@ -784,6 +799,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"remaster: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the command ``args`` name; returns its exit code."""
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if args.command == "stages":
+        return _list_stages(args)
+    if args.command == "plugins":
+        return _list_plugins(args)
+    if args.command == "weights":
+        return _weights(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "eval":
+        return _eval(args)
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "finetune":
+        return _finetune(args)
+    if args.command == "upscale":
+        return _process(args, lambda: _upscale_pipeline(args))
+    if args.command == "degrade":
+        return _process(args, lambda: _degrade_pipeline(args))
+    from .pipeline import parse_pipeline
+
+    return _process(args, lambda: parse_pipeline(args.pipeline))
 
 
 if __name__ == "__main__":
