@@ -175,6 +175,27 @@ def test_a_usage_error_found_late_leaves_no_empty_output_folder(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_closed_stdout_pipe_ends_the_command_quietly():
+    """``remaster stages | head -1``: no traceback, no error line, not even at interpreter exit."""
+    # The child prints a line and waits, so every line of 'stages' is written after the reader has gone.
+    code = ("import sys\nfrom remaster.cli import main\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+            "sys.exit(main(['stages']))")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        child.stdout.close()  # what head does after its first line
+        child.stdin.write("go\n")
+        child.stdin.close()
+        stderr = child.stderr.read()
+        returncode = child.wait(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    assert stderr == ""
+    assert returncode == 141  # 128 + SIGPIPE, as a shell reports for the standard tools
+
+
 def test_alpha_into_jpeg_is_one_warning_line_and_quiet_hides_it(tmp_path, capsys):
     source = write_png(tmp_path / "in.png", mode="RGBA")
     assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "out.jpg")]) == 0

@@ -1,8 +1,8 @@
 """The ``remaster`` command: a thin layer that parses, calls the library and prints.
 
 Exit codes: 0 when everything succeeded, 1 when some items failed, 2 for usage
-errors, 130 when interrupted. Errors print as one line unless ``--debug``; so
-do warnings, through logging.
+errors, 130 when interrupted, 141 when stdout was closed early (``| head``).
+Errors print as one line unless ``--debug``; so do warnings, through logging.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ log = logging.getLogger("remaster")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
 #: Extensions remaster can write; other inputs are written as PNG.
 WRITABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+#: Exit status when the reader of stdout went away (``remaster stages | head -1``): 128 + SIGPIPE, what a
+#: shell reports for the standard tools, which SIGPIPE ends.
+EXIT_BROKEN_PIPE = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -777,6 +780,23 @@ def _console(args: argparse.Namespace) -> Iterator[None]:
         root.setLevel(level)
 
 
+def _stdout_to_devnull() -> None:
+    """After a closed pipe: Python's recipe (docs of ``signal``, "Note on SIGPIPE").
+
+    Pointing stdout at devnull keeps the flush at interpreter exit from failing a second time with an
+    "Exception ignored" message.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in-process): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remaster`` command; returns the exit code."""
     parser = build_parser()
@@ -784,7 +804,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         with _console(args):
-            return _command(parser, args)
+            code = _command(parser, args)
+            sys.stdout.flush()  # a short output reaches a closed pipe only here
+        return code
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as the standard tools do
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("remaster: interrupted", file=sys.stderr)
         return 130
