@@ -205,3 +205,24 @@ def test_alpha_into_jpeg_is_one_warning_line_and_quiet_hides_it(tmp_path, capsys
     assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "quiet.jpg"), "-q"]) == 0
     assert capsys.readouterr().err == ""
     assert PILImage.open(tmp_path / "quiet.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize("name", ["out.bmp", "out.gif", "out.JFIF"])
+def test_an_output_file_remaster_cannot_write_is_refused_before_work(tmp_path, monkeypatch, capsys, name):
+    source = write_png(tmp_path / "in.png")
+    built = []
+    monkeypatch.setattr("remaster.pipeline.Remasterer.__init__", lambda *a, **k: built.append(a))
+    assert main(["run", "nearest(scale=2)", str(source), "-o", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"remaster: error: {tmp_path / name}: remaster cannot write")
+    assert ".png" in err and ".webp" in err and ".tif" in err
+    assert not (tmp_path / name).exists() and not built
+
+
+@pytest.mark.parametrize("output, written", [
+    ("out/", "out/in.png"), ("results", "results/in.png"), ("out.bmp/", "out.bmp/in.png"),
+])
+def test_folder_outputs_still_work(tmp_path, output, written):
+    source = write_png(tmp_path / "in.png")
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path) + "/" + output, "-q"]) == 0
+    assert (tmp_path / written).is_file()

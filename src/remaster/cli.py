@@ -32,6 +32,8 @@ WRITABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
 #: Exit status when the reader of stdout went away (``remaster stages | head -1``): 128 + SIGPIPE, what a
 #: shell reports for the standard tools, which SIGPIPE ends.
 EXIT_BROKEN_PIPE = 141
+#: What ends an -o that is meant as a folder, whatever its extension (``-o out.png/``).
+_SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep} if sep)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -322,10 +324,25 @@ def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None) -> list[_Item]:
-    """Decide each output path; one input with a file-like OUT is written there, else into the folder OUT."""
-    if len(sources) == 1 and output.suffix.lower() in WRITABLE_SUFFIXES and not output.is_dir():
-        return [_Item(sources[0][0], output)]
+def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None, *,
+                 folder: bool = False) -> list[_Item]:
+    """Decide each output path; one input with a file-like OUT is written there, else into the folder OUT.
+
+    ``folder``: OUT was given as a folder (it ends in a path separator), whatever its extension.
+
+    Raises:
+        UsageError: OUT names an image file remaster cannot write (``out.bmp``), or OUT is a file but
+            several inputs need a folder.
+    """
+    kind = output.suffix.lower()
+    if len(sources) == 1 and not folder and not output.is_dir():
+        if kind in IMAGE_SUFFIXES and kind not in WRITABLE_SUFFIXES:
+            # Without this, out.bmp would quietly become a folder holding out.bmp/in.png.
+            raise UsageError(f"remaster cannot write {kind} images", path=output,
+                             hint=f"use one of {', '.join(sorted(WRITABLE_SUFFIXES))}, or end OUT with "
+                                  f"'/' for a folder of that name")
+        if kind in WRITABLE_SUFFIXES:
+            return [_Item(sources[0][0], output)]
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file, but several inputs need an output folder")
     items: list[_Item] = []
@@ -436,7 +453,8 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
 
     from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
-    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
+    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format,
+                         folder=args.output.endswith(_SEPARATORS))
     _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
     try:
         remasterer = Remasterer(
