@@ -12,12 +12,13 @@ import contextlib
 import json
 import logging
 import os
+import string
 import sys
 import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
@@ -29,6 +30,10 @@ log = logging.getLogger("remaster")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
 #: Extensions remaster can write; other inputs are written as PNG.
 WRITABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+#: How each output in a folder is named unless ``--name-template`` says otherwise.
+DEFAULT_NAME_TEMPLATE = "{stem}{suffix}.{ext}"
+#: The fields a name template may use.
+NAME_FIELDS = ("stem", "ext", "suffix")
 #: Exit status when the reader of stdout went away (``remaster stages | head -1``): 128 + SIGPIPE, what a
 #: shell reports for the standard tools, which SIGPIPE ends.
 EXIT_BROKEN_PIPE = 141
@@ -64,6 +69,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
     parser.add_argument("--format", choices=["png", "jpg", "webp", "tif"],
                         help="output format for folder runs (default: the input's, or PNG)")
+    parser.add_argument("--suffix", default="", metavar="TEXT",
+                        help="added to each output name in a folder: --suffix _x4 writes a.jpg as a_x4.jpg")
+    parser.add_argument("--name-template", metavar="TEMPLATE",
+                        help="name of each output in a folder, e.g. '{stem}_x4.{ext}'; fields: {stem} (input name "
+                             "without extension), {ext} (output format), {suffix} (--suffix)")
     parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
     parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
@@ -325,15 +335,30 @@ def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
 
 
 def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None, *,
-                 folder: bool = False) -> list[_Item]:
-    """Decide each output path; one input with a file-like OUT is written there, else into the folder OUT.
+                 name_template: str | None = None, suffix: str = "", folder: bool = False) -> list[_Item]:
+    """Decide each output path, before any work is done.
 
-    ``folder``: OUT was given as a folder (it ends in a path separator), whatever its extension.
+    One input with a file-like OUT (ending in a writable image extension, not an existing folder) is written
+    there. Otherwise OUT is a folder: each output goes under its input's relative path, named by
+    ``name_template`` (default :data:`DEFAULT_NAME_TEMPLATE`) from the input's stem, the output extension
+    (``fmt``, else the input's when remaster writes it, else ``png``) and ``suffix``. Two inputs that would get
+    the same name never share an output: the second is named after its source's extension (``a_bmp.png``),
+    then numbered. The plan depends only on the arguments and on whether OUT exists as a file or folder, so
+    any runner that plans with this function writes exactly where a local run would.
+
+    Args:
+        sources: ``(file, path relative to its input root)`` pairs, as :func:`collect_inputs` gives them.
+        output: OUT.
+        fmt: Output extension for folder runs, without dot (``--format``), or ``None``.
+        name_template: How outputs in a folder are named; fields ``{stem}``, ``{ext}``, ``{suffix}``.
+        suffix: Text the default template puts after the stem (``--suffix``).
+        folder: OUT was given as a folder (it ends in a path separator), whatever its extension.
 
     Raises:
-        UsageError: OUT names an image file remaster cannot write (``out.bmp``), or OUT is a file but
-            several inputs need a folder.
+        UsageError: OUT names an image file remaster cannot write (``out.bmp``), a name option is given with a
+            one-file OUT, OUT is a file but several inputs need a folder, or the template or suffix is unusable.
     """
+    template = _check_name_template(name_template, suffix)
     kind = output.suffix.lower()
     if len(sources) == 1 and not folder and not output.is_dir():
         if kind in IMAGE_SUFFIXES and kind not in WRITABLE_SUFFIXES:
@@ -342,23 +367,74 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
                              hint=f"use one of {', '.join(sorted(WRITABLE_SUFFIXES))}, or end OUT with "
                                   f"'/' for a folder of that name")
         if kind in WRITABLE_SUFFIXES:
+            if name_template is not None or suffix:
+                raise UsageError(f"--suffix and --name-template name the outputs in a folder, but {output} is "
+                                 "one output file", hint="give the output name itself, or a folder as -o")
             return [_Item(sources[0][0], output)]
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file, but several inputs need an output folder")
     items: list[_Item] = []
     taken: set[Path] = set()
     for source, relative in sources:
-        suffix = f".{fmt}" if fmt else (relative.suffix.lower() if relative.suffix.lower() in WRITABLE_SUFFIXES else ".png")
-        target = output / relative.with_suffix(suffix)
+        source_ext = relative.suffix.lower()
+        ext = fmt or (source_ext.lstrip(".") if source_ext in WRITABLE_SUFFIXES else "png")
+        name = template.format(stem=relative.stem, ext=ext, suffix=suffix)
+        _check_planned_name(name, name_template, fmt)
+        target = output / relative.parent / name
         if target in taken:  # a.jpg and a.png both asked to become a.png: keep both, name the second after its source
-            stem = f"{relative.stem}_{relative.suffix.lstrip('.').lower()}"
-            target, number = target.with_name(f"{stem}{suffix}"), 1
+            base = Path(name)
+            stem = f"{base.stem}_{source_ext.lstrip('.')}"
+            target, number = target.with_name(f"{stem}{base.suffix}"), 1
             while target in taken:  # two input folders can hold the same names: never plan one output twice
                 number += 1
-                target = target.with_name(f"{stem}_{number}{suffix}")
+                target = target.with_name(f"{stem}_{number}{base.suffix}")
         taken.add(target)
         items.append(_Item(source, target))
     return items
+
+
+#: One name for each format, to tell whether a template's extension and --format agree.
+_FORMAT_OF = {".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".png": "png", ".webp": "webp"}
+
+
+def _check_name_template(name_template: str | None, suffix: str) -> str:
+    """The template to name outputs with; refuses one that could write outside the output folder."""
+    for option, text in (("--suffix", suffix), ("--name-template", name_template or "")):
+        if any(sep in text for sep in ("/", "\\", "\0")) or ".." in text:
+            raise UsageError(f"{option} {text!r} could write outside the output folder",
+                             hint="give a file name without '/', '\\' or '..'")
+    if name_template is None:
+        return DEFAULT_NAME_TEMPLATE
+    if PurePosixPath(name_template).is_absolute() or PureWindowsPath(name_template).drive:
+        raise UsageError(f"--name-template {name_template!r} is an absolute path", hint="give a file name only")
+    fields = ", ".join(f"{{{name}}}" for name in NAME_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(name_template))
+    except ValueError as exc:  # a lone '{' or '}'
+        raise UsageError(f"--name-template {name_template!r}: {exc}",
+                         hint=f"use {fields}; write {{{{ or }}}} for a literal brace") from None
+    used = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in NAME_FIELDS or spec or conversion:
+            raise UsageError(f"--name-template {name_template!r}: unknown field {{{name}}}", hint=f"use {fields}")
+        used.add(name)
+    if suffix and "suffix" not in used:
+        raise UsageError(f"--suffix {suffix!r} is not used: the name template has no {{suffix}}",
+                         hint=f"add {{suffix}} to the template, e.g. '{{stem}}{{suffix}}.{{ext}}'")
+    return name_template
+
+
+def _check_planned_name(name: str, name_template: str | None, fmt: str | None) -> None:
+    """A templated name must end in an extension remaster writes, and agree with --format."""
+    kind = PurePosixPath(name).suffix.lower()
+    if kind not in WRITABLE_SUFFIXES:
+        raise UsageError(f"--name-template {name_template!r} gives the name {name!r}, which does not end in an image "
+                         f"extension remaster writes", hint="end the template with '.{ext}' (or .png, .jpg, ...)")
+    if fmt and _FORMAT_OF[kind] != _FORMAT_OF[f".{fmt}"]:
+        raise UsageError(f"--name-template {name_template!r} names {kind} files, but --format asks for {fmt}",
+                         hint="use '.{ext}' in the template, or leave out --format")
 
 
 def _check_writable(items: list[_Item], report: str | None = None) -> None:
@@ -453,8 +529,8 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
 
     from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
-    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format,
-                         folder=args.output.endswith(_SEPARATORS))
+    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format, name_template=args.name_template,
+                         suffix=args.suffix, folder=args.output.endswith(_SEPARATORS))
     _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
     try:
         remasterer = Remasterer(
