@@ -65,7 +65,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="compute precision; fp32 gives exact results (default: auto)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="leave outputs that already exist as they are (run the same command again to resume)")
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
     parser.add_argument("--format", choices=["png", "jpg", "webp", "tif"],
                         help="output format for folder runs (default: the input's, or PNG)")
@@ -309,11 +312,12 @@ class _Item:
     error: str | None = None
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False  # --skip-existing found the output already there: not written again, not a failure
 
     def as_json(self) -> dict[str, Any]:
         """One report entry; what stages reported (e.g. ``faces``) follows, never replacing these keys."""
-        entry = {"input": str(self.source), "output": str(self.target) if self.ok else None, "ok": self.ok,
-                 "error": self.error, "seconds": round(self.seconds, 3)}
+        entry = {"input": str(self.source), "output": str(self.target) if self.ok or self.skipped else None,
+                 "ok": self.ok, "skipped": self.skipped, "error": self.error, "seconds": round(self.seconds, 3)}
         return {**entry, **{key: value for key, value in self.extras.items() if key not in entry}}
 
 
@@ -532,6 +536,14 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format, name_template=args.name_template,
                          suffix=args.suffix, folder=args.output.endswith(_SEPARATORS))
     _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
+    if args.skip_existing:
+        for item in items:  # outputs are written atomically: one that is there is complete
+            item.skipped = item.target.is_file()
+        if all(item.skipped for item in items):  # a finished run, resumed: no model is read at all
+            for item in items:
+                if not args.quiet and not args.json:
+                    print(_skipped_line(item), file=sys.stderr)
+            return _finish(args, items, interrupted=False)
     try:
         remasterer = Remasterer(
             make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
@@ -551,6 +563,11 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     interrupted = False
     try:
         for index, item in enumerate(items):
+            if item.skipped:
+                bar.n = index + 1
+                if not args.quiet and not args.json:
+                    bar.write(_skipped_line(item), file=sys.stderr)
+                continue
             bar.set_postfix_str(item.source.name, refresh=False)
 
             def progress(fraction: float, _index: int = index) -> None:
@@ -581,6 +598,15 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
         interrupted = True
     finally:
         bar.close()
+    return _finish(args, items, interrupted)
+
+
+def _skipped_line(item: _Item) -> str:
+    return f"{item.source} -> {item.target} (skipped: already exists)"
+
+
+def _finish(args: argparse.Namespace, items: list[_Item], interrupted: bool) -> int:
+    """Report the run (--report, --json or the closing line) and return its exit code."""
     summary = _summary(items, interrupted)
     if args.report:
         _write_report(Path(args.report), summary)
@@ -589,6 +615,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     elif not args.quiet:
         done = summary["ok"]
         print(f"{done} of {len(items)} image(s) written to {args.output}" + (
+            f", {summary['skipped']} skipped (already there)" if summary["skipped"] else "") + (
             f", {summary['failed']} failed" if summary["failed"] else ""), file=sys.stderr)
     if interrupted:
         print("remaster: interrupted", file=sys.stderr)
@@ -598,9 +625,10 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
 
 def _summary(items: list[_Item], interrupted: bool) -> dict[str, Any]:
     """What --json prints and --report writes: counts, then one entry per file tried."""
-    return {"ok": sum(i.ok for i in items), "failed": sum(1 for i in items if i.error),
-            "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
-            "items": [i.as_json() for i in items if i.ok or i.error]}
+    return {"ok": sum(i.ok for i in items), "skipped": sum(i.skipped for i in items),
+            "failed": sum(1 for i in items if i.error),
+            "not_done": sum(1 for i in items if not (i.ok or i.skipped or i.error)), "interrupted": interrupted,
+            "items": [i.as_json() for i in items if i.ok or i.skipped or i.error]}
 
 
 def _faces_note(extras: dict[str, Any]) -> str:
