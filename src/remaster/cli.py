@@ -422,7 +422,9 @@ def _check_name_template(name_template: str | None, suffix: str) -> str:
         if name is None:
             continue
         if name not in NAME_FIELDS or spec or conversion:
-            raise UsageError(f"--name-template {name_template!r}: unknown field {{{name}}}", hint=f"use {fields}")
+            given = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise UsageError(f"--name-template {name_template!r}: unknown field {given}",
+                             hint=f"use the plain fields {fields}")
         used.add(name)
     if suffix and "suffix" not in used:
         raise UsageError(f"--suffix {suffix!r} is not used: the name template has no {{suffix}}",
@@ -540,8 +542,8 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
         for item in items:  # outputs are written atomically: one that is there is complete
             item.skipped = item.target.is_file()
         if all(item.skipped for item in items):  # a finished run, resumed: no model is read at all
-            for item in items:
-                if not args.quiet and not args.json:
+            if not args.quiet and not args.json:
+                for item in items:
                     print(_skipped_line(item), file=sys.stderr)
             return _finish(args, items, interrupted=False)
     try:
@@ -877,8 +879,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
                   file: Any = None, line: str | None = None) -> None:
     """``warnings.showwarning`` for the command: one log line, not Python's two-line dump of the source."""
     text = str(message)
+    # remaster's own warnings name the file and the remedy; another library's needs its origin to make sense.
     if not issubclass(category, RemasterWarning) or log.isEnabledFor(logging.DEBUG):
-        text = f"{text} ({category.__name__} at {filename}:{lineno})"  # another library's: say whose
+        text = f"{text} ({category.__name__} at {filename}:{lineno})"
     log.warning("%s", text)
 
 
