@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from remaster.cli import main
+
 from reliability_support import (
     CORPUS,
     FAULT_PLUGIN,
@@ -210,5 +212,52 @@ def test_ctrl_c_while_the_pipeline_is_built_still_writes_the_report(tmp_path, ca
     monkeypatch.setattr(f"remaster.pipeline.Remasterer.{step}", interrupted)
     assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out, "--report", report)[0] == 130
     summary = json.loads(report.read_text())
-    assert summary == {"ok": 0, "failed": 0, "not_done": 2, "interrupted": True, "items": []}
+    assert summary == {"ok": 0, "skipped": 0, "failed": 0, "not_done": 2, "interrupted": True, "items": []}
     check_invariants("fault", f"Ctrl-C in Remasterer.{step}", inputs, folder, out, expected_outputs=[report])
+
+
+# --------------------------------------------------------------------------- --skip-existing
+
+
+def test_skip_existing_resumes_an_interrupted_folder_run(tmp_path, capsys):
+    folder = stage_input(tmp_path, "good.png", "1x37.png", "37x1.png")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out)[0] == 0
+    (out / "37x1.png").unlink()  # as if the first run had been stopped before its last image
+    kept = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in ("good.png", "1x37.png")}
+    code = main(["run", "nearest(scale=2)", str(folder), "-o", str(out), "--skip-existing", "--report", str(report)])
+    assert code == 0
+    err = capsys.readouterr().err
+    for name in kept:
+        assert f"{folder / name} -> {out / name} (skipped: already exists)" in err
+    assert "1 of 3 image(s) written" in err and "2 skipped" in err
+    assert {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in kept} == kept
+    np.testing.assert_array_equal(cv2.imread(str(out / "37x1.png"), cv2.IMREAD_UNCHANGED),
+                                  upscaled(cv2.imread(str(folder / "37x1.png"), cv2.IMREAD_UNCHANGED)))
+    summary = json.loads(report.read_text())
+    assert (summary["ok"], summary["skipped"], summary["failed"], summary["not_done"]) == (1, 2, 0, 0)
+    entries = {Path(e["input"]).name: e for e in summary["items"]}
+    assert entries["good.png"]["skipped"] is True and entries["good.png"]["ok"] is False
+    assert entries["good.png"]["output"] == str(out / "good.png") and entries["good.png"]["error"] is None
+    assert entries["37x1.png"]["skipped"] is False and entries["37x1.png"]["ok"] is True
+
+
+def test_skip_existing_loads_no_model_when_every_output_is_there(tmp_path, capsys, monkeypatch):
+    folder = stage_input(tmp_path, "good.png", "1x37.png")
+    out = tmp_path / "out"
+    assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out)[0] == 0
+    built = []
+    monkeypatch.setattr("remaster.pipeline.Remasterer.__init__", lambda *a, **k: built.append(a))
+    assert main(["run", "nearest(scale=2)", str(folder), "-o", str(out), "--skip-existing", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["ok"], summary["skipped"], summary["failed"]) == (0, 2, 0) and not built
+
+
+def test_an_existing_output_is_still_an_error_without_skip_existing(tmp_path, capsys):
+    folder = stage_input(tmp_path, "good.png", "1x37.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "good.png").write_bytes(b"earlier result")
+    code, errors = run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out)
+    assert code == 1 and len(errors) == 1 and "already exists" in errors[0]
+    assert (out / "good.png").read_bytes() == b"earlier result" and (out / "1x37.png").is_file()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from remaster.cli import main
+from remaster.cli import main, plan_outputs
 
 
 def write_png(path: Path, width=12, height=10, mode="RGB", seed=0) -> Path:
@@ -173,3 +173,113 @@ def test_a_usage_error_found_late_leaves_no_empty_output_folder(tmp_path):
     source = write_png(tmp_path / "in.png")
     assert main(["run", "bicubik(scale=2)", str(source), "-o", str(tmp_path / "new" / "out")]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_a_closed_stdout_pipe_ends_the_command_quietly():
+    """``remaster stages | head -1``: no traceback, no error line, not even at interpreter exit."""
+    # The child prints a line and waits, so every line of 'stages' is written after the reader has gone.
+    code = ("import sys\nfrom remaster.cli import main\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+            "sys.exit(main(['stages']))")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        child.stdout.close()  # what head does after its first line
+        child.stdin.write("go\n")
+        child.stdin.close()
+        stderr = child.stderr.read()
+        returncode = child.wait(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    assert stderr == ""
+    assert returncode == 141  # 128 + SIGPIPE, as a shell reports for the standard tools
+
+
+def test_alpha_into_jpeg_is_one_warning_line_and_quiet_hides_it(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png", mode="RGBA")
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "out.jpg")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert warnings == [f"remaster: warning: {tmp_path / 'out.jpg'}: JPEG cannot store transparency, alpha dropped "
+                        "(composited onto white); use .png/.webp/.tif to keep it"]
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "quiet.jpg"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert PILImage.open(tmp_path / "quiet.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize("name", ["out.bmp", "out.gif", "out.JFIF"])
+def test_an_output_file_remaster_cannot_write_is_refused_before_work(tmp_path, monkeypatch, capsys, name):
+    source = write_png(tmp_path / "in.png")
+    built = []
+    monkeypatch.setattr("remaster.pipeline.Remasterer.__init__", lambda *a, **k: built.append(a))
+    assert main(["run", "nearest(scale=2)", str(source), "-o", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"remaster: error: {tmp_path / name}: remaster cannot write")
+    assert ".png" in err and ".webp" in err and ".tif" in err
+    assert not (tmp_path / name).exists() and not built
+
+
+@pytest.mark.parametrize("output, written", [
+    ("out/", "out/in.png"), ("results", "results/in.png"), ("out.bmp/", "out.bmp/in.png"),
+])
+def test_folder_outputs_still_work(tmp_path, output, written):
+    source = write_png(tmp_path / "in.png")
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path) + "/" + output, "-q"]) == 0
+    assert (tmp_path / written).is_file()
+
+
+def test_suffix_and_name_template_name_the_outputs(tmp_path):
+    photos = tmp_path / "photos"
+    write_png(photos / "a.png")
+    write_png(photos / "sub" / "b.jpg")
+    assert main(["run", "nearest(scale=1)", str(photos), "-o", str(tmp_path / "s"), "--suffix", "_x4", "-q"]) == 0
+    assert sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*.*")) == [
+        "a_x4.png", "sub/b_x4.jpg"]
+    assert main(["run", "nearest(scale=1)", str(photos), "-o", str(tmp_path / "t"), "--format", "webp",
+                 "--name-template", "up-{stem}.{ext}", "-q"]) == 0
+    assert sorted(p.relative_to(tmp_path / "t").as_posix() for p in (tmp_path / "t").rglob("*.*")) == [
+        "sub/up-b.webp", "up-a.webp"]
+
+
+def test_a_name_template_keeps_colliding_outputs_apart():
+    sources = [(Path("in/a.png"), Path("a.png")), (Path("in/a.bmp"), Path("a.bmp")), (Path("two/a.png"), Path("a.png"))]
+    for template, suffix, expected in [
+        ("{stem}_x4.{ext}", "", ["a_x4.png", "a_x4_bmp.png", "a_x4_png.png"]),
+        ("{stem}{suffix}.{ext}", "-big", ["a-big.png", "a-big_bmp.png", "a-big_png.png"]),
+        ("same.png", "", ["same.png", "same_bmp.png", "same_png.png"]),
+    ]:
+        items = plan_outputs(sources, Path("out"), None, name_template=template, suffix=suffix)
+        assert [item.target for item in items] == [Path("out") / name for name in expected]
+        assert [item.source for item in items] == [source for source, _ in sources]
+    # The default plan is what it always was.
+    assert [i.target.name for i in plan_outputs(sources, Path("out"), None)] == ["a.png", "a_bmp.png", "a_png.png"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--name-template", "../{stem}.{ext}"], "could write outside the output folder"),
+    (["--name-template", "sub/{stem}.{ext}"], "could write outside the output folder"),
+    (["--name-template", "sub\\{stem}.{ext}"], "could write outside the output folder"),
+    (["--name-template", "C:{stem}.{ext}"], "absolute path"),
+    (["--suffix", "/x"], "could write outside the output folder"),
+    (["--name-template", "{stem}_{scale}.{ext}"], "unknown field {scale}"),
+    (["--name-template", "{stem!r}.{ext}"], "unknown field {stem!r}"),
+    (["--name-template", "{stem:>9}.{ext}"], "unknown field {stem:>9}"),
+    (["--name-template", "{stem}}.{ext}"], "Single '}' encountered"),
+    (["--name-template", "{stem}_x4"], "does not end in an image extension"),
+    (["--name-template", "{stem}.bmp"], "does not end in an image extension"),
+    (["--name-template", "{stem}.png", "--format", "jpg"], "names .png files, but --format asks for jpg"),
+    (["--name-template", "{stem}.{ext}", "--suffix", "_x4"], "has no {suffix}"),
+    (["--skip-existing", "--overwrite"], "not allowed with"),
+])
+def test_bad_naming_options_are_usage_errors(tmp_path, capsys, options, message):
+    source = write_png(tmp_path / "in.png")
+    assert main(["run", "nearest(scale=1)", str(source), str(source), "-o", str(tmp_path / "out"), *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("remaster: error:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_naming_options_with_a_one_file_output_are_refused(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png")
+    assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "o.png"), "--suffix", "_x4"]) == 2
+    assert "one output file" in capsys.readouterr().err

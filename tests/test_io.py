@@ -18,7 +18,14 @@ from PIL import Image as PILImage
 from PIL import ImageCms, ImageFile, ImageOps
 
 from remaster import io as rio
-from remaster.errors import ImageTooLargeError, InputError, OutputError, UnsupportedImageError, UsageError
+from remaster.errors import (
+    ImageTooLargeError,
+    InputError,
+    OutputError,
+    RemasterWarning,
+    UnsupportedImageError,
+    UsageError,
+)
 from remaster.image import Image
 
 RNG = np.random.default_rng(1234)
@@ -671,16 +678,19 @@ def test_quality_option(tmp_path: Path) -> None:
 
 def test_alpha_into_jpeg_warns_and_composites_on_white(tmp_path: Path) -> None:
     rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
-    with pytest.warns(UserWarning, match="JPEG cannot store transparency"):
+    with pytest.warns(RemasterWarning, match="JPEG cannot store transparency, alpha dropped") as caught:
         out = rio.save(rio.load(rgba), tmp_path / "flat.jpg")
+    # Attributed to the line that called save, not to a line inside remaster.io.
+    assert [w.filename for w in caught] == [__file__]
     again = PILImage.open(out)
     assert again.mode == "RGB" and min(again.getpixel((1, 1))) > 245
 
 
 def test_deep_gray_alpha_tiff_warns(tmp_path: Path) -> None:
     pixels = rand((3, 4, 2), np.uint16)
-    with pytest.warns(UserWarning, match="RGBA"):
+    with pytest.warns(RemasterWarning, match="RGBA") as caught:
         out = rio.save(rio.load(pixels), tmp_path / "ga.tif")
+    assert [w.filename for w in caught] == [__file__]
     again = rio.to_numpy(rio.load(out))
     assert np.array_equal(again[..., 0], pixels[..., 0]) and np.array_equal(again[..., 3], pixels[..., 1])
 

@@ -166,6 +166,17 @@ def test_alpha_is_kept(server):
     assert result.mode == "RGBA" and result.size == (32, 32)
 
 
+@pytest.mark.parametrize("mode, channels", [("RGBA", 4), ("LA", 2)])
+def test_job_output_channels_count_alpha(server, mode, channels):
+    pixels = np.random.default_rng(5).integers(0, 256, (10, 12, channels), dtype=np.uint8)
+    job_id = server.client.submit(png(pixels), "bicubic(scale=2)")
+    assert server.client.job(job_id)["output"]["channels"] == channels  # planned, before the job has run
+    status = wait(server.client, job_id)
+    assert status["state"] == "done" and status["output"] == {"width": 24, "height": 20, "channels": channels}
+    result = PILImage.open(stdio.BytesIO(server.client.result(job_id)))
+    assert result.mode == mode and len(result.getbands()) == channels  # what was announced is what came back
+
+
 def test_progress_reaches_one_and_job_reports_output_size(server):
     job_id = server.client.submit(png(random_rgb(seed=4)), "bicubic(scale=2) | sepia")
     status = wait(server.client, job_id)

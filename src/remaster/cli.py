@@ -1,24 +1,28 @@
 """The ``remaster`` command: a thin layer that parses, calls the library and prints.
 
 Exit codes: 0 when everything succeeded, 1 when some items failed, 2 for usage
-errors, 130 when interrupted. Errors print as one line unless ``--debug``.
+errors, 130 when interrupted, 141 when stdout was closed early (``| head``).
+Errors print as one line unless ``--debug``; so do warnings, through logging.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import string
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
-from .errors import OutputError, RemasterError, UnknownStageError, UsageError
+from .errors import OutputError, RemasterError, RemasterWarning, UnknownStageError, UsageError
 
 log = logging.getLogger("remaster")
 
@@ -26,6 +30,15 @@ log = logging.getLogger("remaster")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
 #: Extensions remaster can write; other inputs are written as PNG.
 WRITABLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+#: How each output in a folder is named unless ``--name-template`` says otherwise.
+DEFAULT_NAME_TEMPLATE = "{stem}{suffix}.{ext}"
+#: The fields a name template may use.
+NAME_FIELDS = ("stem", "ext", "suffix")
+#: Exit status when the reader of stdout went away (``remaster stages | head -1``): 128 + SIGPIPE, what a
+#: shell reports for the standard tools, which SIGPIPE ends.
+EXIT_BROKEN_PIPE = 141
+#: What ends an -o that is meant as a folder, whatever its extension (``-o out.png/``).
+_SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep} if sep)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,10 +65,18 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="compute precision; fp32 gives exact results (default: auto)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="leave outputs that already exist as they are (run the same command again to resume)")
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
     parser.add_argument("--format", choices=["png", "jpg", "webp", "tif"],
                         help="output format for folder runs (default: the input's, or PNG)")
+    parser.add_argument("--suffix", default="", metavar="TEXT",
+                        help="added to each output name in a folder: --suffix _x4 writes a.jpg as a_x4.jpg")
+    parser.add_argument("--name-template", metavar="TEMPLATE",
+                        help="name of each output in a folder, e.g. '{stem}_x4.{ext}'; fields: {stem} (input name "
+                             "without extension), {ext} (output format), {suffix} (--suffix)")
     parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
     parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
@@ -269,7 +290,8 @@ def _finetune(args: argparse.Namespace) -> int:
     summary = {"run_dir": str(result.run_dir), "step": result.step, "best_step": result.best_step,
                "best_val_psnr": result.best_psnr, "initial": result.initial, "final": result.final,
                "trainable_parameters": result.trainable, "frozen_parameters": result.frozen,
-               "seconds": round(result.seconds, 1), "steps_per_second": round(result.steps_per_second, 3)}
+               "seconds": round(result.seconds, 1), "steps_per_second": round(result.steps_per_second, 3),
+               "skipped": [{"path": str(item.path), "reason": item.reason} for item in result.skipped]}
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet:
@@ -277,7 +299,8 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"validation PSNR {before.get('val_psnr', float('nan')):.2f} -> {after.get('val_psnr', float('nan')):.2f}"
               f" dB, SSIM {before.get('val_ssim', float('nan')):.4f} -> {after.get('val_ssim', float('nan')):.4f}; "
               f"best at step {result.best_step}: {result.run_dir / 'best.safetensors'} "
-              f"({result.steps_per_second:.2f} steps/s)", file=sys.stderr)
+              f"({result.steps_per_second:.2f} steps/s)"
+              + (f"; {len(result.skipped)} unreadable file(s) left out" if result.skipped else ""), file=sys.stderr)
     return 0
 
 
@@ -289,11 +312,12 @@ class _Item:
     error: str | None = None
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False  # --skip-existing found the output already there: not written again, not a failure
 
     def as_json(self) -> dict[str, Any]:
         """One report entry; what stages reported (e.g. ``faces``) follows, never replacing these keys."""
-        entry = {"input": str(self.source), "output": str(self.target) if self.ok else None, "ok": self.ok,
-                 "error": self.error, "seconds": round(self.seconds, 3)}
+        entry = {"input": str(self.source), "output": str(self.target) if self.ok or self.skipped else None,
+                 "ok": self.ok, "skipped": self.skipped, "error": self.error, "seconds": round(self.seconds, 3)}
         return {**entry, **{key: value for key, value in self.extras.items() if key not in entry}}
 
 
@@ -314,26 +338,109 @@ def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
     return found
 
 
-def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None) -> list[_Item]:
-    """Decide each output path; one input with a file-like OUT is written there, else into the folder OUT."""
-    if len(sources) == 1 and output.suffix.lower() in WRITABLE_SUFFIXES and not output.is_dir():
-        return [_Item(sources[0][0], output)]
+def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None, *,
+                 name_template: str | None = None, suffix: str = "", folder: bool = False) -> list[_Item]:
+    """Decide each output path, before any work is done.
+
+    One input with a file-like OUT (ending in a writable image extension, not an existing folder) is written
+    there. Otherwise OUT is a folder: each output goes under its input's relative path, named by
+    ``name_template`` (default :data:`DEFAULT_NAME_TEMPLATE`) from the input's stem, the output extension
+    (``fmt``, else the input's when remaster writes it, else ``png``) and ``suffix``. Two inputs that would get
+    the same name never share an output: the second is named after its source's extension (``a_bmp.png``),
+    then numbered. The plan depends only on the arguments and on whether OUT exists as a file or folder, so
+    any runner that plans with this function writes exactly where a local run would.
+
+    Args:
+        sources: ``(file, path relative to its input root)`` pairs, as :func:`collect_inputs` gives them.
+        output: OUT.
+        fmt: Output extension for folder runs, without dot (``--format``), or ``None``.
+        name_template: How outputs in a folder are named; fields ``{stem}``, ``{ext}``, ``{suffix}``.
+        suffix: Text the default template puts after the stem (``--suffix``).
+        folder: OUT was given as a folder (it ends in a path separator), whatever its extension.
+
+    Raises:
+        UsageError: OUT names an image file remaster cannot write (``out.bmp``), a name option is given with a
+            one-file OUT, OUT is a file but several inputs need a folder, or the template or suffix is unusable.
+    """
+    template = _check_name_template(name_template, suffix)
+    kind = output.suffix.lower()
+    if len(sources) == 1 and not folder and not output.is_dir():
+        if kind in IMAGE_SUFFIXES and kind not in WRITABLE_SUFFIXES:
+            # Without this, out.bmp would quietly become a folder holding out.bmp/in.png.
+            raise UsageError(f"remaster cannot write {kind} images", path=output,
+                             hint=f"use one of {', '.join(sorted(WRITABLE_SUFFIXES))}, or end OUT with "
+                                  f"'/' for a folder of that name")
+        if kind in WRITABLE_SUFFIXES:
+            if name_template is not None or suffix:
+                raise UsageError(f"--suffix and --name-template name the outputs in a folder, but {output} is "
+                                 "one output file", hint="give the output name itself, or a folder as -o")
+            return [_Item(sources[0][0], output)]
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file, but several inputs need an output folder")
     items: list[_Item] = []
     taken: set[Path] = set()
     for source, relative in sources:
-        suffix = f".{fmt}" if fmt else (relative.suffix.lower() if relative.suffix.lower() in WRITABLE_SUFFIXES else ".png")
-        target = output / relative.with_suffix(suffix)
+        source_ext = relative.suffix.lower()
+        ext = fmt or (source_ext.lstrip(".") if source_ext in WRITABLE_SUFFIXES else "png")
+        name = template.format(stem=relative.stem, ext=ext, suffix=suffix)
+        _check_planned_name(name, name_template, fmt)
+        target = output / relative.parent / name
         if target in taken:  # a.jpg and a.png both asked to become a.png: keep both, name the second after its source
-            stem = f"{relative.stem}_{relative.suffix.lstrip('.').lower()}"
-            target, number = target.with_name(f"{stem}{suffix}"), 1
+            base = Path(name)
+            stem = f"{base.stem}_{source_ext.lstrip('.')}"
+            target, number = target.with_name(f"{stem}{base.suffix}"), 1
             while target in taken:  # two input folders can hold the same names: never plan one output twice
                 number += 1
-                target = target.with_name(f"{stem}_{number}{suffix}")
+                target = target.with_name(f"{stem}_{number}{base.suffix}")
         taken.add(target)
         items.append(_Item(source, target))
     return items
+
+
+#: One name for each format, to tell whether a template's extension and --format agree.
+_FORMAT_OF = {".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff", ".png": "png", ".webp": "webp"}
+
+
+def _check_name_template(name_template: str | None, suffix: str) -> str:
+    """The template to name outputs with; refuses one that could write outside the output folder."""
+    for option, text in (("--suffix", suffix), ("--name-template", name_template or "")):
+        if any(sep in text for sep in ("/", "\\", "\0")) or ".." in text:
+            raise UsageError(f"{option} {text!r} could write outside the output folder",
+                             hint="give a file name without '/', '\\' or '..'")
+    if name_template is None:
+        return DEFAULT_NAME_TEMPLATE
+    if PurePosixPath(name_template).is_absolute() or PureWindowsPath(name_template).drive:
+        raise UsageError(f"--name-template {name_template!r} is an absolute path", hint="give a file name only")
+    fields = ", ".join(f"{{{name}}}" for name in NAME_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(name_template))
+    except ValueError as exc:  # a lone '{' or '}'
+        raise UsageError(f"--name-template {name_template!r}: {exc}",
+                         hint=f"use {fields}; write {{{{ or }}}} for a literal brace") from None
+    used = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in NAME_FIELDS or spec or conversion:
+            given = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise UsageError(f"--name-template {name_template!r}: unknown field {given}",
+                             hint=f"use the plain fields {fields}")
+        used.add(name)
+    if suffix and "suffix" not in used:
+        raise UsageError(f"--suffix {suffix!r} is not used: the name template has no {{suffix}}",
+                         hint=f"add {{suffix}} to the template, e.g. '{{stem}}{{suffix}}.{{ext}}'")
+    return name_template
+
+
+def _check_planned_name(name: str, name_template: str | None, fmt: str | None) -> None:
+    """A templated name must end in an extension remaster writes, and agree with --format."""
+    kind = PurePosixPath(name).suffix.lower()
+    if kind not in WRITABLE_SUFFIXES:
+        raise UsageError(f"--name-template {name_template!r} gives the name {name!r}, which does not end in an image "
+                         f"extension remaster writes", hint="end the template with '.{ext}' (or .png, .jpg, ...)")
+    if fmt and _FORMAT_OF[kind] != _FORMAT_OF[f".{fmt}"]:
+        raise UsageError(f"--name-template {name_template!r} names {kind} files, but --format asks for {fmt}",
+                         hint="use '.{ext}' in the template, or leave out --format")
 
 
 def _check_writable(items: list[_Item], report: str | None = None) -> None:
@@ -429,8 +536,17 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     from .devices import describe_device
     from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
-    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format)
+    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format, name_template=args.name_template,
+                         suffix=args.suffix, folder=args.output.endswith(_SEPARATORS))
     _check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
+    if args.skip_existing:
+        for item in items:  # outputs are written atomically: one that is there is complete
+            item.skipped = item.target.is_file()
+        if all(item.skipped for item in items):  # a finished run, resumed: no model is read at all
+            if not args.quiet and not args.json:
+                for item in items:
+                    print(_skipped_line(item), file=sys.stderr)
+            return _finish(args, items, interrupted=False)
     try:
         remasterer = Remasterer(
             make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
@@ -451,6 +567,11 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     interrupted = False
     try:
         for index, item in enumerate(items):
+            if item.skipped:
+                bar.n = index + 1
+                if not args.quiet and not args.json:
+                    bar.write(_skipped_line(item), file=sys.stderr)
+                continue
             bar.set_postfix_str(item.source.name, refresh=False)
 
             def progress(fraction: float, _index: int = index) -> None:
@@ -481,6 +602,15 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
         interrupted = True
     finally:
         bar.close()
+    return _finish(args, items, interrupted)
+
+
+def _skipped_line(item: _Item) -> str:
+    return f"{item.source} -> {item.target} (skipped: already exists)"
+
+
+def _finish(args: argparse.Namespace, items: list[_Item], interrupted: bool) -> int:
+    """Report the run (--report, --json or the closing line) and return its exit code."""
     summary = _summary(items, interrupted)
     if args.report:
         _write_report(Path(args.report), summary)
@@ -489,6 +619,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
     elif not args.quiet:
         done = summary["ok"]
         print(f"{done} of {len(items)} image(s) written to {args.output}" + (
+            f", {summary['skipped']} skipped (already there)" if summary["skipped"] else "") + (
             f", {summary['failed']} failed" if summary["failed"] else ""), file=sys.stderr)
     if interrupted:
         print("remaster: interrupted", file=sys.stderr)
@@ -498,9 +629,10 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
 
 def _summary(items: list[_Item], interrupted: bool) -> dict[str, Any]:
     """What --json prints and --report writes: counts, then one entry per file tried."""
-    return {"ok": sum(i.ok for i in items), "failed": sum(1 for i in items if i.error),
-            "not_done": sum(1 for i in items if not i.ok and not i.error), "interrupted": interrupted,
-            "items": [i.as_json() for i in items if i.ok or i.error]}
+    return {"ok": sum(i.ok for i in items), "skipped": sum(i.skipped for i in items),
+            "failed": sum(1 for i in items if i.error),
+            "not_done": sum(1 for i in items if not (i.ok or i.skipped or i.error)), "interrupted": interrupted,
+            "items": [i.as_json() for i in items if i.ok or i.skipped or i.error]}
 
 
 def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
@@ -746,38 +878,73 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _LineFormatter(logging.Formatter):
+    """``remaster: warning: <message>``: log records look like the command's own error lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return f"remaster: {record.levelname.lower()}: {record.message}"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command: one log line, not Python's two-line dump of the source."""
+    text = str(message)
+    # remaster's own warnings name the file and the remedy; another library's needs its origin to make sense.
+    if not issubclass(category, RemasterWarning) or log.isEnabledFor(logging.DEBUG):
+        text = f"{text} ({category.__name__} at {filename}:{lineno})"
+    log.warning("%s", text)
+
+
+@contextlib.contextmanager
+def _console(args: argparse.Namespace) -> Iterator[None]:
+    """While a command runs: log records and warnings go to stderr as single lines; -q leaves only errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    handler.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.debug else logging.WARNING)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    if args.debug:
+        root.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings():  # restores the caller's warning machinery (main is also called in-process)
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _stdout_to_devnull() -> None:
+    """After a closed pipe: Python's recipe (docs of ``signal``, "Note on SIGPIPE").
+
+    Pointing stdout at devnull keeps the flush at interpreter exit from failing a second time with an
+    "Exception ignored" message.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in-process): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``remaster`` command; returns the exit code."""
     parser = build_parser()
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                            format="remaster: %(levelname)s: %(message)s")
-        if args.command is None:
-            parser.print_help(sys.stderr)
-            return 2
-        if args.command == "stages":
-            return _list_stages(args)
-        if args.command == "plugins":
-            return _list_plugins(args)
-        if args.command == "weights":
-            return _weights(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "finetune":
-            return _finetune(args)
-        if args.command == "upscale":
-            return _process(args, lambda: _upscale_pipeline(args))
-        if args.command == "degrade":
-            return _process(args, lambda: _degrade_pipeline(args))
-        from .pipeline import parse_pipeline
-
-        return _process(args, lambda: parse_pipeline(args.pipeline))
+        with _console(args):
+            code = _command(parser, args)
+            sys.stdout.flush()  # a short output reaches a closed pipe only here
+        return code
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as the standard tools do
+        _stdout_to_devnull()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("remaster: interrupted", file=sys.stderr)
         return 130
@@ -792,6 +959,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"remaster: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run the command ``args`` name; returns its exit code."""
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if args.command == "stages":
+        return _list_stages(args)
+    if args.command == "plugins":
+        return _list_plugins(args)
+    if args.command == "weights":
+        return _weights(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "eval":
+        return _eval(args)
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "finetune":
+        return _finetune(args)
+    if args.command == "upscale":
+        return _process(args, lambda: _upscale_pipeline(args))
+    if args.command == "degrade":
+        return _process(args, lambda: _degrade_pipeline(args))
+    from .pipeline import parse_pipeline
+
+    return _process(args, lambda: parse_pipeline(args.pipeline))
 
 
 if __name__ == "__main__":

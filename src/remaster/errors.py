@@ -1,8 +1,10 @@
-"""The exceptions remaster raises.
+"""The exceptions remaster raises, and the category of the warnings it issues.
 
 Every failure a user can cause is a :class:`RemasterError`. Each one says what
 happened, to which file or stage, and what to do about it, so that the CLI can
 print ``str(error)`` as a single line and a developer can catch one base class.
+Something done differently than asked, but done (alpha dropped for JPEG), is a
+:class:`RemasterWarning` instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "UnsafeWeightsError",
+    "RemasterWarning",
 ]
 
 
@@ -116,3 +119,12 @@ class ChecksumError(WeightsError):
 
 class UnsafeWeightsError(WeightsError):
     """A weights file can only be loaded by running arbitrary pickled code."""
+
+
+class RemasterWarning(UserWarning):
+    """Issued (with :func:`warnings.warn`) when a result lost something on the way, e.g. alpha in a JPEG.
+
+    The message names the file and says how to keep what was lost; the CLI
+    prints it as one ``remaster: warning:`` line. Filter on this class to
+    silence or escalate remaster's warnings alone.
+    """

@@ -19,6 +19,7 @@ import io
 import os
 import secrets
 import struct
+import sys
 import warnings
 import zlib
 from contextlib import suppress
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from .errors import OutputError, UsageError
+from .errors import OutputError, RemasterWarning, UsageError
 
 if TYPE_CHECKING:  # annotations only: importing the class would make image -> export -> image a cycle
     from .image import Image
@@ -53,6 +54,7 @@ SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
 _DEFAULT_QUALITY = 95
 _PNG_LEVEL = 6
 _INT32_MAX = 2**31 - 1
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 def _icc_matching(icc: bytes | None, *, grayscale: bool) -> bytes | None:
@@ -184,7 +186,8 @@ def save(image: Image, path: str | os.PathLike[str], *, quality: int | None = No
 
     ``.png``, ``.jpg``/``.jpeg``, ``.webp`` and ``.tif``/``.tiff`` are written.
     Grayscale stays grayscale and alpha is kept, except in JPEG, which cannot
-    store it: the image is composited onto white and a warning is issued.
+    store it: the image is composited onto white and a
+    :class:`~remaster.errors.RemasterWarning` is issued.
     16-bit and float images stay deep in PNG (16-bit) and TIFF (16-bit, float
     TIFF for ``bit_depth`` 32); JPEG and WebP are 8-bit.
 
@@ -267,11 +270,8 @@ def refuse_overwrite(target: Path, source: Path | None) -> None:
 
 def _encode(image: Image, fmt: str, quality: int, target: Path) -> bytes:
     if fmt == "JPEG" and image.alpha is not None:
-        warnings.warn(
-            f"{target}: JPEG cannot store transparency; the alpha channel was composited onto white "
-            "(save as PNG, WebP or TIFF to keep it)",
-            stacklevel=3,
-        )
+        _warn(f"{target}: JPEG cannot store transparency, alpha dropped (composited onto white); "
+              "use .png/.webp/.tif to keep it", stacklevel=5)
         white = 1.0 - image.alpha
         image = image.with_pixels(image.pixels * image.alpha + white.to(image.pixels), None)
     deep = image.meta.bit_depth > 8 and fmt in ("PNG", "TIFF")
@@ -339,11 +339,8 @@ def _encode_tiff_opencv(image: Image, target: Path) -> bytes:
         array = array[..., [0, 0, 0, 1]]
         lost.append("grayscale (written as RGBA)")
     if lost:
-        warnings.warn(
-            f"{target}: a {image.meta.bit_depth}-bit colour TIFF cannot keep its {', '.join(lost)}; "
-            "save as PNG, or as an 8-bit TIFF, to keep them",
-            stacklevel=4,
-        )
+        _warn(f"{target}: a {image.meta.bit_depth}-bit colour TIFF cannot keep its {', '.join(lost)}; "
+              "save as PNG, or as an 8-bit TIFF, to keep them", stacklevel=6)
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     params = [cv2.IMWRITE_TIFF_COMPRESSION, 8]  # 8 = Adobe deflate
@@ -354,6 +351,14 @@ def _encode_tiff_opencv(image: Image, target: Path) -> bytes:
     if not ok:
         raise OutputError("OpenCV could not encode the TIFF", path=target)
     return encoded.tobytes()
+
+
+def _warn(message: str, stacklevel: int) -> None:
+    """A :class:`RemasterWarning` attributed to the caller's code, not to a line inside remaster."""
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, RemasterWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+    else:  # the public entry points (save, encode) are this many frames up
+        warnings.warn(message, RemasterWarning, stacklevel=stacklevel)
 
 
 def write_atomic(target: Path, data: bytes) -> None:

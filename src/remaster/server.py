@@ -408,11 +408,13 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         try:
-            output = remasterer.plan(image.height, image.width, image.channels)
+            height, width, colour = remasterer.plan(image.height, image.width, image.channels)
         except ImageTooLargeError as exc:  # the request was fine; the result it asks for is not allowed
             raise HTTPError.from_remaster(exc, 422) from None
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
+        # plan() counts colour channels; alpha goes through every stage and is in the result too (RGBA: 4).
+        output = (height, width, colour + (image.alpha is not None))
         return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, image, output,
                    stages=remasterer.stage_plan(image.meta.bit_depth))
 

@@ -14,8 +14,9 @@ from safetensors import safe_open
 
 from remaster import Remasterer
 from remaster.cli import main
-from remaster.errors import InputError, UsageError, WeightsNotFoundError
+from remaster.errors import UsageError, WeightsNotFoundError
 from remaster.training import CHECKPOINT_KEYS, FinetuneOptions, finetune
+from remaster.training.data import SkippedFile, load_pairs
 from remaster.training.finetune import _Run
 from remaster.training.losses import UNetDiscriminatorSN, parse_losses
 from remaster.training.models import apply_freeze, frozen_names, load_generator
@@ -145,7 +146,7 @@ def _bad(tmp_path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind, error, fragment", [
     ("empty", UsageError, "no images in the training folder (it is empty)"),
     ("text", UsageError, "holds 1 other file(s), e.g. notes.txt"),
-    ("broken", InputError, "fake.png"),
+    ("broken", UsageError, "no image in the training folder could be read (fake.png: not an image"),
     ("small", UsageError, "smaller than 16x16 pixels: tiny.png (10x12)"),
 ])
 def test_bad_data_folders_fail_before_training(kind, error, fragment, compact_file, tmp_path):
@@ -153,6 +154,45 @@ def test_bad_data_folders_fail_before_training(kind, error, fragment, compact_fi
         finetune(options(compact_file, _bad(tmp_path, kind), tmp_path / "run"))
     assert fragment in str(info.value)
     assert not (tmp_path / "run").exists()  # nothing started, nothing left behind
+
+
+def test_unreadable_files_among_good_ones_are_skipped_and_reported(compact_file, photos, tmp_path, capsys):
+    (photos / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n but the rest is garbage")
+    (photos / "empty.jpg").write_bytes(b"")
+    val = tmp_path / "val"
+    val.mkdir()
+    for path in sorted(photos.glob("[ac]*.png"))[:2]:  # astronaut, chelsea: two real images
+        (val / path.name).write_bytes(path.read_bytes())
+    (val / "broken.webp").write_bytes(b"RIFF....WEBPVP8 cut short")
+    code = main(["finetune", "--model", str(compact_file), "--data", str(photos), "--val", str(val),
+                 "-o", str(tmp_path / "run"), "--steps", "1", "--batch", "1", "--patch", "16",
+                 "--losses", "l1=1,gan=0", "--degradation", "simple", "--val-size", "16", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["step"] == 1
+    skipped = {Path(item["path"]).name: item["reason"] for item in summary["skipped"]}
+    assert sorted(skipped) == ["broken.webp", "corrupt.png", "empty.jpg"]
+    assert "empty" in skipped["empty.jpg"]
+    # Without --json (or -q) each skipped file is one warning line before training starts.
+    run = finetune(options(compact_file, photos, tmp_path / "run2", steps=1, quiet=False))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("remaster: warning:")]
+    assert sorted(lines) == sorted(f"remaster: warning: {item.path}: skipped: {item.reason}" for item in run.skipped)
+    assert [item.path.name for item in run.skipped] == ["corrupt.png", "empty.jpg"]
+
+
+def test_paired_data_leaves_out_the_hr_image_of_an_unreadable_lr_file(photos, tmp_path):
+    lr_folder = tmp_path / "lr"
+    lr_folder.mkdir()
+    for path in photos.iterdir():
+        image = Image.open(path)
+        image.resize((image.width // 2, image.height // 2), Image.BICUBIC).save(lr_folder / path.name)
+    (lr_folder / "coffee.png").write_bytes(b"not a PNG any more")
+    skipped: list[SkippedFile] = []
+    pairs = load_pairs(photos, lr_folder, scale=2, lr_min_size=8, skipped=skipped)
+    assert sorted(hr.path.name for hr, _ in pairs) == ["astronaut.png", "chelsea.png"]
+    assert [(item.path, item.reason.split(" (")[0]) for item in skipped] == [
+        (lr_folder / "coffee.png", "not an image"), (photos / "coffee.png", "its LR image coffee.png could not be read")]
 
 
 def test_missing_data_folder_is_a_usage_error(compact_file, tmp_path):

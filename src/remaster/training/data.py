@@ -1,8 +1,10 @@
 """Training data: the user's images, checked up front, and random augmented patches from them.
 
 Everything is checked before the first step, so a run never dies an hour in
-on a bad file: the folder must exist and hold images, every image must load,
-and every image must be at least one patch big.
+on a bad file: the folder must exist and hold images, and every image must be
+at least one patch big. A file that does not load as an image is left out and
+reported (as a folder upscale goes on past one); only a folder where no image
+loads is an error.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import RemasterError, UsageError
+from ..errors import InputError, UsageError
 
-__all__ = ["IMAGE_SUFFIXES", "TrainingImage", "load_folder", "load_pairs", "PatchSampler", "augment"]
+__all__ = ["IMAGE_SUFFIXES", "TrainingImage", "SkippedFile", "load_folder", "load_pairs", "PatchSampler", "augment"]
 
 #: Files picked up from a data folder.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -32,6 +34,14 @@ class TrainingImage:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.pixels.shape[-2]), int(self.pixels.shape[-1])
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file of a data folder that was left out, and why (e.g. ``not an image ...``)."""
+
+    path: Path
+    reason: str
 
 
 def _image_files(folder: Path, what: str) -> list[Path]:
@@ -57,21 +67,32 @@ def _load_rgb(path: Path) -> torch.Tensor:
     return pixels.contiguous()
 
 
-def load_folder(folder: str | Path, *, min_size: int, what: str = "training") -> list[TrainingImage]:
+def load_folder(folder: str | Path, *, min_size: int, what: str = "training",
+                skipped: list[SkippedFile] | None = None) -> list[TrainingImage]:
     """Every image of ``folder`` (recursively), as RGB; each must be at least ``min_size`` on both sides.
 
+    A file that does not load (unreadable, corrupt, not an image) is left out and appended to ``skipped``
+    when a list is given.
+
     Raises:
-        UsageError: missing/empty folder, no images, or images smaller than ``min_size`` (all listed).
-        InputError: a file that does not decode as an image (its path in the message).
+        UsageError: missing/empty folder, no images, no image that loads (the files are listed with the
+            reason), or images smaller than ``min_size`` (all listed).
     """
     folder = Path(folder)
     loaded: list[TrainingImage] = []
+    unreadable: list[SkippedFile] = []
     for path in _image_files(folder, what):
         try:
             loaded.append(TrainingImage(path, _load_rgb(path)))
-        except RemasterError as exc:
-            exc.hint = exc.hint or f"remove it from the {what} folder or replace it with a valid image"
-            raise
+        except InputError as exc:  # one bad file among many must not stop a run (a folder upscale skips it too)
+            unreadable.append(SkippedFile(path, exc.message))
+    if not loaded:
+        listing = "; ".join(f"{item.path.name}: {item.reason}" for item in unreadable[:5])
+        more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise UsageError(f"no image in the {what} folder could be read ({listing}{more})", path=folder,
+                         hint="replace the files with valid images")
+    if skipped is not None:
+        skipped.extend(unreadable)
     small = [image for image in loaded if min(image.size) < min_size]
     if small:
         listing = ", ".join(f"{image.path.name} ({image.size[1]}x{image.size[0]})" for image in small[:5])
@@ -82,20 +103,29 @@ def load_folder(folder: str | Path, *, min_size: int, what: str = "training") ->
     return loaded
 
 
-def load_pairs(hr_folder: str | Path, lr_folder: str | Path, *, scale: int, lr_min_size: int
-               ) -> list[tuple[TrainingImage, TrainingImage]]:
+def load_pairs(hr_folder: str | Path, lr_folder: str | Path, *, scale: int, lr_min_size: int,
+               skipped: list[SkippedFile] | None = None) -> list[tuple[TrainingImage, TrainingImage]]:
     """Paired mode: each HR image with the LR image of the same name (any extension), ``scale`` times smaller.
 
+    Files that do not load are left out as :func:`load_folder` leaves them out, and so is the HR image of
+    an LR file that does not load; each is appended to ``skipped`` when a list is given.
+
     Raises:
-        UsageError: an HR image without LR partner, sizes that do not match, or images too small.
+        UsageError: an HR image without LR partner, sizes that do not match, images too small, or no pair left.
     """
-    hr_images = load_folder(hr_folder, min_size=lr_min_size * scale, what="HR")
-    lr_images = load_folder(lr_folder, min_size=lr_min_size, what="LR")
+    left_out: list[SkippedFile] = []
+    hr_images = load_folder(hr_folder, min_size=lr_min_size * scale, what="HR", skipped=left_out)
+    lr_images = load_folder(lr_folder, min_size=lr_min_size, what="LR", skipped=left_out)
     by_stem = {image.path.relative_to(lr_folder).with_suffix("").as_posix(): image for image in lr_images}
+    bad_lr = {item.path.relative_to(lr_folder).with_suffix("").as_posix(): item.path for item in left_out
+              if item.path.is_relative_to(lr_folder)}
     pairs = []
     for hr in hr_images:
         key = hr.path.relative_to(hr_folder).with_suffix("").as_posix()
         lr = by_stem.get(key)
+        if lr is None and key in bad_lr:
+            left_out.append(SkippedFile(hr.path, f"its LR image {bad_lr[key].name} could not be read"))
+            continue
         if lr is None:
             raise UsageError(f"no LR image named {key}.* for the HR image {hr.path.name}", path=lr_folder,
                              hint="give every HR image an LR partner with the same name")
@@ -105,6 +135,11 @@ def load_pairs(hr_folder: str | Path, lr_folder: str | Path, *, scale: int, lr_m
                              f"{expected[1]}x{expected[0]} (x{scale})", path=lr.path,
                              hint="LR images must be the HR size divided by the model's scale")
         pairs.append((hr, lr))
+    if not pairs:
+        raise UsageError("no HR/LR pair is left: every LR image that belongs to an HR image could not be read",
+                         path=lr_folder, hint="replace the LR files with valid images")
+    if skipped is not None:
+        skipped.extend(left_out)
     return pairs
 
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from .data import PatchSampler, TrainingImage, load_folder, load_pairs
+from .data import PatchSampler, SkippedFile, TrainingImage, load_folder, load_pairs
 from .losses import DEFAULT_LOSSES, UNetDiscriminatorSN, check_perceptual_weights, gan_loss, parse_losses, \
     perceptual_loss
 from .models import Generator, apply_freeze, load_generator
@@ -122,6 +122,8 @@ class FinetuneResult:
     seconds: float
     steps_per_second: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Training and validation files left out because they could not be read as images.
+    skipped: list[SkippedFile] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -215,12 +217,14 @@ class _Run:
             load_settings(options.config)  # still checked, so a typo is not silently ignored
 
         # Data, all checked before the first step.
+        self.skipped: list[SkippedFile] = []
         if self.kind == "paired":
             assert self.lr_dir is not None
-            items: Any = load_pairs(options.data, self.lr_dir, scale=scale, lr_min_size=options.patch // scale)
+            items: Any = load_pairs(options.data, self.lr_dir, scale=scale, lr_min_size=options.patch // scale,
+                                    skipped=self.skipped)
             self.train_images = [hr for hr, _ in items]
         else:
-            items = load_folder(options.data, min_size=options.patch)
+            items = load_folder(options.data, min_size=options.patch, skipped=self.skipped)
             self.train_images = items
         self.data_rng = np.random.default_rng(options.seed)
         self.sampler = PatchSampler(items, patch=options.patch, scale=scale, rng=self.data_rng)
@@ -287,7 +291,7 @@ class _Run:
             if self.kind == "paired":
                 raise UsageError("--val is not used with paired data", hint="validation uses centre crops of "
                                                                             "the pairs")
-            sources: list[Any] = load_folder(self.o.val, min_size=8 * scale, what="validation")
+            sources: list[Any] = load_folder(self.o.val, min_size=8 * scale, what="validation", skipped=self.skipped)
         else:
             sources = list(train_items)
             if not self.o.quiet:
@@ -546,7 +550,9 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     """Run (or resume) a fine-tuning as :class:`FinetuneOptions` describes; see the module docstring.
 
     Raises:
-        UsageError: bad options, data folders, or a run folder in the wrong state; before training starts.
+        UsageError: bad options, data folders (one where no image can be read, say), or a run folder in the
+            wrong state; before training starts. Files that cannot be read among readable ones are left
+            out, reported on stderr (unless ``quiet``) and listed in :attr:`FinetuneResult.skipped`.
         WeightsNotFoundError: the base model or the VGG19 weights (perceptual loss) are missing.
     """
     from tqdm import tqdm
@@ -564,6 +570,8 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
                                                            "scale": run.generator.scale}, indent=2) + "\n").encode())
     log = _Log(run.dir / "log.jsonl", run.step if options.resume else None)
     if not options.quiet:
+        for item in run.skipped:
+            print(f"remaster: warning: {item.path}: skipped: {item.reason}", file=sys.stderr)
         print(f"remaster: fine-tuning {run.generator.base} ({run.generator.architecture} x{run.generator.scale}) on "
               f"{describe_device(run.device)}, {str(run.dtype).removeprefix('torch.')}: "
               f"{run.trainable:,} trainable / {run.frozen:,} frozen parameters; "
@@ -607,4 +615,5 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
             raise KeyboardInterrupt
     done = run.step - first_step
     return FinetuneResult(run.dir, run.step, run.best_step, run.best_psnr, run.initial, run.last_val, run.trainable,
-                          run.frozen, seconds, done / seconds if seconds > 0 and done else 0.0, log.entries)
+                          run.frozen, seconds, done / seconds if seconds > 0 and done else 0.0, log.entries,
+                          skipped=list(run.skipped))
