@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +559,48 @@ def test_cli_weights_errors_are_one_line_with_exit_codes(cli_host, tmp_path, cap
     assert main(["weights", "import", str(other), "--name", "m"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("remaster: error: ") and "expected " + PAYLOAD_SHA in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- packaged files, failed downloads
+
+
+def test_a_damaged_packaged_file_says_it_is_rebuilt_and_it_is(cache):
+    producer_calls.clear()
+    packaged = WeightsSpec("conv", "conv.safetensors", producer=produce_small)
+    _, probe = manager_for(packaged)
+    official = sha256_file(probe.ensure("conv"))
+    probe.path("conv").unlink()
+    (cache / "weights" / "pins.json").unlink()
+    _, manager = manager_for(replace(packaged, sha256=official))
+    path = manager.ensure("conv")
+    path.write_bytes(path.read_bytes()[:-4] + b"XXXX")
+    with pytest.raises(ChecksumError) as info:
+        manager.ensure("conv")
+    message = str(info.value)
+    assert "rebuilt from the packaged weights on the next run" in message
+    assert "weights fetch" not in message and "weights import" not in message
+    assert len(list((cache / "weights" / "quarantine").iterdir())) == 1
+    assert manager.verify(["conv"]) == [("conv", "packaged")]  # not missing: made offline on the next use
+    calls = len(producer_calls)
+    assert sha256_file(manager.ensure("conv")) == official  # the next run rebuilds it
+    assert len(producer_calls) == calls + 1
+    # 'fetch' of packaged weights without a URL makes them offline instead of failing.
+    path.unlink()
+    assert sha256_file(manager.fetch("conv")) == official
+
+
+def test_a_failed_fetch_leaves_no_empty_part(server, cache):
+    _, manager = manager_for(WeightsSpec("m", "model.bin", url=server.url("absent.bin")))
+    part = cache / "weights" / "model.bin.part"
+    with pytest.raises(WeightsError, match="HTTP 404"):
+        manager.fetch("m")
+    assert not part.exists()
+    with pytest.raises(WeightsError, match="failed"):
+        manager.fetch("m", url="http://127.0.0.1:1/model.bin")  # nothing listens on port 1: refused
+    assert not part.exists()
+    # A partial download that can be resumed stays, even when a later attempt fails.
+    part.write_bytes(PAYLOAD[:1000])
+    with pytest.raises(WeightsError, match="HTTP 404"):
+        manager.fetch("m")
+    assert part.read_bytes() == PAYLOAD[:1000]
+    assert sha256_file(manager.fetch("m", url=server.url("model.bin"))) == PAYLOAD_SHA

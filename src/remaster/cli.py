@@ -653,7 +653,8 @@ def _weights_verify(args: argparse.Namespace, manager: Any) -> int:
         print(json.dumps([{"name": name, "status": status} for name, status in results], indent=2))
     elif not args.quiet:
         for name, status in results:
-            print(f"{name}  {status}")
+            rebuilt = status.endswith("quarantined") and manager.registry.get(name).producer is not None
+            print(f"{name}  {status}" + ("; rebuilt from the packaged weights on the next run" if rebuilt else ""))
     # Not having every file is normal; a bad one, or a missing one the user asked about, is a failure.
     failed = any(status.startswith("mismatch") or (args.name and status == "missing") for _, status in results)
     return 1 if failed else 0

@@ -286,6 +286,12 @@ class WeightsManager:
                     f"or download it by hand and run '{importing}'")
         return f"get {spec.filename} (license: {spec.license}) and run '{importing}'"
 
+    def _refill_hint(self, spec: WeightsSpec) -> str:
+        """What gets a good copy once the bad one is in quarantine; only commands that work for this spec."""
+        if spec.producer is not None:
+            return "it is rebuilt from the packaged weights on the next run"
+        return self._how_to_get(spec)
+
     def _verify_or_quarantine(self, spec: WeightsSpec, target: Path) -> None:
         actual = sha256_file(target)
         expected = spec.sha256 or self._pins().get(spec.name)
@@ -297,8 +303,7 @@ class WeightsManager:
             moved = self._quarantine(target)
             raise ChecksumError(
                 f"sha256 mismatch for weights {spec.name!r}: expected {expected}, got {actual}; "
-                f"the file was moved to {moved}", path=target,
-                hint=f"run 'remaster weights fetch {spec.name}' or 'remaster weights import FILE --name {spec.name}'",
+                f"the file was moved to {moved}", path=target, hint=self._refill_hint(spec),
             )
 
     def _produce(self, spec: WeightsSpec, target: Path) -> Path:
@@ -315,7 +320,8 @@ class WeightsManager:
             if not temp.is_file():
                 raise WeightsError(f"the producer of weights {spec.name!r} wrote no file", path=target,
                                    hint=self._producer_hint(spec))
-            self._check_new_file(spec, temp, target, source=f"the producer {spec.producer!r}")
+            self._check_new_file(spec, temp, target, source=f"the producer {spec.producer!r}",
+                                 hint=self._producer_hint(spec))
             os.replace(temp, target)
         finally:
             with suppress(OSError):
@@ -337,18 +343,18 @@ class WeightsManager:
         hint = f"reinstall the plugin {spec.plugin!r}" if spec.plugin else "reinstall the plugin that provides it"
         return f"{hint}, or {self._how_to_get(spec)}"
 
-    def _check_new_file(self, spec: WeightsSpec, new: Path, target: Path, *, source: str,
-                        actual: str | None = None) -> str:
-        """Check a file about to enter the cache; pin its hash if none is known. Mismatch: quarantine + raise."""
-        actual = actual or sha256_file(new)
+    def _check_new_file(self, spec: WeightsSpec, new: Path, target: Path, *, source: str, hint: str) -> str:
+        """Check a file about to enter the cache; pin its hash if none is known. Mismatch: quarantine + raise.
+
+        ``hint`` says how to get a good file when ``new`` is not the official one.
+        """
+        actual = sha256_file(new)
         expected = spec.sha256 or self._pins().get(spec.name)
         if expected is not None and actual != expected:
             moved = self._quarantine(new, name=spec.filename)
             raise ChecksumError(
                 f"sha256 mismatch for weights {spec.name!r} from {source}: expected {expected}, got {actual}; "
-                f"the file was moved to {moved} and not used", path=target,
-                hint=f"the source may be damaged or not the official {spec.filename}; "
-                     f"get it again, or run 'remaster weights import FILE --name {spec.name}'",
+                f"the file was moved to {moved} and not used", path=target, hint=hint,
             )
         if expected is None:
             self._pin(spec.name, actual)
@@ -360,6 +366,9 @@ class WeightsManager:
         """Download weights ``name`` into the cache, resuming an interrupted download; verified before use.
 
         A file already cached and valid is returned without touching the network.
+        Packaged weights (a spec with a ``producer`` and no URL) are made offline,
+        as :meth:`ensure` would. A failed download leaves no empty ``.part``; a
+        non-empty one stays for the next call to continue.
 
         Args:
             url: Download from here instead of the spec's official URL (a mirror).
@@ -380,6 +389,8 @@ class WeightsManager:
                 pass  # the bad copy is in quarantine now; download a good one
         url = url or spec.url
         if not url:
+            if spec.producer is not None:
+                return self._produce(spec, target)
             raise UsageError(f"no download URL is known for weights {spec.name!r}",
                              hint=f"pass --url URL, or get {spec.filename} and run "
                                   f"'remaster weights import FILE --name {spec.name}'")
@@ -387,20 +398,49 @@ class WeightsManager:
             raise UsageError(f"cannot download from {url!r}", hint="give an http:// or https:// URL")
         self.folder.mkdir(parents=True, exist_ok=True)
         part = self.folder / f"{spec.filename}.part"
-        with open(part, "ab") as file:
-            # An exclusive lock on the .part keeps two processes from interleaving writes into it;
-            # the kernel drops it if the process dies, so there are no stale locks.
+        with self._open_part(spec, part) as file:
+            try:
+                self._download(spec, url, file, progress)
+            except BaseException:
+                # An empty .part (nothing arrived, or a refused resume emptied it) can continue nothing.
+                # Removed while the lock is held, so no other process is writing into it.
+                if os.fstat(file.fileno()).st_size == 0:
+                    with suppress(OSError):
+                        part.unlink()
+                raise
+        # Checked before the rename: a bad download goes to quarantine and never becomes the cached file.
+        hint = (f"the source may be damaged or not the official {spec.filename}; get it again, or run "
+                f"'remaster weights import FILE --name {spec.name}'")
+        self._check_new_file(spec, part, target, source=url, hint=hint)
+        os.replace(part, target)
+        return target
+
+    @staticmethod
+    def _open_part(spec: WeightsSpec, part: Path) -> BinaryIO:
+        """The .part opened for appending, under an exclusive lock held until it is closed.
+
+        The lock keeps two processes from interleaving writes into one .part; the
+        kernel drops it if the process dies, so there are no stale locks.
+        """
+        for _attempt in range(3):
+            file = open(part, "ab")
             try:
                 if fcntl is not None:
                     fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                file.close()
                 raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
                                    hint="wait for it to finish") from None
-            self._download(spec, url, file, progress)
-        # Checked before the rename: a bad download goes to quarantine and never becomes the cached file.
-        self._check_new_file(spec, part, target, source=url)
-        os.replace(part, target)
-        return target
+            # A failed download removes its empty .part under the lock: if that happened between our
+            # open and our lock, what we hold is no longer the file on disk, so open again.
+            try:
+                if os.path.samestat(os.fstat(file.fileno()), os.stat(part)):
+                    return file
+            except FileNotFoundError:
+                pass
+            file.close()
+        raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
+                           hint="wait for it to finish")
 
     def _download(self, spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCallback | None) -> None:
         """Stream ``url`` into ``file`` (the open .part), continuing from its current size when the server allows."""
@@ -524,9 +564,10 @@ class WeightsManager:
     # ------------------------------------------------------------------ verify
 
     def verify(self, names: Iterable[str] | None = None) -> list[tuple[str, str]]:
-        """Check the cached files: ``(name, "ok" | "mismatch → quarantined" | "missing")`` per weights.
+        """Check the cached files: ``(name, "ok" | "mismatch → quarantined" | "packaged" | "missing")`` per weights.
 
-        Without ``names``, every registered spec. A cached file that was not pinned yet is pinned now.
+        ``"packaged"``: absent, but made offline on the next use. Without ``names``,
+        every registered spec. A cached file that was not pinned yet is pinned now.
 
         Raises:
             UsageError: a name is not registered.
@@ -536,7 +577,7 @@ class WeightsManager:
         for spec in specs:
             target = self.folder / spec.filename
             if not target.is_file():
-                results.append((spec.name, "missing"))
+                results.append((spec.name, "packaged" if spec.producer is not None else "missing"))
                 continue
             try:
                 self._verify_or_quarantine(spec, target)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image as PILImage
 from skimage import data
 
-from remaster import Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError
+from remaster import ChecksumError, Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError
 from remaster.testing import check_stage
 from remaster.weights import get_manager, load_state_dict, save_state_dict, sha256_file
 from remaster_realesrgan.catalogue import WEIGHTS
@@ -149,6 +149,34 @@ def test_missing_official_weights_say_how_to_get_them():
     message = str(caught.value)
     assert "remaster weights fetch realesrgan-x2plus-official" in message
     assert "remaster weights import" in message and "RealESRGAN_x2plus.pth" in message
+
+
+def test_a_damaged_packaged_file_is_rebuilt_on_the_next_run(tmp_path, monkeypatch, capsys):
+    from remaster.cli import main
+
+    monkeypatch.setenv("REMASTER_CACHE", str(tmp_path / "cache"))
+    name = "realesr-animevideov3"
+    expected = next(w.sha256 for w in WEIGHTS if w.name == name)
+    manager = get_manager()
+    path = manager.ensure(name)
+    path.write_bytes(path.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(ChecksumError) as caught:
+        manager.ensure(name)
+    message = str(caught.value)
+    assert "rebuilt from the packaged weights on the next run" in message
+    assert "remaster weights fetch" not in message  # the packaged file has no URL to fetch from
+    assert not path.exists() and len(list((tmp_path / "cache" / "weights" / "quarantine").iterdir())) == 1
+    assert sha256_file(manager.ensure(name)) == expected  # what the message says is true
+    # 'remaster weights verify' says the same, and 'remaster weights fetch' rebuilds packaged weights offline.
+    path.write_bytes(b"damaged")
+    assert main(["weights", "verify", name]) == 1
+    assert capsys.readouterr().out.strip() == (f"{name}  mismatch → quarantined; rebuilt from the packaged weights "
+                                               "on the next run")
+    assert main(["weights", "verify", name]) == 0  # absent but packaged: nothing to fix
+    assert capsys.readouterr().out.strip() == f"{name}  packaged"
+    assert main(["weights", "fetch", name]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: {path}"
+    assert sha256_file(path) == expected
 
 
 def test_default_upscaler_is_x4plus():
