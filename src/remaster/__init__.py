@@ -22,6 +22,7 @@ from .errors import (
     UsageError,
     WeightsError,
     WeightsNotFoundError,
+    WrongWeightsError,
 )
 from .hookspecs import PLUGIN_API_VERSION, hookimpl
 from .image import Image, Meta
@@ -62,5 +63,6 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "UnsafeWeightsError",
+    "WrongWeightsError",
     "__version__",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "UnsafeWeightsError",
+    "WrongWeightsError",
 ]
 
 
@@ -116,3 +117,7 @@ class ChecksumError(WeightsError):
 
 class UnsafeWeightsError(WeightsError):
     """A weights file can only be loaded by running arbitrary pickled code."""
+
+
+class WrongWeightsError(WeightsError):
+    """A weights file does not hold what its spec describes (junk, a damaged file, another network)."""
