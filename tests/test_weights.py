@@ -7,10 +7,12 @@ import http.server
 import json
 import pathlib
 import pickle
+import random
 import re
 import sys
 import threading
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from remaster import (
     UsageError,
     WeightsError,
     WeightsNotFoundError,
+    WrongWeightsError,
     hookimpl,
 )
 from remaster.plugins import PluginHost
@@ -32,6 +35,7 @@ from remaster.weights import (
     WeightsManager,
     WeightsSpec,
     cache_dir,
+    expect_network,
     load_state_dict,
     save_state_dict,
     sha256_file,
@@ -479,6 +483,7 @@ def test_duplicate_weights_from_a_second_plugin_are_its_error_and_atomic():
     (WeightsSpec("Bad Name", "x.bin"), "weights name"),
     (WeightsSpec("ok", "x.bin", url="ftp://127.0.0.1/x.bin"), "URL"),
     (WeightsSpec("ok", "x.bin", sha256="abc"), "sha256"),
+    (WeightsSpec("ok", "x.bin", check="no_colon"), "check"),
     ("not a spec", "instead of a WeightsSpec"),
 ])
 def test_invalid_weights_specs_are_the_plugins_error(spec, fragment):
@@ -558,3 +563,227 @@ def test_cli_weights_errors_are_one_line_with_exit_codes(cli_host, tmp_path, cap
     assert main(["weights", "import", str(other), "--name", "m"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("remaster: error: ") and "expected " + PAYLOAD_SHA in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- content checks and replacing a pin
+
+#: What a user got from a broken download or a wrong link: bytes that are no checkpoint at all.
+#: The first byte is no pickle opcode, as with most random files.
+JUNK = b"\xff" + random.Random(0).randbytes(4095)
+
+
+def check_x2(path: Path) -> None:
+    """A ``WeightsSpec.check``: the file holds an ESRGAN x2 network (as RealESRGAN_x2plus.pth does)."""
+    expect_network(path, "ESRGAN", scale=2)
+
+
+def tiny_esrgan(path: Path, scale: int) -> Path:
+    """A real (tiny, random) ESRGAN checkpoint at ``scale``, saved as the official files are."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale)
+    torch.save({"params_ema": net.state_dict()}, path)
+    return path
+
+
+def x2_spec(url: str | None = None) -> WeightsSpec:
+    return WeightsSpec("x2", "RealESRGAN_x2plus.pth", url=url, check=check_x2)
+
+
+def test_import_checks_the_network_before_pinning(tmp_path, cache):
+    _, manager = manager_for(x2_spec())
+    junk = tmp_path / "RealESRGAN_x2plus.pth"
+    junk.write_bytes(JUNK)
+    with pytest.raises(WrongWeightsError) as info:
+        manager.import_file(junk)  # recognised by its file name, as a user's download would be
+    message = str(info.value)
+    assert message.startswith(f"{junk}: is not weights 'x2'") and "\n" not in message
+    assert "not a PyTorch checkpoint" in message and "would run code" not in message
+    x4 = tiny_esrgan(tmp_path / "x4" / "RealESRGAN_x2plus.pth", 4)
+    with pytest.raises(WrongWeightsError, match="holds an ESRGAN x4 network, expected ESRGAN x2"):
+        manager.import_file(x4, name="x2")
+    # The cache keeps the spec's file name, so a .safetensors file cannot become RealESRGAN_x2plus.pth.
+    safetensors = tmp_path / "x2.safetensors"
+    save_state_dict(load_state_dict(tiny_esrgan(tmp_path / "x2" / "x2.pth", 2)), safetensors)
+    with pytest.raises(WrongWeightsError, match="not a PyTorch checkpoint but a safetensors file named .pth"):
+        manager.import_file(safetensors, name="x2")
+    # Nothing was pinned or copied: the right file is still accepted without any --replace.
+    assert not (cache / "weights" / "pins.json").exists()
+    assert sorted(p.name for p in (cache / "weights").iterdir()) == []
+    good = tiny_esrgan(tmp_path / "good" / "RealESRGAN_x2plus.pth", 2)
+    assert manager.import_file(good).read_bytes() == good.read_bytes()
+    assert manager.expected_sha256("x2") == sha256_file(good)
+
+
+def test_fetched_and_hand_copied_files_are_checked_before_pinning(server, cache):
+    (server.root / "RealESRGAN_x2plus.pth").write_bytes(JUNK)
+    _, manager = manager_for(x2_spec(server.url("RealESRGAN_x2plus.pth")))
+    with pytest.raises(WrongWeightsError, match="is not weights 'x2'"):
+        manager.fetch("x2")
+    assert not (cache / "weights" / "pins.json").exists()
+    assert [p.name for p in (cache / "weights").iterdir()] == ["quarantine"]  # no .part, no cached file
+    manager.path("x2").write_bytes(JUNK)  # copied into the cache by hand
+    with pytest.raises(WrongWeightsError, match="is not weights 'x2'"):
+        manager.ensure("x2")
+    assert not manager.path("x2").exists() and not (cache / "weights" / "pins.json").exists()
+    assert len(list((cache / "weights" / "quarantine").iterdir())) == 2
+    # The right file passes the same check, downloaded or copied in, and is pinned.
+    good = tiny_esrgan(server.root / "RealESRGAN_x2plus.pth", 2)
+    assert manager.fetch("x2").read_bytes() == good.read_bytes()
+    assert manager.expected_sha256("x2") == sha256_file(good)
+    assert sorted(p.name for p in (cache / "weights").iterdir()) == ["RealESRGAN_x2plus.pth", "pins.json",
+                                                                       "quarantine"]
+
+
+def test_a_pin_made_on_first_use_is_replaced_only_with_replace(tmp_path, cache):
+    _, manager = manager_for(x2_spec(), WeightsSpec("official", "o.pth", sha256="0" * 64, check=check_x2))
+    # What an older remaster left behind: junk in the cache, and its hash pinned.
+    folder = cache / "weights"
+    folder.mkdir(parents=True)
+    (folder / "RealESRGAN_x2plus.pth").write_bytes(JUNK)
+    (folder / "pins.json").write_text(json.dumps({"x2": hashlib.sha256(JUNK).hexdigest()}))
+    good = tiny_esrgan(tmp_path / "RealESRGAN_x2plus.pth", 2)
+    with pytest.raises(ChecksumError) as info:
+        manager.import_file(good, name="x2")
+    message = str(info.value)
+    assert "expected " + hashlib.sha256(JUNK).hexdigest() in message
+    assert f"remaster weights import {good} --name x2 --replace" in message
+    assert manager.import_file(good, name="x2", replace=True).read_bytes() == good.read_bytes()
+    assert manager.expected_sha256("x2") == sha256_file(good)
+    # --replace still checks the file: junk never replaces a good pin.
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(JUNK)
+    with pytest.raises(WrongWeightsError):
+        manager.import_file(junk, name="x2", replace=True)
+    # A file that fails the check is refused for what it holds, not with a --replace hint that could not work.
+    with pytest.raises(WrongWeightsError) as info:
+        manager.import_file(tiny_esrgan(tmp_path / "x4.pth", 4), name="x2")
+    assert "--replace" not in str(info.value)
+    assert manager.expected_sha256("x2") == sha256_file(good)
+    # An official sha256 is never replaced.
+    with pytest.raises(UsageError, match="official sha256"):
+        manager.import_file(good, name="official", replace=True)
+    assert not (folder / "o.pth").exists()
+
+
+def test_verify_finds_a_pinned_file_that_is_not_the_network_and_drops_its_pin(tmp_path, cache):
+    _, manager = manager_for(x2_spec())
+    folder = cache / "weights"
+    folder.mkdir(parents=True)
+    (folder / "RealESRGAN_x2plus.pth").write_bytes(JUNK)
+    (folder / "pins.json").write_text(json.dumps({"x2": hashlib.sha256(JUNK).hexdigest()}))
+    assert manager.verify() == [("x2", "wrong content → quarantined")]
+    assert manager.expected_sha256("x2") is None
+    good = tiny_esrgan(tmp_path / "RealESRGAN_x2plus.pth", 2)
+    assert manager.import_file(good).is_file()
+    assert manager.verify() == [("x2", "ok")]
+
+
+def test_a_check_given_as_string_is_imported_only_when_a_file_is_checked(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "wt_check_mod.py").write_text(textwrap.dedent("""
+        from remaster import WrongWeightsError
+
+        def refuse(path):
+            raise WrongWeightsError("holds nothing this spec can use", path=path)
+
+        def broken(path):
+            raise KeyError("a bug in the check")
+        """))
+    monkeypatch.syspath_prepend(str(site))
+    mine = tmp_path / "c.bin"
+    mine.write_bytes(PAYLOAD)
+    try:
+        _, manager = manager_for(WeightsSpec("c", "c.bin", check="wt_check_mod:refuse"),
+                                 WeightsSpec("d", "d.bin", check="wt_check_mod:nope"),
+                                 WeightsSpec("e", "e.bin", check="wt_check_mod:broken"))
+        assert "wt_check_mod" not in sys.modules
+        with pytest.raises(WrongWeightsError, match=f"^{re.escape(str(mine))}: is not weights 'c': holds nothing"):
+            manager.import_file(mine)
+        # A check that cannot be loaded, or that breaks, is the plugin's problem: an error, never a pin.
+        with pytest.raises(WeightsError, match="cannot load the check 'wt_check_mod:nope'"):
+            manager.import_file(mine, name="d")
+        with pytest.raises(WeightsError, match="the check 'wt_check_mod:broken' of weights 'e' failed: KeyError"):
+            manager.import_file(mine, name="e")
+        assert manager.expected_sha256("c") is manager.expected_sha256("d") is manager.expected_sha256("e") is None
+    finally:
+        sys.modules.pop("wt_check_mod", None)
+
+
+def test_cli_import_replace(tmp_path, cache, monkeypatch, capsys):
+    from remaster.cli import main
+    import remaster.plugins as plugins_module
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(make_plugin("CliPlugin", [x2_spec()]),))
+    host.ensure_loaded()
+    monkeypatch.setattr(plugins_module, "get_host", lambda: host)
+    first = tiny_esrgan(tmp_path / "a" / "RealESRGAN_x2plus.pth", 2)
+    assert main(["weights", "import", str(first)]) == 0
+    second = tmp_path / "b" / "RealESRGAN_x2plus.pth"
+    second.parent.mkdir()
+    torch.save({"params_ema": {k: v + 1 for k, v in load_state_dict(first).items()}}, second)
+    capsys.readouterr()
+    assert main(["weights", "import", str(second)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("remaster: error: ") and err.count("\n") == 1
+    assert f"remaster weights import {second} --name x2 --replace" in err
+    assert main(["weights", "import", str(second), "--name", "x2", "--replace"]) == 0
+    assert capsys.readouterr().out.strip() == f"x2: {cache / 'weights' / 'RealESRGAN_x2plus.pth'}"
+    assert sha256_file(cache / "weights" / "RealESRGAN_x2plus.pth") == sha256_file(second)
+
+
+def test_a_damaged_pickle_is_not_called_unsafe(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(JUNK)
+    with pytest.raises(WeightsError) as info:
+        load_state_dict(junk)
+    assert not isinstance(info.value, UnsafeWeightsError)
+    assert "not a PyTorch checkpoint" in str(info.value)
+
+
+# --------------------------------------------------------------------------- packaged files, failed downloads
+
+
+def test_a_damaged_packaged_file_says_it_is_rebuilt_and_it_is(cache):
+    producer_calls.clear()
+    packaged = WeightsSpec("conv", "conv.safetensors", producer=produce_small)
+    _, probe = manager_for(packaged)
+    official = sha256_file(probe.ensure("conv"))
+    probe.path("conv").unlink()
+    (cache / "weights" / "pins.json").unlink()
+    _, manager = manager_for(replace(packaged, sha256=official))
+    path = manager.ensure("conv")
+    path.write_bytes(path.read_bytes()[:-4] + b"XXXX")
+    with pytest.raises(ChecksumError) as info:
+        manager.ensure("conv")
+    message = str(info.value)
+    assert "rebuilt from the packaged weights on the next run" in message
+    assert "weights fetch" not in message and "weights import" not in message
+    assert len(list((cache / "weights" / "quarantine").iterdir())) == 1
+    assert manager.verify(["conv"]) == [("conv", "packaged")]  # not missing: made offline on the next use
+    calls = len(producer_calls)
+    assert sha256_file(manager.ensure("conv")) == official  # the next run rebuilds it
+    assert len(producer_calls) == calls + 1
+    # 'fetch' of packaged weights without a URL makes them offline instead of failing.
+    path.unlink()
+    assert sha256_file(manager.fetch("conv")) == official
+
+
+def test_a_failed_fetch_leaves_no_empty_part(server, cache):
+    _, manager = manager_for(WeightsSpec("m", "model.bin", url=server.url("absent.bin")))
+    part = cache / "weights" / "model.bin.part"
+    with pytest.raises(WeightsError, match="HTTP 404"):
+        manager.fetch("m")
+    assert not part.exists()
+    with pytest.raises(WeightsError, match="failed"):
+        manager.fetch("m", url="http://127.0.0.1:1/model.bin")  # nothing listens on port 1: refused
+    assert not part.exists()
+    # A partial download that can be resumed stays, even when a later attempt fails.
+    part.write_bytes(PAYLOAD[:1000])
+    with pytest.raises(WeightsError, match="HTTP 404"):
+        manager.fetch("m")
+    assert part.read_bytes() == PAYLOAD[:1000]
+    assert sha256_file(manager.fetch("m", url=server.url("model.bin"))) == PAYLOAD_SHA

@@ -23,6 +23,7 @@ from .errors import (
     UsageError,
     WeightsError,
     WeightsNotFoundError,
+    WrongWeightsError,
 )
 from .hookspecs import PLUGIN_API_VERSION, hookimpl
 from .image import Image, Meta
@@ -64,5 +65,6 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "UnsafeWeightsError",
+    "WrongWeightsError",
     "__version__",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "WeightsNotFoundError",
     "ChecksumError",
     "UnsafeWeightsError",
+    "WrongWeightsError",
     "RemasterWarning",
 ]
 
@@ -119,6 +120,10 @@ class ChecksumError(WeightsError):
 
 class UnsafeWeightsError(WeightsError):
     """A weights file can only be loaded by running arbitrary pickled code."""
+
+
+class WrongWeightsError(WeightsError):
+    """A weights file does not hold what its spec describes (junk, a damaged file, another network)."""
 
 
 class RemasterWarning(UserWarning):

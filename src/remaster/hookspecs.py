@@ -57,7 +57,8 @@ def remaster_register_weights(register: Callable[[WeightsSpec], None]) -> None:
     Must be cheap: touch no network and read no files (not even the weights).
     remaster checks, downloads, imports or produces the file only when asked
     (``remaster weights fetch``) or when a stage calls
-    ``remaster.weights.get_manager().ensure(name)``.
+    ``remaster.weights.get_manager().ensure(name)``; a spec's ``producer`` and
+    ``check`` are given as ``"package.module:function"`` and imported only then.
     """
 
 

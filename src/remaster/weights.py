@@ -7,7 +7,9 @@ checks their sha256 every time one is used. It never downloads on its own:
 :meth:`WeightsManager.ensure` only finds, verifies or produces a file offline,
 and says which command fixes a missing one (``remaster weights fetch`` or
 ``remaster weights import``), so that a run never blocks on the network or
-changes behaviour depending on connectivity.
+changes behaviour depending on connectivity. A file with no official sha256 is
+pinned on first use, but only after the spec's ``check`` found the network it
+describes in it, so that junk is never pinned.
 
 Reading is equally conservative: :func:`load_state_dict` reads safetensors, or
 pickled checkpoints through torch's ``weights_only`` unpickler only. A pickle
@@ -27,6 +29,7 @@ import os
 import pickle
 import re
 import secrets
+import shlex
 import socket
 import urllib.error
 import urllib.parse
@@ -43,8 +46,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from .registry import SpecRegistry, import_reference
-from .errors import (ChecksumError, PluginError, StageError, UnsafeWeightsError, UsageError, WeightsError,
-                     WeightsNotFoundError)
+from .errors import (ChecksumError, PluginError, RemasterError, StageError, UnsafeWeightsError, UsageError,
+                     WeightsError, WeightsNotFoundError, WrongWeightsError)
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +64,8 @@ __all__ = [
     "get_manager",
     "sha256_file",
     "load_state_dict",
+    "load_network",
+    "expect_network",
     "save_state_dict",
 ]
 
@@ -107,6 +112,13 @@ class WeightsSpec:
             converter from weights a Python package ships. Imported only when the
             file is needed and absent. It must be deterministic, because its output
             is checked against the same hash each time it runs.
+        check: What the file must hold, ``"package.module:function"`` (or a callable)
+            called as ``function(path: Path) -> None``; it raises a
+            :class:`~remaster.errors.RemasterError` saying what the file holds
+            instead (:func:`expect_network` does this for spandrel networks). Run
+            before a hash is pinned on first use and by ``remaster weights verify``
+            on pinned files; an official ``sha256`` already proves the content, so
+            it is not run for those. Imported only then, so registering stays cheap.
         plugin: The plugin that registered the spec; set by the registry.
     """
 
@@ -117,6 +129,7 @@ class WeightsSpec:
     license: str = "unknown"
     description: str = ""
     producer: str | Callable[[Path], None] | None = None
+    check: str | Callable[[Path], None] | None = None
     plugin: str | None = None
 
 
@@ -141,10 +154,11 @@ class WeightsRegistry(SpecRegistry[WeightsSpec]):
         if spec.sha256 is not None and not _SHA256.match(str(spec.sha256).strip().lower()):
             raise PluginError(f"weights {spec.name!r} have the sha256 {spec.sha256!r}", path=plugin,
                               hint="give 64 hexadecimal digits, or None to pin on first use")
-        producer = spec.producer
-        if producer is not None and not (callable(producer) or (isinstance(producer, str) and ":" in producer)):
-            raise PluginError(f"weights {spec.name!r} have the producer {producer!r}", path=plugin,
-                              hint="give 'package.module:function' or a callable")
+        for field in ("producer", "check"):
+            value = getattr(spec, field)
+            if value is not None and not (callable(value) or (isinstance(value, str) and ":" in value)):
+                raise PluginError(f"weights {spec.name!r} have the {field} {value!r}", path=plugin,
+                                  hint="give 'package.module:function' or a callable")
 
     def _attributed(self, spec: WeightsSpec, plugin: str) -> WeightsSpec:
         sha256 = None if spec.sha256 is None else str(spec.sha256).strip().lower()
@@ -265,6 +279,8 @@ class WeightsManager:
         Raises:
             UsageError: no weights of that name are registered.
             ChecksumError: the cached (or produced) file has the wrong hash; it was quarantined.
+            WrongWeightsError: the file was not pinned yet and does not hold what the spec's
+                ``check`` expects; it was quarantined and nothing was pinned.
             WeightsNotFoundError: the file is not cached and cannot be produced offline;
                 the message says which command fixes it.
             WeightsError: the producer failed.
@@ -286,20 +302,55 @@ class WeightsManager:
                     f"or download it by hand and run '{importing}'")
         return f"get {spec.filename} (license: {spec.license}) and run '{importing}'"
 
-    def _verify_or_quarantine(self, spec: WeightsSpec, target: Path) -> None:
+    def _refill_hint(self, spec: WeightsSpec) -> str:
+        """What gets a good copy once the bad one is in quarantine; only commands that work for this spec."""
+        if spec.producer is not None:
+            return "it is rebuilt from the packaged weights on the next run"
+        return self._how_to_get(spec)
+
+    def _verify_or_quarantine(self, spec: WeightsSpec, target: Path, *, recheck: bool = False) -> None:
+        """Check a cached file's hash (pinning it if it is the first one); ``recheck`` also re-runs a pin's check."""
         actual = sha256_file(target)
         expected = spec.sha256 or self._pins().get(spec.name)
-        if expected is None:
-            # The file got into the cache some other way (a copy by hand); it is the first one used, so pin it.
-            self._pin(spec.name, actual)
+        if expected is None or (recheck and not spec.sha256 and actual == expected):
+            # Not pinned yet (a copy by hand), or a pin made before checks existed: it must hold the right network.
+            problem = self._content_problem(spec, target)
+            if problem is not None:
+                moved = self._quarantine(target)
+                if expected is not None:
+                    self._unpin(spec.name)  # the pinned file never was the network: the pin protects nothing
+                raise WrongWeightsError(f"is not weights {spec.name!r}: {problem}; the file was moved to {moved}",
+                                        path=target, hint=self._refill_hint(spec))
+            if expected is None:
+                self._pin(spec.name, actual)
             return
         if actual != expected:
             moved = self._quarantine(target)
             raise ChecksumError(
                 f"sha256 mismatch for weights {spec.name!r}: expected {expected}, got {actual}; "
-                f"the file was moved to {moved}", path=target,
-                hint=f"run 'remaster weights fetch {spec.name}' or 'remaster weights import FILE --name {spec.name}'",
+                f"the file was moved to {moved}", path=target, hint=self._refill_hint(spec),
             )
+
+    def _content_problem(self, spec: WeightsSpec, file: Path) -> str | None:
+        """What is wrong with the content of ``file`` by the spec's ``check`` (``None``: fine, or nothing to check)."""
+        if spec.check is None:
+            return None
+        check = spec.check
+        if not callable(check):
+            try:
+                check = import_reference(check)
+            except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
+                raise WeightsError(f"cannot load the check {spec.check!r} of weights {spec.name!r}: "
+                                   f"{type(exc).__name__}: {exc}", hint=self._reinstall_hint(spec)) from exc
+        try:
+            check(file)
+        except RemasterError as exc:  # the check's verdict: what the file holds instead
+            return exc.message
+        except Exception as exc:  # a check that breaks is the plugin's problem, not a verdict on the file
+            raise WeightsError(f"the check {spec.check!r} of weights {spec.name!r} failed: "
+                               f"{type(exc).__name__}: {_first_line(str(exc))}", path=file,
+                               hint=self._reinstall_hint(spec)) from exc
+        return None
 
     def _produce(self, spec: WeightsSpec, target: Path) -> Path:
         producer = self._load_producer(spec)
@@ -315,7 +366,8 @@ class WeightsManager:
             if not temp.is_file():
                 raise WeightsError(f"the producer of weights {spec.name!r} wrote no file", path=target,
                                    hint=self._producer_hint(spec))
-            self._check_new_file(spec, temp, target, source=f"the producer {spec.producer!r}")
+            self._check_new_file(spec, temp, target, source=f"the producer {spec.producer!r}",
+                                 hint=self._producer_hint(spec))
             os.replace(temp, target)
         finally:
             with suppress(OSError):
@@ -333,26 +385,41 @@ class WeightsManager:
             raise WeightsError(f"cannot load the producer {producer!r} of weights {spec.name!r}: "
                                f"{type(exc).__name__}: {exc}", hint=self._producer_hint(spec)) from exc
 
-    def _producer_hint(self, spec: WeightsSpec) -> str:
-        hint = f"reinstall the plugin {spec.plugin!r}" if spec.plugin else "reinstall the plugin that provides it"
-        return f"{hint}, or {self._how_to_get(spec)}"
+    @staticmethod
+    def _reinstall_hint(spec: WeightsSpec) -> str:
+        return f"reinstall the plugin {spec.plugin!r}" if spec.plugin else "reinstall the plugin that provides it"
 
-    def _check_new_file(self, spec: WeightsSpec, new: Path, target: Path, *, source: str,
-                        actual: str | None = None) -> str:
-        """Check a file about to enter the cache; pin its hash if none is known. Mismatch: quarantine + raise."""
-        actual = actual or sha256_file(new)
+    def _producer_hint(self, spec: WeightsSpec) -> str:
+        return f"{self._reinstall_hint(spec)}, or {self._how_to_get(spec)}"
+
+    def _check_new_file(self, spec: WeightsSpec, new: Path, target: Path, *, source: str, hint: str) -> str:
+        """Check a file about to enter the cache and pin its hash if none is known; on failure quarantine + raise.
+
+        ``hint`` says how to get a good file when ``new`` is not the official one.
+        """
+        actual = sha256_file(new)
         expected = spec.sha256 or self._pins().get(spec.name)
-        if expected is not None and actual != expected:
+        if actual == expected:
+            return actual
+        # Pinned now, or differing from a pin: without an official hash, the content is all there is to go by.
+        problem = None if spec.sha256 else self._content_problem(spec, new)
+        if problem is not None:
             moved = self._quarantine(new, name=spec.filename)
-            raise ChecksumError(
-                f"sha256 mismatch for weights {spec.name!r} from {source}: expected {expected}, got {actual}; "
-                f"the file was moved to {moved} and not used", path=target,
-                hint=f"the source may be damaged or not the official {spec.filename}; "
-                     f"get it again, or run 'remaster weights import FILE --name {spec.name}'",
-            )
+            raise WrongWeightsError(f"{source} gave a file that is not weights {spec.name!r}: {problem}; it was "
+                                    f"moved to {moved}, and nothing was pinned", path=target, hint=hint)
         if expected is None:
             self._pin(spec.name, actual)
-        return actual
+            return actual
+        moved = self._quarantine(new, name=spec.filename)
+        if not spec.sha256:
+            hint = (f"the file differs from the one pinned on first use; if you trust the new one, run "
+                    f"'{self._replace_command(spec, moved)}'")
+        raise ChecksumError(f"sha256 mismatch for weights {spec.name!r} from {source}: expected {expected}, got "
+                            f"{actual}; the file was moved to {moved} and not used", path=target, hint=hint)
+
+    @staticmethod
+    def _replace_command(spec: WeightsSpec, file: Path) -> str:
+        return f"remaster weights import {_shell_word(str(file))} --name {spec.name} --replace"
 
     # ------------------------------------------------------------------ fetch
 
@@ -360,6 +427,9 @@ class WeightsManager:
         """Download weights ``name`` into the cache, resuming an interrupted download; verified before use.
 
         A file already cached and valid is returned without touching the network.
+        Packaged weights (a spec with a ``producer`` and no URL) are made offline,
+        as :meth:`ensure` would. A failed download leaves no empty ``.part``; a
+        non-empty one stays for the next call to continue.
 
         Args:
             url: Download from here instead of the spec's official URL (a mirror).
@@ -368,6 +438,8 @@ class WeightsManager:
         Raises:
             UsageError: unknown weights, or no URL known and none given.
             ChecksumError: the download has the wrong hash; it was quarantined, not cached.
+            WrongWeightsError: the download does not hold what the spec's ``check`` expects
+                (checked where no official sha256 is known); it was quarantined, nothing was pinned.
             WeightsError: the download failed (network, HTTP error, cut short).
         """
         spec = self.registry.get(name)
@@ -376,10 +448,12 @@ class WeightsManager:
             try:
                 self._verify_or_quarantine(spec, target)
                 return target
-            except ChecksumError:
+            except (ChecksumError, WrongWeightsError):
                 pass  # the bad copy is in quarantine now; download a good one
         url = url or spec.url
         if not url:
+            if spec.producer is not None:
+                return self._produce(spec, target)
             raise UsageError(f"no download URL is known for weights {spec.name!r}",
                              hint=f"pass --url URL, or get {spec.filename} and run "
                                   f"'remaster weights import FILE --name {spec.name}'")
@@ -387,20 +461,56 @@ class WeightsManager:
             raise UsageError(f"cannot download from {url!r}", hint="give an http:// or https:// URL")
         self.folder.mkdir(parents=True, exist_ok=True)
         part = self.folder / f"{spec.filename}.part"
-        with open(part, "ab") as file:
-            # An exclusive lock on the .part keeps two processes from interleaving writes into it;
-            # the kernel drops it if the process dies, so there are no stale locks.
+        with self._open_part(spec, part) as file:
+            try:
+                self._download(spec, url, file, progress)
+            except BaseException:
+                # An empty .part (nothing arrived, or a refused resume emptied it) can continue nothing.
+                # Removed while the lock is held, so no other process is writing into it.
+                if os.fstat(file.fileno()).st_size == 0:
+                    with suppress(OSError):
+                        part.unlink()
+                raise
+        # Checked before the rename: a bad download goes to quarantine and never becomes the cached file.
+        # The loaders tell formats by their suffix, so the check sees the file under the cache's name.
+        hint = (f"the source may be damaged or not the official {spec.filename}; get it again, or run "
+                f"'remaster weights import FILE --name {spec.name}'")
+        downloaded = self.folder / f".{secrets.token_hex(4)}.tmp-{spec.filename}"
+        os.replace(part, downloaded)
+        try:
+            self._check_new_file(spec, downloaded, target, source=url, hint=hint)
+            os.replace(downloaded, target)
+        finally:
+            with suppress(OSError):
+                downloaded.unlink()
+        return target
+
+    @staticmethod
+    def _open_part(spec: WeightsSpec, part: Path) -> BinaryIO:
+        """The .part opened for appending, under an exclusive lock held until it is closed.
+
+        The lock keeps two processes from interleaving writes into one .part; the
+        kernel drops it if the process dies, so there are no stale locks.
+        """
+        for _attempt in range(3):
+            file = open(part, "ab")
             try:
                 if fcntl is not None:
                     fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                file.close()
                 raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
                                    hint="wait for it to finish") from None
-            self._download(spec, url, file, progress)
-        # Checked before the rename: a bad download goes to quarantine and never becomes the cached file.
-        self._check_new_file(spec, part, target, source=url)
-        os.replace(part, target)
-        return target
+            # A failed download removes its empty .part under the lock: if that happened between our
+            # open and our lock, what we hold is no longer the file on disk, so open again.
+            try:
+                if os.path.samestat(os.fstat(file.fileno()), os.stat(part)):
+                    return file
+            except FileNotFoundError:
+                pass
+            file.close()
+        raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
+                           hint="wait for it to finish")
 
     def _download(self, spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCallback | None) -> None:
         """Stream ``url`` into ``file`` (the open .part), continuing from its current size when the server allows."""
@@ -470,15 +580,24 @@ class WeightsManager:
 
     # ------------------------------------------------------------------ import
 
-    def import_file(self, path: str | os.PathLike[str], *, name: str | None = None) -> Path:
+    def import_file(self, path: str | os.PathLike[str], *, name: str | None = None, replace: bool = False) -> Path:
         """Copy a weights file the user already has into the cache, after checking it.
 
         Without ``name`` the weights are recognised by their sha256, else by the
-        official file name.
+        official file name. Where no official sha256 is known, the file must pass
+        the spec's ``check`` before its hash is pinned.
+
+        Args:
+            replace: Pin this file instead of the one pinned on first use (and
+                replace the cached file). Only for specs without an official sha256.
 
         Raises:
-            UsageError: no such file, unknown name, or the file cannot be recognised.
-            ChecksumError: the file is not the one the spec (or its pin) expects; nothing is copied.
+            UsageError: no such file, unknown name, the file cannot be recognised, or
+                ``replace`` for weights with an official sha256 the file does not have.
+            ChecksumError: the file is not the one the official hash (or the pin) expects;
+                nothing is copied.
+            WrongWeightsError: the file does not hold what the spec's ``check`` expects;
+                nothing is copied or pinned.
         """
         source = Path(path)
         if not source.is_file():
@@ -491,16 +610,36 @@ class WeightsManager:
             actual = _copy_hashing(source, temp)
             if spec is None:
                 spec = self._recognise(source, actual)
-            target = self.folder / spec.filename
-            expected = spec.sha256 or self._pins().get(spec.name)
-            if expected is not None and actual != expected:
+            official = f"get the official {spec.filename}" + (f" from {spec.url}" if spec.url else "")
+            if spec.sha256 and actual != spec.sha256:
                 # The user's own file is left where it is; the copy is simply dropped.
+                if replace:
+                    raise UsageError(f"weights {spec.name!r} have an official sha256 ({spec.sha256}), which "
+                                     "--replace cannot replace; it replaces only a hash pinned on first use",
+                                     path=source, hint=official)
                 raise ChecksumError(
-                    f"is not the expected file for weights {spec.name!r}: sha256 {actual}, expected {expected}",
-                    path=source, hint=f"get the official {spec.filename}" + (f" from {spec.url}" if spec.url else ""),
+                    f"is not the expected file for weights {spec.name!r}: sha256 {actual}, expected {spec.sha256}",
+                    path=source, hint=official,
                 )
-            if expected is None:
-                self._pin(spec.name, actual)
+            target = self.folder / spec.filename
+            pinned = None if spec.sha256 else self._pins().get(spec.name)
+            if not spec.sha256 and (pinned is None or actual != pinned or replace):
+                # The loaders tell formats by their suffix: check the copy under the cache's file name.
+                named = self.folder / f".{secrets.token_hex(4)}.tmp-{spec.filename}"
+                os.replace(temp, named)
+                temp = named
+                problem = self._content_problem(spec, temp)
+                if problem is not None:
+                    raise WrongWeightsError(f"is not weights {spec.name!r}: {problem}", path=source,
+                                            hint=f"nothing was copied or pinned; {official}")
+                if pinned is not None and actual != pinned and not replace:
+                    raise ChecksumError(
+                        f"is not the file pinned on first use for weights {spec.name!r}: sha256 {actual}, "
+                        f"expected {pinned}", path=source,
+                        hint=f"if you trust this file, run '{self._replace_command(spec, source)}' to pin it instead",
+                    )
+                if actual != pinned:
+                    self._pin(spec.name, actual)
             os.replace(temp, target)
         finally:
             with suppress(OSError):
@@ -524,9 +663,14 @@ class WeightsManager:
     # ------------------------------------------------------------------ verify
 
     def verify(self, names: Iterable[str] | None = None) -> list[tuple[str, str]]:
-        """Check the cached files: ``(name, "ok" | "mismatch → quarantined" | "missing")`` per weights.
+        """Check the cached files: ``(name, status)`` per weights.
 
-        Without ``names``, every registered spec. A cached file that was not pinned yet is pinned now.
+        The status is ``"ok"``, ``"mismatch → quarantined"`` (wrong hash),
+        ``"wrong content → quarantined"`` (a file without an official sha256 that
+        fails the spec's ``check``; its pin, if any, is dropped, so that the right
+        file can be imported again), ``"packaged"`` (absent, but made offline on
+        the next use) or ``"missing"``. Without ``names``, every registered spec.
+        A cached file that was not pinned yet is pinned now.
 
         Raises:
             UsageError: a name is not registered.
@@ -536,13 +680,15 @@ class WeightsManager:
         for spec in specs:
             target = self.folder / spec.filename
             if not target.is_file():
-                results.append((spec.name, "missing"))
+                results.append((spec.name, "packaged" if spec.producer is not None else "missing"))
                 continue
             try:
-                self._verify_or_quarantine(spec, target)
+                self._verify_or_quarantine(spec, target, recheck=True)
                 results.append((spec.name, "ok"))
             except ChecksumError:
                 results.append((spec.name, "mismatch → quarantined"))
+            except WrongWeightsError:
+                results.append((spec.name, "wrong content → quarantined"))
         return results
 
     # ------------------------------------------------------------------ pins and quarantine
@@ -561,12 +707,19 @@ class WeightsManager:
                                hint="fix the file, or delete it to pin the cached files again on their next use")
         return data
 
-    def _pin(self, name: str, digest: str) -> None:
+    def _pin(self, name: str, digest: str | None) -> None:
+        """Pin ``digest`` for ``name``; ``None`` removes the pin."""
         from .io import write_atomic
 
         pins = self._pins()
-        pins[name] = digest
+        if digest is None:
+            pins.pop(name, None)
+        else:
+            pins[name] = digest
         write_atomic(self.folder / PINS_FILE, (json.dumps(pins, indent=2, sort_keys=True) + "\n").encode())
+
+    def _unpin(self, name: str) -> None:
+        self._pin(name, None)
 
     def _quarantine(self, file: Path, *, name: str | None = None) -> Path:
         """Move a file that failed its check out of the cache, keeping it for inspection."""
@@ -574,6 +727,13 @@ class WeightsManager:
         destination = self.quarantine_folder / f"{name or file.name}.{secrets.token_hex(4)}"
         os.replace(file, destination)
         return destination
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one POSIX shell word, in double quotes when needed (hints quote whole commands in '...')."""
+    if shlex.quote(text) == text:
+        return text
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
 def _copy_hashing(source: Path, target: Path) -> str:
@@ -643,6 +803,15 @@ def _load_pickle_safely(file: Path) -> Any:
         if any(marker in reason for marker in _CORRUPT_PICKLE):
             raise WeightsError(f"the checkpoint is damaged ({reason})", path=file,
                                hint="get the file again") from None
+        junk = _not_a_pickle_opcode(reason)
+        if junk is not None:
+            # torch's restricted unpickler reports a byte it does not know the same way as a pickle
+            # instruction it refuses; a byte that is no pickle instruction at all means no pickle at all.
+            if _looks_like_safetensors(file):
+                raise WeightsError(f"not a PyTorch checkpoint but a safetensors file named {file.suffix}", path=file,
+                                   hint="give it a .safetensors name") from None
+            raise WeightsError(f"not a PyTorch checkpoint (byte 0x{junk:02x} where a pickle instruction should be)",
+                               path=file, hint="the file is damaged or of another kind; get it again") from None
         raise UnsafeWeightsError(
             f"the checkpoint holds Python objects that would run code if unpickled ({reason}); remaster refuses to "
             "load it", path=file,
@@ -652,6 +821,24 @@ def _load_pickle_safely(file: Path) -> Any:
     except Exception as exc:  # zip/EOF/struct errors: torch has no single type for a damaged file
         raise WeightsError(f"cannot read the checkpoint ({type(exc).__name__}: {_first_line(str(exc))})",
                            path=file, hint="the file is damaged or not a PyTorch checkpoint; get it again") from None
+
+
+def _not_a_pickle_opcode(reason: str) -> int | None:
+    """The byte torch's weights_only unpickler stopped at, if it is no pickle opcode at all."""
+    match = re.fullmatch(r"Unsupported operand (\d+)", reason)
+    if not match:
+        return None
+    import pickletools
+
+    byte = int(match.group(1))
+    return None if any(op.code == chr(byte) for op in pickletools.opcodes) else byte
+
+
+def _looks_like_safetensors(file: Path) -> bool:
+    """Whether the file starts as safetensors does: a little-endian header length, then a JSON object."""
+    with open(file, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < file.stat().st_size
 
 
 def _weights_only_reason(message: str) -> str:
@@ -727,6 +914,32 @@ def load_network(path: str | os.PathLike[str], *, hint: str | None = None) -> An
         raise StageError(f"not a network architecture remaster knows ({exc})", path=file, hint=hint) from None
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise StageError(f"is a {type(descriptor).__name__}, not an image-to-image network", path=file)
+    return descriptor
+
+
+def expect_network(path: str | os.PathLike[str], architectures: str | Iterable[str], *,
+                   scale: int | None = None) -> Any:
+    """Check that a weights file holds one of these spandrel architectures, at ``scale``; for ``WeightsSpec.check``.
+
+    Args:
+        architectures: spandrel architecture ids (``"ESRGAN"``, ``"Compact"``, ``"GFPGAN"``, ...).
+        scale: The network's factor, if it must be one.
+
+    Returns:
+        The spandrel descriptor, as :func:`load_network` gives it.
+
+    Raises:
+        WrongWeightsError: the file holds another architecture or scale.
+        WeightsError, UnsafeWeightsError, StageError: as :func:`load_network` (no network at all).
+    """
+    wanted = (architectures,) if isinstance(architectures, str) else tuple(architectures)
+    descriptor = load_network(path)
+    found = descriptor.architecture.id
+    if found not in wanted or (scale is not None and descriptor.scale != scale):
+        article = "an" if found[:1].upper() in "AEIOU" else "a"
+        expected = " or ".join(wanted) + (f" x{scale}" if scale is not None else "")
+        raise WrongWeightsError(f"holds {article} {found} x{descriptor.scale} network, expected {expected}",
+                                path=path)
     return descriptor
 
 

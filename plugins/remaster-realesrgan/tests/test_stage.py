@@ -14,8 +14,10 @@ import torch
 from PIL import Image as PILImage
 from skimage import data
 
-from remaster import Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError
+from remaster import (ChecksumError, Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError,
+                      WrongWeightsError)
 from remaster.testing import check_stage
+from remaster.registry import import_reference
 from remaster.weights import get_manager, load_state_dict, save_state_dict, sha256_file
 from remaster_realesrgan.catalogue import WEIGHTS
 
@@ -149,6 +151,83 @@ def test_missing_official_weights_say_how_to_get_them():
     message = str(caught.value)
     assert "remaster weights fetch realesrgan-x2plus-official" in message
     assert "remaster weights import" in message and "RealESRGAN_x2plus.pth" in message
+
+
+def tiny_x2plus(path: Path) -> Path:
+    """RealESRGAN_x2plus's layout (pixel-unshuffle by 2 into an x4 RRDBNet), small and random, as released."""
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    torch.manual_seed(0)
+    net = RRDBNet(in_nc=12, out_nc=3, num_filters=8, num_blocks=1, scale=4, shuffle_factor=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"params_ema": net.state_dict()}, path)
+    return path
+
+
+def test_importing_junk_as_x2plus_is_refused_and_the_right_file_then_runs(tmp_path, monkeypatch, capsys):
+    from remaster.cli import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REMASTER_CACHE", str(cache))
+    junk = tmp_path / "junk" / "RealESRGAN_x2plus.pth"
+    junk.parent.mkdir()
+    junk.write_bytes(b"\xff" + bytes(range(256)) * 16)  # what a broken download might leave
+    assert main(["weights", "import", str(junk)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"remaster: error: {junk}: is not weights 'realesrgan-x2plus-official': ")
+    assert "not a PyTorch checkpoint" in err and err.count("\n") == 1
+    compact = tmp_path / "compact" / "RealESRGAN_x2plus.pth"  # a real network, but the wrong one
+    compact.parent.mkdir()
+    torch.save(load_state_dict(get_manager().ensure("realesr-animevideov3")), compact)
+    assert main(["weights", "import", str(compact)]) == 1
+    assert "holds a Compact x4 network, expected ESRGAN x2" in capsys.readouterr().err
+    assert not (cache / "weights" / "pins.json").exists()  # nothing was pinned: no --replace needed now
+    assert main(["weights", "import", str(tiny_x2plus(tmp_path / "RealESRGAN_x2plus.pth"))]) == 0
+    assert Remasterer("realesrgan-x2plus", precision="fp32").run(crop(8, 8)).shape == (16, 16, 3)
+
+
+def test_a_damaged_packaged_file_is_rebuilt_on_the_next_run(tmp_path, monkeypatch, capsys):
+    from remaster.cli import main
+
+    monkeypatch.setenv("REMASTER_CACHE", str(tmp_path / "cache"))
+    name = "realesr-animevideov3"
+    expected = next(w.sha256 for w in WEIGHTS if w.name == name)
+    manager = get_manager()
+    path = manager.ensure(name)
+    path.write_bytes(path.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(ChecksumError) as caught:
+        manager.ensure(name)
+    message = str(caught.value)
+    assert "rebuilt from the packaged weights on the next run" in message
+    assert "remaster weights fetch" not in message  # the packaged file has no URL to fetch from
+    assert not path.exists() and len(list((tmp_path / "cache" / "weights" / "quarantine").iterdir())) == 1
+    assert sha256_file(manager.ensure(name)) == expected  # what the message says is true
+    # 'remaster weights verify' says the same, and 'remaster weights fetch' rebuilds packaged weights offline.
+    path.write_bytes(b"damaged")
+    assert main(["weights", "verify", name]) == 1
+    assert capsys.readouterr().out.strip() == (f"{name}  mismatch → quarantined; rebuilt from the packaged weights "
+                                               "on the next run")
+    assert main(["weights", "verify", name]) == 0  # absent but packaged: nothing to fix
+    assert capsys.readouterr().out.strip() == f"{name}  packaged"
+    assert main(["weights", "fetch", name]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: {path}"
+    assert sha256_file(path) == expected
+
+
+def test_each_weights_check_knows_its_network(tmp_path):
+    checks = {spec.name: import_reference(spec.check) for spec in WEIGHTS}  # every reference resolves
+    compact = get_manager().ensure("realesr-animevideov3")
+    checks["realesr-general-x4v3-official"](compact)
+    checks["realesrgan-x2plus-official"](tiny_x2plus(tmp_path / "x2.pth"))
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    x4 = tmp_path / "x4.safetensors"
+    save_state_dict(RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4).state_dict(), x4)
+    checks["realesrgan-x4plus-official"](x4)
+    with pytest.raises(WrongWeightsError, match="holds an ESRGAN x2 network, expected ESRGAN x4"):
+        checks["realesrgan-x4plus"](tmp_path / "x2.pth")
+    with pytest.raises(WrongWeightsError, match="holds a Compact x4 network, expected ESRGAN x2"):
+        checks["realesrgan-x2plus-official"](compact)
 
 
 def test_default_upscaler_is_x4plus():

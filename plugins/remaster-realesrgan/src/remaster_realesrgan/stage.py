@@ -23,7 +23,8 @@ def load_descriptor(path: Path, *, expect_scale: int | None = None) -> Any:
     descriptor = load_network(path, hint="ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported")
     if expect_scale is not None and descriptor.scale != expect_scale:
         raise StageError(f"holds an x{descriptor.scale} network, expected x{expect_scale}", path=path,
-                         hint="import the right file with 'remaster weights import FILE --name NAME'")
+                         hint="run 'remaster weights verify' to quarantine it and drop its pin, then fetch or "
+                              "import the right file")
     descriptor.model.eval().requires_grad_(False)
     return descriptor
 
