@@ -193,7 +193,9 @@ class GFPGANStage(Stage):
         if size != FACE_SIZE:
             restored = cv2.resize(restored, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
         tensor = torch.from_numpy(restored).permute(2, 0, 1)[None].to(self._device) * 2.0 - 1.0
-        with torch.inference_mode():
+        # fp32 even in a bf16 run (the pipeline calls run() under autocast): only the restorer gains from bf16,
+        # and the labels are an argmax, which rounding to bf16 would change.
+        with torch.inference_mode(), torch.autocast(self._device.type, enabled=False):
             labels = self._parser(tensor)[0].argmax(dim=1)[0].cpu().numpy()
         mask = geometry.parsing_to_mask(labels)
         return mask if size == FACE_SIZE else cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
