@@ -48,8 +48,14 @@ def test_official_checkpoint_layout_loads_with_spandrel(gfpgan_checkpoint):
     assert all(torch.equal(ours[k], raw["params_ema"][k]) for k in ours)
 
 
-def test_the_aligned_face_size_is_the_networks(gfpgan_checkpoint, tiny_restorer, astronaut):
+def test_the_aligned_face_size_is_the_networks(gfpgan_checkpoint, tiny_restorer, astronaut, tmp_path):
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
     assert FaceRestorer(load_restorer(gfpgan_checkpoint)).size == 512  # spandrel: GFPGAN's minimum size
+    small_restoreformer = tmp_path / "RestoreFormer.pth"  # spandrel reads its layout from the file
+    torch.save({"params_ema": RestoreFormer(n_embed=16, embed_dim=32, ch=32, ch_mult=(1, 1), num_res_blocks=1,
+                                            z_channels=32).state_dict()}, small_restoreformer)
+    assert FaceRestorer(load_restorer(small_restoreformer)).size == 512  # spandrel states none: FFHQ's size
     assert tiny_restorer.size == 64
     result = Remasterer([stage_with(tiny_restorer)], precision="fp32").prepare().run_image(io.load(astronaut))
     assert result.meta.extras["faces"] == 1
