@@ -37,6 +37,32 @@ def gfpgan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: The face size of the small stand-in GFPGAN (the official networks take 512 px faces: 26 G multiply-adds each).
+STAND_IN_FACE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_restorer():
+    """A random GFPGANv1Clean for 64 px faces, described as spandrel describes the official ones.
+
+    spandrel's loader only builds 512 px GFPGANs, so the descriptor is made here, stating the
+    fixed face size as the minimum size, as spandrel's does.
+    """
+    import spandrel
+    from spandrel.architectures.GFPGAN import GFPGAN, GFPGANArch
+
+    from remaster_gfpgan.stage import FaceRestorer
+
+    torch.manual_seed(0)
+    model = GFPGAN(out_size=STAND_IN_FACE, num_style_feat=16, channel_multiplier=1, narrow=0.0625, num_mlp=2)
+    descriptor = spandrel.ImageModelDescriptor(
+        model, model.state_dict(), architecture=GFPGANArch(), purpose="FaceSR", tags=[], supports_half=False,
+        supports_bfloat16=True, scale=1, input_channels=3, output_channels=3,
+        size_requirements=spandrel.SizeRequirements(minimum=STAND_IN_FACE), call_fn=lambda m, x: m(x)[0])
+    descriptor.model.eval().requires_grad_(False)
+    return FaceRestorer(descriptor)
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photos")

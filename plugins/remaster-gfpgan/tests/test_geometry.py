@@ -67,6 +67,24 @@ def test_a_marker_pasted_back_lands_where_the_face_was(angle, scale, shift, out_
     np.testing.assert_allclose(peak(canvas), expected, atol=0.5)
 
 
+@pytest.mark.parametrize("out_scale", [1.0, 2.0])
+def test_a_network_with_smaller_faces_gets_the_template_scaled_to_its_size(out_scale):
+    # As facexlib's FaceRestoreHelper(face_size=...): the 512 px template times size / 512.
+    size = 64
+    np.testing.assert_allclose(geometry.template(size), FFHQ_TEMPLATE / 8)
+    landmarks = similarity(FFHQ_TEMPLATE, angle_deg=12.0, scale=0.125, shift=(40.0, 30.0))
+    matrix = geometry.alignment_matrix(landmarks, size)
+    crop = geometry.crop_face(dot((160, 180), tuple(landmarks[2]), radius=2.0), matrix, size)
+    assert crop.shape == (size, size, 3)
+    np.testing.assert_allclose(peak(crop), geometry.template(size)[2], atol=0.5)
+
+    face = dot((size, size), tuple(geometry.template(size)[2]), radius=2.0)
+    canvas = np.zeros((round(160 * out_scale), round(180 * out_scale), 3), np.float32)
+    geometry.paste_face(canvas, face, geometry.inverse_matrix(matrix, out_scale), geometry.square_mask(size),
+                        weight=1.0, feather=True)
+    np.testing.assert_allclose(peak(canvas), landmarks[2] * out_scale + (out_scale - 1) / 2, atol=0.5)
+
+
 def test_crop_then_paste_back_reproduces_the_face_and_leaves_the_rest_alone():
     rng = np.random.default_rng(0)
     image = rng.random((300, 300, 3), dtype=np.float32)

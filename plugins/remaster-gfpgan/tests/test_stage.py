@@ -15,6 +15,7 @@ class IdentityRestorer:
     """Stands in for the network where a test is about geometry, not restoration (and 10 s faster)."""
 
     kind = "identity"
+    size = 512
 
     def to(self, device):
         pass
@@ -45,6 +46,21 @@ def test_official_checkpoint_layout_loads_with_spandrel(gfpgan_checkpoint):
     ours = descriptor.model.state_dict()
     assert set(ours) == set(raw["params_ema"])
     assert all(torch.equal(ours[k], raw["params_ema"][k]) for k in ours)
+
+
+def test_the_aligned_face_size_is_the_networks(gfpgan_checkpoint, tiny_restorer, astronaut, tmp_path):
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    assert FaceRestorer(load_restorer(gfpgan_checkpoint)).size == 512  # spandrel: GFPGAN's minimum size
+    small_restoreformer = tmp_path / "RestoreFormer.pth"  # spandrel reads its layout from the file
+    torch.save({"params_ema": RestoreFormer(n_embed=16, embed_dim=32, ch=32, ch_mult=(1, 1), num_res_blocks=1,
+                                            z_channels=32).state_dict()}, small_restoreformer)
+    assert FaceRestorer(load_restorer(small_restoreformer)).size == 512  # spandrel states none: FFHQ's size
+    assert tiny_restorer.size == 64
+    result = Remasterer([stage_with(tiny_restorer)], precision="fp32").prepare().run_image(io.load(astronaut))
+    assert result.meta.extras["faces"] == 1
+    diff = np.abs(io.to_numpy(result).astype(int) - astronaut.astype(int)).max(axis=2)
+    assert diff[110, 225] > 0 and diff[400, 100] == 0  # restored at 64 px, pasted back over the face only
 
 
 def test_an_upscaler_checkpoint_is_refused_as_a_face_model(tmp_path):

@@ -128,7 +128,9 @@ class RetinaFaceDetector:
 
     def detect(self, image: np.ndarray, *, min_size: float) -> list[Face]:
         bgr = np.ascontiguousarray(image[..., ::-1] * 255.0, dtype=np.float32)
-        with torch.inference_mode():
+        # fp32 even in a bf16 run (the pipeline calls the stage under autocast): facexlib turns the network's
+        # outputs into numpy, which has no bfloat16, and only the restorer gains from bf16.
+        with torch.inference_mode(), torch.autocast(self._device.type, enabled=False):
             rows = self._model.detect_faces(bgr, self._threshold)
         faces = []
         for row in rows:

@@ -4,6 +4,10 @@ Everything here works on ``(H, W, 3)`` float32 arrays in [0, 1], so 8-bit,
 16-bit and gray inputs go through the same code without a lossy round trip.
 Coordinates are pixel centres: ``(0, 0)`` is the centre of the top-left pixel,
 as in OpenCV's ``warpAffine``.
+
+Aligned faces are :data:`FACE_SIZE` (512) pixels square, GFPGAN's size, unless
+a ``size`` is given: a face network with another fixed input size gets the same
+template scaled to its size (as facexlib's ``FaceRestoreHelper`` does).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+#: The side of an aligned face for the official GFPGAN and RestoreFormer networks and for ParseNet.
 FACE_SIZE = 512
 
 #: The five FFHQ landmarks of a 512×512 aligned face (eyes, nose tip, mouth
@@ -49,21 +54,29 @@ class Face:
         return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
 
 
-def alignment_matrix(landmarks: np.ndarray) -> np.ndarray:
-    """The similarity transform (2×3) taking ``landmarks`` onto :data:`FFHQ_TEMPLATE`.
+def template(size: int = FACE_SIZE) -> np.ndarray:
+    """The five template landmarks of a ``size``×``size`` aligned face (:data:`FFHQ_TEMPLATE` at 512)."""
+    if size == FACE_SIZE:
+        return FFHQ_TEMPLATE
+    return (FFHQ_TEMPLATE * np.float32(size / FACE_SIZE)).astype(np.float32)
+
+
+def alignment_matrix(landmarks: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """The similarity transform (2×3) taking ``landmarks`` onto the template of a ``size`` px aligned face.
 
     Least median of squares, as GFPGAN does, so one misplaced landmark does not
     tilt the whole face.
     """
-    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), FFHQ_TEMPLATE, method=cv2.LMEDS)
+    points, target = np.asarray(landmarks, np.float32), template(size)
+    matrix, _ = cv2.estimateAffinePartial2D(points, target, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks (all on one point): a plain least-squares fit never fails
-        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), FFHQ_TEMPLATE, method=0)
+        matrix, _ = cv2.estimateAffinePartial2D(points, target, method=0)
     return matrix.astype(np.float64)
 
 
-def crop_face(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Warp ``image`` with ``matrix`` into a 512×512 aligned face."""
-    return cv2.warpAffine(image, matrix, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_LINEAR,
+def crop_face(image: np.ndarray, matrix: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
+    """Warp ``image`` with ``matrix`` into a ``size``×``size`` aligned face."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER_GRAY)
 
 
@@ -77,9 +90,9 @@ def inverse_matrix(matrix: np.ndarray, scale: float) -> np.ndarray:
     return inverse
 
 
-def square_mask() -> np.ndarray:
-    """A 512×512 mask for pasting the whole aligned face back (feathered after the warp by :func:`paste_face`)."""
-    return np.ones((FACE_SIZE, FACE_SIZE), np.float32)
+def square_mask(size: int = FACE_SIZE) -> np.ndarray:
+    """A mask for pasting the whole aligned face back (feathered after the warp by :func:`paste_face`)."""
+    return np.ones((size, size), np.float32)
 
 
 def paste_face(canvas: np.ndarray, face: np.ndarray, inverse: np.ndarray, mask: np.ndarray, *,
@@ -91,15 +104,15 @@ def paste_face(canvas: np.ndarray, face: np.ndarray, inverse: np.ndarray, mask: 
 
     Args:
         canvas: ``(H, W, 3)`` float32 output image.
-        face: ``(512, 512, 3)`` restored face.
+        face: ``(S, S, 3)`` restored face (S = 512 for the official networks).
         inverse: Aligned-face → canvas transform (:func:`inverse_matrix`).
-        mask: ``(512, 512)`` float mask in [0, 1] (face square or parsing mask).
+        mask: ``(S, S)`` float mask in [0, 1] (face square or parsing mask).
         weight: 1 pastes the restored face fully; 0.5 half-way between it and the canvas.
         feather: Erode and blur the warped mask's edge (for the square mask).
     """
     height, width = canvas.shape[:2]
-    corners = np.array([[0, 0, 1], [FACE_SIZE - 1, 0, 1], [0, FACE_SIZE - 1, 1], [FACE_SIZE - 1, FACE_SIZE - 1, 1]],
-                       np.float64) @ inverse.T
+    last = face.shape[0] - 1
+    corners = np.array([[0, 0, 1], [last, 0, 1], [0, last, 1], [last, last, 1]], np.float64) @ inverse.T
     x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 3
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -121,15 +134,15 @@ def paste_face(canvas: np.ndarray, face: np.ndarray, inverse: np.ndarray, mask: 
 
 def _shrink_first(face: np.ndarray, mask: np.ndarray, inverse: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area-downsample a face that will land smaller than 512 px, so the bilinear warp does not alias.
+    """Area-downsample a face that will land smaller than its own size, so the bilinear warp does not alias.
 
     Returns the smaller face and mask and the transform from their pixels to the canvas.
     """
     scale = float(np.sqrt(abs(np.linalg.det(inverse[:, :2]))))
     if scale >= 0.75:
         return face, mask, inverse
-    side = max(8, round(FACE_SIZE * scale))
-    ratio = side / FACE_SIZE
+    side = max(8, round(face.shape[0] * scale))
+    ratio = side / face.shape[0]
     face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
     mask = cv2.resize(mask, (side, side), interpolation=cv2.INTER_AREA)
     # small pixel centre u' sits on large pixel (u' + 0.5) / ratio - 0.5

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -33,17 +34,20 @@ def load_restorer(path: Path) -> Any:
 
 
 class FaceRestorer:
-    """A face network applied to 512×512 aligned faces in [0, 1]."""
+    """A face network applied to aligned faces in [0, 1], :attr:`size` pixels square (512 for the official ones)."""
 
     def __init__(self, descriptor: Any):
         self.descriptor = descriptor
         self.kind = descriptor.architecture.id
+        # GFPGAN takes exactly its out_size, which spandrel's descriptor states as the minimum size;
+        # RestoreFormer states none (any multiple of 32) and was trained on FFHQ's 512 px faces.
+        self.size = int(descriptor.size_requirements.minimum) or FACE_SIZE
 
     def to(self, device: torch.device) -> None:
         self.descriptor.model.to(device)
 
     def __call__(self, faces: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, 512, 512)`` in [0, 1] → restored faces in [0, 1]."""
+        """``(N, 3, size, size)`` in [0, 1] → restored faces in [0, 1]."""
         model = self.descriptor.model
         x = faces * 2.0 - 1.0  # both networks were trained on [-1, 1]
         if self.kind == "GFPGAN":
@@ -153,10 +157,11 @@ class GFPGANStage(Stage):
 
     def _paste_restored(self, image: np.ndarray, canvas: np.ndarray, faces: list[Face], scale: float,
                         weight: float, ctx: RunContext) -> None:
+        size = self._restorer.size
         for index, face in enumerate(faces):
-            matrix = geometry.alignment_matrix(face.landmarks)
-            restored = self._restore(geometry.crop_face(image, matrix))
-            mask = self._parsing_mask(restored) if self._parser is not None else geometry.square_mask()
+            matrix = geometry.alignment_matrix(face.landmarks, size)
+            restored = self._restore(geometry.crop_face(image, matrix, size))
+            mask = self._parsing_mask(restored) if self._parser is not None else geometry.square_mask(size)
             geometry.paste_face(canvas, restored, geometry.inverse_matrix(matrix, scale), mask, weight=weight,
                                 feather=self._parser is None)
             if ctx.progress is not None:
@@ -185,10 +190,17 @@ class GFPGANStage(Stage):
         return restored[0].permute(1, 2, 0).float().cpu().numpy()
 
     def _parsing_mask(self, restored: np.ndarray) -> np.ndarray:
+        """The paste-back mask of a restored face, at the face's size; ParseNet sees it at its own 512 px."""
+        size = restored.shape[0]
+        if size != FACE_SIZE:
+            restored = cv2.resize(restored, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
         tensor = torch.from_numpy(restored).permute(2, 0, 1)[None].to(self._device) * 2.0 - 1.0
-        with torch.inference_mode():
+        # fp32 even in a bf16 run (the pipeline calls run() under autocast): only the restorer gains from bf16,
+        # and the labels are an argmax, which rounding to bf16 would change.
+        with torch.inference_mode(), torch.autocast(self._device.type, enabled=False):
             labels = self._parser(tensor)[0].argmax(dim=1)[0].cpu().numpy()
-        return geometry.parsing_to_mask(labels)
+        mask = geometry.parsing_to_mask(labels)
+        return mask if size == FACE_SIZE else cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
 
     def _run_aligned(self, pixels: torch.Tensor, scale: float, weight: float, ctx: RunContext) -> torch.Tensor:
         import torch.nn.functional as F
@@ -197,8 +209,9 @@ class GFPGANStage(Stage):
         ctx.report.update({"faces_found": 1, "faces": 1, "face_detector": "aligned"})
         if weight == 0.0 and scale == 1.0:
             return pixels.clone()
-        face = pixels if (height, width) == (FACE_SIZE, FACE_SIZE) else F.interpolate(
-            pixels, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        side = self._restorer.size
+        face = pixels if (height, width) == (side, side) else F.interpolate(
+            pixels, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
         with torch.inference_mode(), _autocast(self._device, self._dtype):
             restored = self._restorer(face.to(self._device)).to(pixels.device)
         restored = face + weight * (restored - face)
