@@ -2,9 +2,16 @@
 
 >>> from remaster import Remasterer
 >>> out = Remasterer(["degrade.jpeg(quality=30)", "bicubic(scale=2)"]).run(img)
+
+Names are imported on first use (PEP 562), so that ``import remaster`` and the
+plugin surface :mod:`remaster.plugin` cost nothing until a pipeline is built.
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ChecksumError,
@@ -25,15 +32,40 @@ from .errors import (
     WeightsNotFoundError,
     WrongWeightsError,
 )
-from .hookspecs import PLUGIN_API_VERSION, hookimpl
-from .image import Image, Meta
-from .pipeline import DEFAULT_UPSCALER, Remasterer
-from .stage import Param, RunContext, Stage, StageInfo, StageKind, StageSpec, Tiling
+from .plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
+
+if TYPE_CHECKING:
+    from .image import Image, Meta
+    from .pipeline import DEFAULT_UPSCALER, Remasterer
+    from .stage import RunContext, Stage
 
 try:
     __version__ = version("remaster")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
+
+#: Names that need torch, and the module each comes from; imported when first asked for.
+_LAZY = {
+    "Remasterer": ".pipeline",
+    "DEFAULT_UPSCALER": ".pipeline",
+    "Image": ".image",
+    "Meta": ".image",
+    "Stage": ".stage",
+    "RunContext": ".stage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "Remasterer",

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .errors import UsageError
+from .plugin.specs import precision_name as plugin_precision_name
 
 __all__ = [
     "resolve_device",
@@ -217,14 +218,14 @@ def check_precision_name(requested: str) -> str:
     return name
 
 
-def choose_precision(requested: str, device: torch.device, supported: tuple[torch.dtype, ...], *,
+def choose_precision(requested: str, device: torch.device, supported: tuple[str | torch.dtype, ...], *,
                      bit_depth: int = 8, capability: Capability | None = None) -> PrecisionChoice:
     """Choose the compute precision of one stage for one image; never fails for a supported stage.
 
     Args:
         requested: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         device: Where the stage runs.
-        supported: Dtypes the stage supports (:attr:`StageInfo.dtypes`).
+        supported: Precisions the stage supports (:attr:`StageInfo.dtypes`: names or torch dtypes).
         bit_depth: Bits per sample of the image (:attr:`Meta.bit_depth`: 8, 16, or 32 for float).
         capability: What the host computes fast (default: :func:`host_capability`).
 
@@ -240,6 +241,7 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[torc
     """
     name = check_precision_name(requested)
     capability = capability or host_capability(device)
+    supported = tuple(PRECISIONS[plugin_precision_name(dtype)] for dtype in supported)
     runnable = tuple(dtype for dtype in supported if not (dtype is torch.float16 and device.type == "cpu"))
     if not runnable:
         stage_names = ", ".join(precision_name(dtype) for dtype in supported) or "none"
@@ -269,7 +271,7 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[torc
     return PrecisionChoice(fallback, name)
 
 
-def resolve_precision(requested: str, device: torch.device, supported: tuple[torch.dtype, ...], *,
+def resolve_precision(requested: str, device: torch.device, supported: tuple[str | torch.dtype, ...], *,
                       bit_depth: int = 8, capability: Capability | None = None) -> torch.dtype:
     """Like :func:`choose_precision`, but strict: for code that runs one network of its own (fine-tuning).
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
 from .errors import InputError, PluginError, RemasterError, StageError
-from .metrics.registry import MetricRegistry, MetricSpec
-from .registry import StageRegistry
-from .stage import StageSpec
+from .plugin import hookspecs
+from .plugin.metrics import MetricRegistry, MetricSpec
+from .plugin.registries import StageRegistry
+from .plugin.specs import StageSpec
 from .weights import WeightsRegistry, WeightsSpec
 
 __all__ = ["PluginInfo", "PluginHost", "get_host"]

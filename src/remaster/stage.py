@@ -1,10 +1,8 @@
-"""The stage contract: what a stage declares, and how it runs.
+"""The stage contract at run time: the :class:`Stage` base class and the :class:`RunContext` it gets.
 
-A plugin registers a :class:`StageSpec` — a cheap, importable description with
-the stage's name, kind, parameters and capabilities, plus a ``factory`` given
-as ``"package.module:Class"``. Nothing heavy happens at registration: the
-factory module is imported only when a pipeline first needs the stage, and
-weights are read only in :meth:`Stage.prepare`.
+What a plugin declares about a stage (:class:`StageSpec`, :class:`StageInfo`,
+:class:`Param`) lives in the torch-free :mod:`remaster.plugin`; it is
+re-exported here.
 
 A :class:`Stage` works on colour pixels only: a ``(N, C, H, W)`` float tensor
 in ``[0, 1]``. The pipeline takes care of everything around it — loading and
@@ -14,13 +12,14 @@ and precision, alpha — so that a stage is just the image operation.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 
-from .errors import StageContractError, StageError, StageParamError
+from .errors import StageContractError
+# The declarative types live in the torch-free plugin surface; re-exported here for older imports.
+from .plugin.specs import AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling
 
 __all__ = [
     "StageKind",
@@ -34,259 +33,6 @@ __all__ = [
     "scaled_size",
     "tile_overlap_of",
 ]
-
-
-class StageKind(str, enum.Enum):
-    """What a stage is for; used for listing and for sensible defaults."""
-
-    UPSCALER = "upscaler"
-    DEGRADER = "degrader"
-    FACE = "face"
-    FILTER = "filter"
-
-
-class Tiling(str, enum.Enum):
-    """Whether the pipeline may cut the image into tiles for this stage.
-
-    ``SUPPORTED``: tiles with overlap give the same result (networks with a
-    bounded receptive field, local filters). ``DISCOURAGED``: tiling works but
-    changes the result noticeably; only done when the user asks for a tile
-    size. ``UNSUPPORTED``: the stage needs the whole image (global operations,
-    JPEG blocks aligned to the image origin, face detection).
-    """
-
-    SUPPORTED = "supported"
-    DISCOURAGED = "discouraged"
-    UNSUPPORTED = "unsupported"
-
-
-#: How alpha goes through a stage. ``"resize"``: the pipeline resizes alpha to
-#: the output size with Lanczos (and leaves it alone when the size does not
-#: change). ``"process"``: the stage is run on alpha too, as a gray image
-#: replicated to the stage's channels (what Real-ESRGAN does). A stage that
-#: lets users choose declares a parameter named ``alpha`` with these values.
-AlphaHandling = Literal["resize", "process"]
-
-_PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a stage, with its default and constraints.
-
-    Attributes:
-        name: Keyword used in stage strings and in the factory call.
-        type: One of ``int``, ``float``, ``str``, ``bool``.
-        default: Value when not given; ``None`` for optional parameters.
-        help: One line shown by ``remaster stages``.
-        choices: Allowed values, if the parameter is an enumeration.
-        min: Smallest allowed value (inclusive), for numbers.
-        max: Largest allowed value (inclusive), for numbers.
-        required: The parameter has no default and must be given.
-    """
-
-    name: str
-    type: type
-    default: Any = None
-    help: str = ""
-    choices: tuple[Any, ...] | None = None
-    min: float | None = None
-    max: float | None = None
-    required: bool = False
-
-    def coerce(self, value: Any, stage: str) -> Any:
-        """Convert ``value`` to this parameter's type and check its range."""
-        if value is None and not self.required:
-            return None
-        try:
-            if self.type is bool:
-                if isinstance(value, str):
-                    lowered = value.strip().lower()
-                    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                        raise ValueError(value)
-                    value = lowered in {"true", "1", "yes"}
-                elif not isinstance(value, (bool, int)):
-                    raise ValueError(value)
-                converted: Any = bool(value)
-            elif self.type is int:
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError(value)
-                if isinstance(value, bool):
-                    raise ValueError(value)
-                converted = int(value)
-            elif self.type is float:
-                if isinstance(value, bool):
-                    raise ValueError(value)
-                converted = float(value)
-            else:
-                converted = self.type(value)
-        except (TypeError, ValueError):
-            raise StageParamError(
-                f"parameter {self.name}={value!r} is not a valid {self.type.__name__}",
-                path=stage,
-                hint=self.help or None,
-            ) from None
-        if self.choices is not None and converted not in self.choices:
-            raise StageParamError(
-                f"parameter {self.name}={converted!r} is not one of {', '.join(map(str, self.choices))}",
-                path=stage,
-            )
-        if self.min is not None and converted < self.min:
-            raise StageParamError(f"parameter {self.name}={converted!r} is below the minimum {self.min}", path=stage)
-        if self.max is not None and converted > self.max:
-            raise StageParamError(f"parameter {self.name}={converted!r} is above the maximum {self.max}", path=stage)
-        return converted
-
-    def describe(self) -> str:
-        """``name: type = default`` plus constraints, for listings."""
-        text = f"{self.name}: {self.type.__name__}"
-        text += " (required)" if self.required else f" = {self.default!r}"
-        if self.choices:
-            text += f" in {{{', '.join(map(str, self.choices))}}}"
-        elif self.min is not None or self.max is not None:
-            text += f" in [{'' if self.min is None else self.min}, {'' if self.max is None else self.max}]"
-        return text
-
-
-@dataclass(frozen=True)
-class StageInfo:
-    """What a stage can do; the pipeline plans around it (like spandrel's ModelDescriptor).
-
-    Attributes:
-        scale: Output size divided by input size, for a fixed-scale stage.
-        scale_param: Name of the parameter that sets the scale instead (e.g.
-            ``"scale"`` for ``bicubic(scale=2)``); overrides ``scale``.
-        in_channels: Colour channels the stage accepts: ``(1, 3)`` for both.
-            Grayscale input is expanded to RGB when only 3 is accepted.
-        out_channels: Channels produced, or ``None`` for "same as input".
-        min_size: Smallest height/width the stage accepts; smaller inputs are
-            padded by reflection and the output cropped.
-        multiple_of: Height and width must be multiples of this; padded likewise.
-        tiling: Whether the pipeline may tile the image for this stage.
-        tile_overlap: Input pixels of context a tile needs on each side to
-            match the untiled result (about the receptive field radius). A
-            stage whose reach depends on its parameters sets
-            :attr:`Stage.tile_overlap` on the built instance instead, which wins.
-        alpha: How alpha passes through (see :data:`AlphaHandling`).
-        dtypes: Compute precisions the stage supports; the pipeline only
-            picks from these.
-        devices: Device types the stage supports (``"cpu"``, ``"cuda"``).
-        deterministic_seed: The stage takes a ``seed`` parameter and gives the
-            same output for the same seed.
-        resample: The stage always runs at ``scale`` (a network's native
-            factor); when ``scale_param`` asks for another factor, the pipeline
-            resamples the result with Lanczos. Lets ``realesrgan-x4plus(scale=2)``
-            work without every network stage resampling on its own.
-        fill_transparent: Before the stage runs at a scale other than 1, the
-            pipeline replaces the colour under fully transparent pixels (often
-            garbage) with that of the nearest visible ones, so resampling cannot
-            spread it into visible edges. Right for filters; off by default so
-            that networks match their reference implementations exactly.
-    """
-
-    scale: float = 1.0
-    scale_param: str | None = None
-    in_channels: tuple[int, ...] = (1, 3)
-    out_channels: int | None = None
-    min_size: int = 1
-    multiple_of: int = 1
-    tiling: Tiling = Tiling.SUPPORTED
-    tile_overlap: int = 16
-    alpha: AlphaHandling = "resize"
-    dtypes: tuple[torch.dtype, ...] = (torch.float32,)
-    devices: tuple[str, ...] = ("cpu", "cuda")
-    deterministic_seed: bool = False
-    resample: bool = False
-    fill_transparent: bool = False
-
-    def scale_for(self, params: dict[str, Any]) -> float:
-        """The scale factor given resolved parameters."""
-        if self.scale_param is not None and params.get(self.scale_param) is not None:
-            return float(params[self.scale_param])
-        return float(self.scale)
-
-    def channels_out(self, channels_in: int) -> int:
-        """Channels the stage produces from ``channels_in`` input channels."""
-        if self.out_channels is not None:
-            return self.out_channels
-        return channels_in if channels_in in self.in_channels else max(self.in_channels)
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """Cheap description of a stage, registered by a plugin.
-
-    Attributes:
-        name: Unique name used in stage strings (``"bicubic"``,
-            ``"degrade.jpeg"``); lower case, dots and dashes allowed.
-        kind: What the stage is for.
-        factory: ``"package.module:Class"`` (imported on first use) or a
-            callable returning a :class:`Stage` from keyword parameters.
-        summary: One line for listings.
-        params: Accepted parameters; anything else is rejected.
-        info: Capabilities the pipeline plans around.
-        plugin: Name of the plugin that registered the spec (set by the registry).
-    """
-
-    name: str
-    kind: StageKind
-    factory: str | Callable[..., Stage]
-    summary: str = ""
-    params: tuple[Param, ...] = ()
-    info: StageInfo = field(default_factory=StageInfo)
-    plugin: str | None = None
-
-    def resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
-        """Validate ``given`` against the schema and fill in defaults.
-
-        Raises:
-            StageParamError: for unknown keys (listing the valid ones), missing
-                required values, wrong types or out-of-range values.
-        """
-        known = {p.name: p for p in self.params}
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            valid = ", ".join(known) or "none"
-            raise StageParamError(
-                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
-                path=self.name,
-                hint=f"valid parameters: {valid}",
-            )
-        resolved: dict[str, Any] = {}
-        for param in self.params:
-            if param.name in given:
-                resolved[param.name] = param.coerce(given[param.name], self.name)
-            elif param.required:
-                raise StageParamError(f"parameter {param.name} is required", path=self.name, hint=param.describe())
-            else:
-                resolved[param.name] = param.default
-        return resolved
-
-    def as_json(self) -> dict[str, Any]:
-        """What ``remaster stages --json`` and the server's ``/v1/stages`` say about this stage."""
-        return {
-            "name": self.name, "kind": self.kind.value, "plugin": self.plugin, "summary": self.summary,
-            "scale": self.info.scale_param or self.info.scale, "tiling": self.info.tiling.value,
-            "params": [{"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
-                        "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max}
-                       for p in self.params],
-        }
-
-    def load_factory(self) -> Callable[..., Stage]:
-        """Import and return the factory (the module is imported only now)."""
-        if callable(self.factory):
-            return self.factory
-        from .registry import import_reference  # registry imports this module
-
-        try:
-            factory = import_reference(self.factory)
-        except Exception as exc:  # a plugin's import can fail in any way
-            raise StageError(
-                f"cannot import the stage implementation {self.factory!r}: {exc}",
-                path=self.name,
-                hint=f"reinstall the plugin {self.plugin!r} that provides it" if self.plugin else None,
-            ) from exc
-        return factory
 
 
 @dataclass

@@ -60,7 +60,7 @@ def test_interpolator_info(host: PluginHost) -> None:
         spec = host.stages.get(name)
         assert spec.info.scale_param == "scale"
         assert spec.info.tiling is Tiling.SUPPORTED and spec.info.tile_overlap == 8
-        assert spec.info.in_channels == (1, 3) and spec.info.dtypes == (torch.float32,)
+        assert spec.info.in_channels == (1, 3) and spec.info.dtypes == ("fp32",)
         assert spec.info.alpha == "process"  # alpha gets the same filter as colour
         assert spec.info.scale_for(spec.resolve_params({})) == 4.0
         assert spec.info.scale_for(spec.resolve_params({"scale": "1.5"})) == 1.5

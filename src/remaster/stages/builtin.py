@@ -12,10 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-import torch
-
-from ..hookspecs import hookimpl
-from ..stage import Param, StageInfo, StageKind, StageSpec, Tiling
+from ..plugin import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
 
 __all__ = ["INTERPOLATORS", "builtin_specs", "remaster_register_stages"]
 
@@ -46,7 +43,7 @@ _INTERPOLATOR_INFO = StageInfo(
     tiling=Tiling.SUPPORTED,
     tile_overlap=8,
     alpha="process",  # alpha gets the same filter as colour, so edges of cut-outs stay aligned
-    dtypes=(torch.float32,),
+    dtypes=("fp32",),
     fill_transparent=True,  # garbage colour under alpha 0 must not bleed into the visible edge
 )
 

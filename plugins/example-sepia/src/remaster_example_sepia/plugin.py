@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from remaster import Param, StageInfo, StageKind, StageSpec, hookimpl
+from remaster.plugin import Param, StageInfo, StageKind, StageSpec, hookimpl
 
 
 @hookimpl

@@ -8,7 +8,7 @@ names before its hash is pinned on first use.
 
 from __future__ import annotations
 
-from remaster.weights import WeightsSpec
+from remaster.plugin import WeightsSpec
 
 _GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
 _FACEXLIB = "https://github.com/xinntao/facexlib/releases/download"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
-import torch
-
-from remaster import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
-from remaster.weights import WeightsSpec
+from remaster.plugin import Param, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
 
 from .catalogue import RESTORERS, RETINAFACE, WEIGHTS
 
@@ -31,21 +28,15 @@ PARAMS: tuple[Param, ...] = (
 )
 
 INFO = StageInfo(scale_param="upscale", in_channels=(3,), tiling=Tiling.UNSUPPORTED, alpha="resize",
-                 dtypes=(torch.float32, torch.bfloat16))
+                 dtypes=("fp32", "bf16"))
 
 
 @hookimpl
 def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
     register(StageSpec(
-        name="gfpgan", kind=StageKind.FACE, factory=_build, params=PARAMS, info=INFO,
+        name="gfpgan", kind=StageKind.FACE, factory="remaster_gfpgan.stage:GFPGANStage", params=PARAMS, info=INFO,
         summary="restore faces with GFPGAN: detect, align, restore, paste back (Real-ESRGAN's --face_enhance)",
     ))
-
-
-def _build(**params: Any) -> Any:
-    from .stage import GFPGANStage
-
-    return GFPGANStage(**params)
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remaster.weights import WeightsSpec
+from remaster.plugin import WeightsSpec
 
 _RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 _LICENSE = "BSD-3-Clause (Real-ESRGAN, Xintao Wang)"

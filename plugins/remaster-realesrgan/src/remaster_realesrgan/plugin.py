@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import re
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import torch
-
-from remaster import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
-from remaster.weights import WeightsSpec
+from remaster.plugin import Param, Ref, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
 
 from .catalogue import MODELS, WEIGHTS
 
@@ -18,7 +14,9 @@ from .catalogue import MODELS, WEIGHTS
 # of context keep tiled output within a few 8-bit levels of the whole-image result
 # (measured in tests/test_stage.py), with no visible seam after feathering.
 TILE_OVERLAP = 24
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_DTYPES = ("fp32", "bf16", "fp16")
+#: The stage class, imported (with torch and spandrel) only when a pipeline first uses a stage.
+_STAGE = "remaster_realesrgan.stage:SpandrelUpscaler"
 
 
 def upscaler_info(scale: int, multiple_of: int = 1) -> StageInfo:
@@ -42,7 +40,7 @@ def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
         register(StageSpec(
             name=model.stage,
             kind=StageKind.UPSCALER,
-            factory=partial(_build, weights=model.weights, native_scale=model.scale),
+            factory=Ref(_STAGE, weights=model.weights, native_scale=model.scale),
             summary=model.summary,
             params=upscaler_params(model.scale),
             info=upscaler_info(model.scale, model.multiple_of),
@@ -65,8 +63,8 @@ def remaster_stage_from_file(path: Path) -> StageSpec | None:
     if descriptor.purpose == "FaceSR" or descriptor.input_channels != descriptor.output_channels:
         return None  # face restorers and colourisers belong to other plugins
     size = descriptor.size_requirements
-    dtypes = (torch.float32,) + ((torch.bfloat16,) if descriptor.supports_bfloat16 else ()) + (
-        (torch.float16,) if descriptor.supports_half else ())
+    dtypes = ("fp32",) + (("bf16",) if descriptor.supports_bfloat16 else ()) + (
+        ("fp16",) if descriptor.supports_half else ())
     info = StageInfo(
         scale=descriptor.scale, scale_param="scale", resample=True, in_channels=(descriptor.input_channels,),
         min_size=max(1, size.minimum), multiple_of=max(1, size.multiple_of),
@@ -76,16 +74,10 @@ def remaster_stage_from_file(path: Path) -> StageSpec | None:
     name = re.sub(r"[^a-z0-9_.\-]+", "-", path.stem.lower()).strip("-.") or "model"
     return StageSpec(
         name=name, kind=StageKind.UPSCALER if descriptor.scale > 1 else StageKind.FILTER,
-        factory=partial(_build, descriptor=descriptor, native_scale=descriptor.scale),
+        factory=Ref(_STAGE, descriptor=descriptor, native_scale=descriptor.scale),
         summary=f"{descriptor.architecture.name} x{descriptor.scale} from {path}",
         params=upscaler_params(descriptor.scale), info=info, plugin="realesrgan",
     )
-
-
-def _build(**params: Any) -> Any:
-    from .stage import SpandrelUpscaler
-
-    return SpandrelUpscaler(**params)
 
 
 @hookimpl

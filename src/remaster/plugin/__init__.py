@@ -1,0 +1,68 @@
+"""The one import surface for plugin authors: markers, spec types, lazy references, registries.
+
+It imports none of torch, numpy, PIL or OpenCV, so that a plugin's registration
+module costs nothing at start-up (``remaster stages`` and ``remaster --help`` stay
+fast)::
+
+    from remaster.plugin import Param, Ref, StageInfo, StageKind, StageSpec, hookimpl
+
+    @hookimpl
+    def remaster_register_stages(register):
+        register(StageSpec(name="sepia", kind=StageKind.FILTER, factory="my_plugin.stage:Sepia",
+                           params=(Param("strength", float, 1.0, min=0.0, max=1.0),),
+                           info=StageInfo(in_channels=(3,), dtypes=("fp32",))))
+
+The run-time side (``remaster.Stage``, ``remaster.RunContext``) needs torch and
+is imported by the module the factory names, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .markers import NAME, PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
+from .metrics import MetricRegistry, MetricSpec
+from .reference import Ref, Reference, import_reference, is_reference, load_reference
+from .registries import NAME_PATTERN, SpecRegistry, StageRegistry
+from .specs import PRECISION_NAMES, AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling, precision_name
+
+if TYPE_CHECKING:
+    from ..weights import WeightsRegistry, WeightsSpec
+
+__all__ = [
+    "NAME",
+    "PROJECT_NAME",
+    "PLUGIN_API_VERSION",
+    "hookimpl",
+    "hookspec",
+    "StageSpec",
+    "StageInfo",
+    "StageKind",
+    "Tiling",
+    "AlphaHandling",
+    "Param",
+    "PRECISION_NAMES",
+    "precision_name",
+    "WeightsSpec",
+    "WeightsRegistry",
+    "MetricSpec",
+    "MetricRegistry",
+    "Ref",
+    "Reference",
+    "import_reference",
+    "is_reference",
+    "load_reference",
+    "SpecRegistry",
+    "StageRegistry",
+    "NAME_PATTERN",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The weights specs are torch-free too; they are looked up on first use only because their module also holds
+    # the cache manager (stdlib only), which plugin registration does not need.
+    if name in ("WeightsSpec", "WeightsRegistry"):
+        from .. import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

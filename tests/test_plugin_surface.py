@@ -1,0 +1,55 @@
+"""remaster.plugin is the torch-free surface for plugin authors; the CLI starts without torch.
+
+Each check runs in a fresh interpreter, since this test process has long imported everything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "numpy", "PIL", "cv2")
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_plugin_surface_imports_nothing_heavy():
+    assert loaded_after("import remaster.plugin\nfrom remaster.plugin import *") == []
+
+
+def test_import_remaster_is_lazy():
+    assert loaded_after("import remaster\nfrom remaster import hookimpl, StageSpec, StageInfo, Param") == []
+    assert "torch" in loaded_after("from remaster import Remasterer")
+
+
+def test_registering_every_installed_plugin_imports_no_torch():
+    code = ("from remaster.plugins import PluginHost\nhost = PluginHost().ensure_loaded()\n"
+            "assert not host.errors, host.errors\nassert 'realesrgan-x4plus' in host.stages and 'gfpgan' in host.stages")
+    assert loaded_after(code) == []
+
+
+def test_precisions_are_names_and_old_style_dtypes_still_work():
+    import torch
+
+    from remaster.plugin import StageInfo
+
+    assert StageInfo().dtypes == ("fp32",)
+    assert StageInfo(dtypes=(torch.float32, torch.bfloat16)).dtypes == ("fp32", "bf16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        StageInfo(dtypes=("fp64",))
+
+
+def test_a_ref_binds_arguments_without_importing_its_module_first():
+    from remaster.plugin import Ref
+
+    ref = Ref("fractions:Fraction", denominator=4)
+    assert ref.load()(3) == __import__("fractions").Fraction(3, 4)
+    assert str(ref) == "fractions:Fraction(denominator=...)"
