@@ -1,181 +1,44 @@
-"""Model weights: where they live, how they get there, and how they are read safely.
+"""The weights cache: :class:`WeightsManager` finds, verifies, fetches, imports and produces weights files.
 
-Plugins describe the weights they need with :class:`WeightsSpec` through the
-``remaster_register_weights`` hook; the :class:`WeightsRegistry` on the plugin
-host holds them. :class:`WeightsManager` keeps the files in a cache folder and
-checks their sha256 every time one is used. It never downloads on its own:
-:meth:`WeightsManager.ensure` only finds, verifies or produces a file offline,
-and says which command fixes a missing one (``remaster weights fetch`` or
-``remaster weights import``), so that a run never blocks on the network or
-changes behaviour depending on connectivity. A file with no official sha256 is
-pinned on first use, but only after the spec's ``check`` found the network it
-describes in it, so that junk is never pinned.
-
-Reading is equally conservative: :func:`load_state_dict` reads safetensors, or
-pickled checkpoints through torch's ``weights_only`` unpickler only. A pickle
-that needs anything more is refused with :class:`UnsafeWeightsError`; there is
-no fallback to full unpickling.
-
-This module is imported by the plugin host at start-up, so it imports neither
-torch nor safetensors at module level.
+It checks a file's sha256 every time one is used, pins a hash on first use
+(after the spec's ``check`` passed), and moves files that fail into
+quarantine. :func:`get_manager` gives the manager over the plugin host's
+weights; :func:`cache_dir` says where the cache is. No torch here: a spec's
+``check`` or ``producer``, which reads tensors, is imported only when it runs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
-import pickle
 import re
 import secrets
 import shlex
-import socket
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Union
+from typing import TYPE_CHECKING, Callable
 
-try:  # POSIX only; elsewhere concurrent downloads of one file are simply not guarded
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-from .registry import SpecRegistry, import_reference
-from .errors import (ChecksumError, PluginError, RemasterError, StageError, UnsafeWeightsError, UsageError,
-                     WeightsError, WeightsNotFoundError, WrongWeightsError)
+from ..errors import (ChecksumError, RemasterError, UsageError, WeightsError, WeightsNotFoundError,
+                      WrongWeightsError)
+from ..registry import import_reference
+from .download import _CHUNK, ProgressCallback, download, open_part
+from .serialize import _first_line
+from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
 
 if TYPE_CHECKING:
-    import torch
+    from ..plugins import PluginHost
 
-    from .plugins import PluginHost
-
-__all__ = [
-    "WeightsSpec",
-    "WeightsRegistry",
-    "WeightsStatus",
-    "WeightsManager",
-    "ProgressCallback",
-    "cache_dir",
-    "get_manager",
-    "sha256_file",
-    "load_state_dict",
-    "load_network",
-    "expect_network",
-    "save_state_dict",
-]
+__all__ = ["WeightsStatus", "WeightsManager", "cache_dir", "get_manager", "sha256_file", "CACHE_ENV",
+           "QUARANTINE_DIR"]
 
 #: Environment variable that overrides the cache folder.
 CACHE_ENV = "REMASTER_CACHE"
-#: File in the weights folder holding the hashes pinned on first use.
-PINS_FILE = "pins.json"
 #: Subfolder of the weights folder where files that failed their check are moved.
 QUARANTINE_DIR = "quarantine"
-
-#: ``progress(bytes_done, total_bytes_or_None)``, called as a download proceeds.
-ProgressCallback = Callable[[int, Union[int, None]], None]
-
-_CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough to keep memory flat on multi-GB files
-_TIMEOUT_S = 60.0  # per socket operation, not for the whole download: slow links still finish
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-# Keys under which training frameworks nest the state dict, in order of preference:
-# BasicSR keeps the EMA weights (the better ones) in params_ema next to params.
-_CONTAINER_KEYS = ("params_ema", "params", "state_dict", "model")
-# Markers of a damaged pickle, as opposed to one holding forbidden objects.
-_CORRUPT_PICKLE = ("truncated", "invalid load key", "EOF", "ran out of input")
-
-
-# --------------------------------------------------------------------------- specs and registry
-
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    """One weights file a plugin needs.
-
-    Attributes:
-        name: Unique name, lower case, digits, ``.``, ``-``, ``_`` (``realesrgan-x4plus``).
-        filename: Name of the file in the cache (``RealESRGAN_x4plus.pth``); also the
-            official file name, which is how ``remaster weights import`` recognises it.
-        url: Official HTTP(S) download URL, if there is one.
-        sha256: Expected hash (64 lower-case hex digits). ``None`` means trust on
-            first use: the hash of the first file obtained is pinned in the cache's
-            ``pins.json`` and every later use is checked against it.
-        license: License of the weights (they often differ from the code's).
-        description: One line for ``remaster weights list``.
-        producer: An offline source, ``"package.module:function"`` (or a callable)
-            called as ``function(target: Path) -> None`` to write the file, e.g. a
-            converter from weights a Python package ships. Imported only when the
-            file is needed and absent. It must be deterministic, because its output
-            is checked against the same hash each time it runs.
-        check: What the file must hold, ``"package.module:function"`` (or a callable)
-            called as ``function(path: Path) -> None``; it raises a
-            :class:`~remaster.errors.RemasterError` saying what the file holds
-            instead (:func:`expect_network` does this for spandrel networks). Run
-            before a hash is pinned on first use and by ``remaster weights verify``
-            on pinned files; an official ``sha256`` already proves the content, so
-            it is not run for those. Imported only then, so registering stays cheap.
-        plugin: The plugin that registered the spec; set by the registry.
-    """
-
-    name: str
-    filename: str
-    url: str | None = None
-    sha256: str | None = None
-    license: str = "unknown"
-    description: str = ""
-    producer: str | Callable[[Path], None] | None = None
-    check: str | Callable[[Path], None] | None = None
-    plugin: str | None = None
-
-
-class WeightsRegistry(SpecRegistry[WeightsSpec]):
-    """Weights specs by name; also no two specs may share a cache file name."""
-
-    what = "weights"
-    spec_type = WeightsSpec
-    unknown_error = UsageError
-    listing_hint = "run 'remaster weights list' to see them"
-
-    def _check(self, spec: WeightsSpec, plugin: str) -> None:
-        filename = spec.filename
-        if (not isinstance(filename, str) or not filename or filename != Path(filename).name or "\\" in filename
-                or filename.startswith(".") or filename == PINS_FILE or filename.endswith((".part", ".tmp"))):
-            # The file name is joined to the cache folder: it must not climb out or collide with our own files.
-            raise PluginError(f"weights {spec.name!r} have the file name {filename!r}", path=plugin,
-                              hint="give a plain file name such as 'model.safetensors'")
-        if spec.url is not None and urllib.parse.urlsplit(str(spec.url)).scheme not in ("http", "https"):
-            raise PluginError(f"weights {spec.name!r} have the URL {spec.url!r}", path=plugin,
-                              hint="give an http:// or https:// URL, or None")
-        if spec.sha256 is not None and not _SHA256.match(str(spec.sha256).strip().lower()):
-            raise PluginError(f"weights {spec.name!r} have the sha256 {spec.sha256!r}", path=plugin,
-                              hint="give 64 hexadecimal digits, or None to pin on first use")
-        for field in ("producer", "check"):
-            value = getattr(spec, field)
-            if value is not None and not (callable(value) or (isinstance(value, str) and ":" in value)):
-                raise PluginError(f"weights {spec.name!r} have the {field} {value!r}", path=plugin,
-                                  hint="give 'package.module:function' or a callable")
-
-    def _attributed(self, spec: WeightsSpec, plugin: str) -> WeightsSpec:
-        sha256 = None if spec.sha256 is None else str(spec.sha256).strip().lower()
-        return replace(spec, plugin=plugin, sha256=sha256)
-
-    def _check_batch(self, batch: dict[str, WeightsSpec], plugin: str) -> None:
-        # Two names for one cache file would let one spec's pin or quarantine hit the other's file.
-        files = {spec.filename: spec for spec in self._specs.values()}
-        for spec in batch.values():
-            other = files.setdefault(spec.filename, spec)
-            if other is not spec:
-                raise PluginError(f"weights {spec.name!r} use the file name {spec.filename!r} of weights "
-                                  f"{other.name!r} (plugin {other.plugin or plugin!r})", path=plugin,
-                                  hint="give each weights spec its own file name")
-
-
-# --------------------------------------------------------------------------- cache
 
 
 def cache_dir() -> Path:
@@ -461,9 +324,9 @@ class WeightsManager:
             raise UsageError(f"cannot download from {url!r}", hint="give an http:// or https:// URL")
         self.folder.mkdir(parents=True, exist_ok=True)
         part = self.folder / f"{spec.filename}.part"
-        with self._open_part(spec, part) as file:
+        with open_part(spec, part) as file:
             try:
-                self._download(spec, url, file, progress)
+                download(spec, url, file, progress)
             except BaseException:
                 # An empty .part (nothing arrived, or a refused resume emptied it) can continue nothing.
                 # Removed while the lock is held, so no other process is writing into it.
@@ -484,99 +347,6 @@ class WeightsManager:
             with suppress(OSError):
                 downloaded.unlink()
         return target
-
-    @staticmethod
-    def _open_part(spec: WeightsSpec, part: Path) -> BinaryIO:
-        """The .part opened for appending, under an exclusive lock held until it is closed.
-
-        The lock keeps two processes from interleaving writes into one .part; the
-        kernel drops it if the process dies, so there are no stale locks.
-        """
-        for _attempt in range(3):
-            file = open(part, "ab")
-            try:
-                if fcntl is not None:
-                    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                file.close()
-                raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
-                                   hint="wait for it to finish") from None
-            # A failed download removes its empty .part under the lock: if that happened between our
-            # open and our lock, what we hold is no longer the file on disk, so open again.
-            try:
-                if os.path.samestat(os.fstat(file.fileno()), os.stat(part)):
-                    return file
-            except FileNotFoundError:
-                pass
-            file.close()
-        raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
-                           hint="wait for it to finish")
-
-    def _download(self, spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCallback | None) -> None:
-        """Stream ``url`` into ``file`` (the open .part), continuing from its current size when the server allows."""
-        hint = (f"check the connection and run the same command again to resume, or download {spec.filename} "
-                f"by hand and run 'remaster weights import FILE --name {spec.name}'")
-        offset = file.seek(0, os.SEEK_END)
-        for _attempt in range(2):  # the second attempt only follows a refused resume (416), from zero
-            request = urllib.request.Request(url, headers={"User-Agent": "remaster-weights/1"})
-            if offset:
-                request.add_header("Range", f"bytes={offset}-")
-            try:
-                with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-                    total = self._prepare_body(response, file, offset)
-                    done = file.tell()
-                    if progress:
-                        progress(done, total)
-                    while chunk := response.read(_CHUNK):
-                        file.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, total)
-                    file.flush()
-                    os.fsync(file.fileno())
-                if total is not None and done != total:
-                    raise WeightsError(f"download of weights {spec.name!r} stopped at {done} of {total} bytes",
-                                       path=url, hint=hint)
-                return
-            except urllib.error.HTTPError as exc:
-                if exc.code == 416 and offset:
-                    # The server will not continue from here (the .part may be complete or stale): start over.
-                    file.truncate(0)
-                    offset = 0
-                    continue
-                raise WeightsError(f"download of weights {spec.name!r} failed: HTTP {exc.code} {exc.reason}",
-                                   path=url, hint=hint) from None
-            except urllib.error.URLError as exc:
-                raise WeightsError(f"download of weights {spec.name!r} failed: {exc.reason}", path=url,
-                                   hint=hint) from None
-            except (socket.timeout, TimeoutError) as exc:
-                raise WeightsError(f"download of weights {spec.name!r} timed out ({exc})", path=url,
-                                   hint=hint) from None
-            except (http.client.HTTPException, ConnectionError) as exc:  # cut off mid-body; the .part is kept
-                raise WeightsError(f"download of weights {spec.name!r} was interrupted ({type(exc).__name__}: "
-                                   f"{exc})", path=url, hint=hint) from None
-            except OSError as exc:  # e.g. the disk filled up while writing the .part
-                raise WeightsError(f"download of weights {spec.name!r} failed: {exc}", path=url,
-                                   hint=hint) from None
-        raise WeightsError(f"the server refused to send weights {spec.name!r}", path=url, hint=hint)
-
-    @staticmethod
-    def _prepare_body(response: Any, file: BinaryIO, offset: int) -> int | None:
-        """Position ``file`` for the body about to be read; returns the full size if the server said it."""
-        status = response.status
-        if status == 206 and offset:
-            match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
-            if match and int(match.group(1)) == offset:
-                return int(match.group(2)) if match.group(2) != "*" else None
-            # A partial answer starting elsewhere cannot be appended; throw the .part away (next run starts clean).
-            file.truncate(0)
-            raise http.client.HTTPException(f"the server answered the resume request with "
-                                            f"{response.headers.get('Content-Range')!r}")
-        # 200: the server ignored (or was not sent) Range and sends the whole file, so restart from zero.
-        file.truncate(0)
-        file.seek(0)
-        length = response.headers.get("Content-Length")
-        return int(length) if length and length.isdigit() else None
 
     # ------------------------------------------------------------------ import
 
@@ -709,7 +479,7 @@ class WeightsManager:
 
     def _pin(self, name: str, digest: str | None) -> None:
         """Pin ``digest`` for ``name``; ``None`` removes the pin."""
-        from .io import write_atomic
+        from ..io import write_atomic
 
         pins = self._pins()
         if digest is None:
@@ -750,230 +520,7 @@ def _copy_hashing(source: Path, target: Path) -> str:
 def get_manager(host: PluginHost | None = None) -> WeightsManager:
     """A manager over ``host``'s weights (default: the process-wide plugin host) and the current cache folder."""
     if host is None:
-        from .plugins import get_host
+        from ..plugins import get_host
 
         host = get_host()
     return WeightsManager(host.weights)
-
-
-# --------------------------------------------------------------------------- reading and writing
-
-
-def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict (parameter name → tensor) without ever running code from the file.
-
-    ``.safetensors`` files are read with safetensors; ``.pth .pt .ckpt .bin``
-    with ``torch.load(weights_only=True)`` only. The usual wrappers
-    (``params_ema``, preferred, then ``params``, ``state_dict``, ``model``) are
-    unwrapped.
-
-    Raises:
-        UnsafeWeightsError: the pickle holds objects other than tensors and plain
-            containers; it would run code if unpickled, so it is refused.
-        WeightsError: the file is missing, damaged, of an unknown type, or holds no state dict.
-    """
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if not file.is_file():
-        raise WeightsError("no such weights file", path=file)
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state: Any = load_file(str(file), device="cpu")
-        except Exception as exc:  # SafetensorError, OSError, ...: a header or size that does not add up
-            raise WeightsError(f"cannot read the safetensors file: {exc}", path=file,
-                               hint="the file is damaged; get it again") from None
-    elif suffix in _PICKLE_SUFFIXES:
-        state = _load_pickle_safely(file)
-    else:
-        raise WeightsError(f"unknown weights file type {file.suffix!r}", path=file,
-                           hint="give a .safetensors, .pth, .pt, .ckpt or .bin file")
-    return _as_state_dict(_unwrap(state), file)
-
-
-def _load_pickle_safely(file: Path) -> Any:
-    import torch
-
-    try:
-        # weights_only=True is torch's restricted unpickler: tensors and plain containers, no imports.
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = _weights_only_reason(str(exc))
-        if any(marker in reason for marker in _CORRUPT_PICKLE):
-            raise WeightsError(f"the checkpoint is damaged ({reason})", path=file,
-                               hint="get the file again") from None
-        junk = _not_a_pickle_opcode(reason)
-        if junk is not None:
-            # torch's restricted unpickler reports a byte it does not know the same way as a pickle
-            # instruction it refuses; a byte that is no pickle instruction at all means no pickle at all.
-            if _looks_like_safetensors(file):
-                raise WeightsError(f"not a PyTorch checkpoint but a safetensors file named {file.suffix}", path=file,
-                                   hint="give it a .safetensors name") from None
-            raise WeightsError(f"not a PyTorch checkpoint (byte 0x{junk:02x} where a pickle instruction should be)",
-                               path=file, hint="the file is damaged or of another kind; get it again") from None
-        raise UnsafeWeightsError(
-            f"the checkpoint holds Python objects that would run code if unpickled ({reason}); remaster refuses to "
-            "load it", path=file,
-            hint="get a .safetensors version of these weights, or convert the file to .safetensors in an "
-                 "environment you trust",
-        ) from None
-    except Exception as exc:  # zip/EOF/struct errors: torch has no single type for a damaged file
-        raise WeightsError(f"cannot read the checkpoint ({type(exc).__name__}: {_first_line(str(exc))})",
-                           path=file, hint="the file is damaged or not a PyTorch checkpoint; get it again") from None
-
-
-def _not_a_pickle_opcode(reason: str) -> int | None:
-    """The byte torch's weights_only unpickler stopped at, if it is no pickle opcode at all."""
-    match = re.fullmatch(r"Unsupported operand (\d+)", reason)
-    if not match:
-        return None
-    import pickletools
-
-    byte = int(match.group(1))
-    return None if any(op.code == chr(byte) for op in pickletools.opcodes) else byte
-
-
-def _looks_like_safetensors(file: Path) -> bool:
-    """Whether the file starts as safetensors does: a little-endian header length, then a JSON object."""
-    with open(file, "rb") as handle:
-        head = handle.read(9)
-    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < file.stat().st_size
-
-
-def _weights_only_reason(message: str) -> str:
-    """The useful part of torch's long weights_only message (e.g. 'Unsupported global: GLOBAL os.system ...')."""
-    match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
-    return _first_line(match.group(1) if match else message)
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "no details"
-    return line.split(". Please use")[0].strip().rstrip(".")
-
-
-def _unwrap(state: Any) -> Any:
-    for _ in range(3):  # a few levels cover {"model": {"state_dict": {...}}} without looping on odd files
-        if not isinstance(state, Mapping):
-            return state
-        for key in _CONTAINER_KEYS:
-            inner = state.get(key)
-            if isinstance(inner, Mapping) and inner and (_all_tensors(inner) or _has_container(inner)):
-                state = inner
-                break
-        else:
-            return state
-    return state
-
-
-def _has_container(value: Mapping[Any, Any]) -> bool:
-    return any(isinstance(value.get(k), Mapping) for k in _CONTAINER_KEYS)
-
-
-def _all_tensors(value: Mapping[Any, Any]) -> bool:
-    import torch
-
-    return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
-
-
-def _as_state_dict(state: Any, file: Path) -> dict[str, torch.Tensor]:
-    if not isinstance(state, Mapping) or not state:
-        raise WeightsError(f"the file holds {type(state).__name__}, not a state dict of tensors", path=file)
-    if not _all_tensors(state):
-        bad = next(k for k, v in state.items() if not (isinstance(k, str) and _is_tensor(v)))
-        raise WeightsError(f"the file is not a state dict of tensors (entry {bad!r} is "
-                           f"{type(state[bad]).__name__})", path=file,
-                           hint=f"expected tensors, possibly under one of {', '.join(_CONTAINER_KEYS)}")
-    return dict(state)
-
-
-def _is_tensor(value: Any) -> bool:
-    import torch
-
-    return isinstance(value, torch.Tensor)
-
-
-def load_network(path: str | os.PathLike[str], *, hint: str | None = None) -> Any:
-    """An image-to-image network from a weights file: read by :func:`load_state_dict`, built by spandrel.
-
-    Returns a ``spandrel.ImageModelDescriptor`` (the network in ``.model``, its
-    scale, channels and size requirements); callers put it in eval or train mode.
-
-    Raises:
-        WeightsError, UnsafeWeightsError: as :func:`load_state_dict`.
-        StageError: spandrel does not know the architecture (``hint`` says what is
-            supported), or the network is not image-to-image.
-    """
-    import spandrel
-
-    file = Path(path)
-    state = load_state_dict(file)
-    try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
-    except Exception as exc:  # spandrel raises several types for layouts it does not know
-        raise StageError(f"not a network architecture remaster knows ({exc})", path=file, hint=hint) from None
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise StageError(f"is a {type(descriptor).__name__}, not an image-to-image network", path=file)
-    return descriptor
-
-
-def expect_network(path: str | os.PathLike[str], architectures: str | Iterable[str], *,
-                   scale: int | None = None) -> Any:
-    """Check that a weights file holds one of these spandrel architectures, at ``scale``; for ``WeightsSpec.check``.
-
-    Args:
-        architectures: spandrel architecture ids (``"ESRGAN"``, ``"Compact"``, ``"GFPGAN"``, ...).
-        scale: The network's factor, if it must be one.
-
-    Returns:
-        The spandrel descriptor, as :func:`load_network` gives it.
-
-    Raises:
-        WrongWeightsError: the file holds another architecture or scale.
-        WeightsError, UnsafeWeightsError, StageError: as :func:`load_network` (no network at all).
-    """
-    wanted = (architectures,) if isinstance(architectures, str) else tuple(architectures)
-    descriptor = load_network(path)
-    found = descriptor.architecture.id
-    if found not in wanted or (scale is not None and descriptor.scale != scale):
-        article = "an" if found[:1].upper() in "AEIOU" else "a"
-        expected = " or ".join(wanted) + (f" x{scale}" if scale is not None else "")
-        raise WrongWeightsError(f"holds {article} {found} x{descriptor.scale} network, expected {expected}",
-                                path=path)
-    return descriptor
-
-
-def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
-                    metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a state dict as safetensors, atomically (temporary file + rename).
-
-    Raises:
-        OutputError: the file could not be written.
-    """
-    from safetensors.torch import save
-
-    from .io import write_atomic
-
-    target = Path(path)
-    # safetensors refuses non-contiguous and shared-memory tensors; make each its own contiguous copy.
-    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in state.items()}
-    write_atomic(target, _canonical_safetensors(save(tensors, metadata=dict(metadata) if metadata else None)))
-    return target
-
-
-def _canonical_safetensors(data: bytes) -> bytes:
-    """The same file with its JSON header keys sorted.
-
-    safetensors writes the header from a hash map, so the key order (and the
-    file's sha256) changes from run to run although the tensor bytes do not.
-    Sorting makes converted weights hash the same every time, which lets us
-    pin their sha256.
-    """
-    import json
-    import struct
-
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * (-(8 + len(text)) % 8)  # the format keeps the tensor data 8-byte aligned
-    return struct.pack("<Q", len(text)) + text + data[8 + length:]

@@ -1,0 +1,130 @@
+"""The resumable HTTP download of one weights file into its ``.part`` file.
+
+:meth:`~remaster.weights.WeightsManager.fetch` opens the ``.part`` with
+:func:`open_part` (which locks it against a second process) and streams the
+URL into it with :func:`download`; checking and renaming the result is the
+manager's job. No third-party imports.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Union
+
+try:  # POSIX only; elsewhere concurrent downloads of one file are simply not guarded
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+from ..errors import WeightsError
+
+if TYPE_CHECKING:
+    from .specs import WeightsSpec
+
+__all__ = ["ProgressCallback", "open_part", "download"]
+
+#: ``progress(bytes_done, total_bytes_or_None)``, called as a download proceeds.
+ProgressCallback = Callable[[int, Union[int, None]], None]
+
+_CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough to keep memory flat on multi-GB files
+_TIMEOUT_S = 60.0  # per socket operation, not for the whole download: slow links still finish
+
+
+def open_part(spec: WeightsSpec, part: Path) -> BinaryIO:
+    """The .part opened for appending, under an exclusive lock held until it is closed.
+
+    The lock keeps two processes from interleaving writes into one .part; the
+    kernel drops it if the process dies, so there are no stale locks.
+    """
+    for _attempt in range(3):
+        file = open(part, "ab")
+        try:
+            if fcntl is not None:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.close()
+            raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
+                               hint="wait for it to finish") from None
+        # A failed download removes its empty .part under the lock: if that happened between our
+        # open and our lock, what we hold is no longer the file on disk, so open again.
+        try:
+            if os.path.samestat(os.fstat(file.fileno()), os.stat(part)):
+                return file
+        except FileNotFoundError:
+            pass
+        file.close()
+    raise WeightsError(f"weights {spec.name!r} are being downloaded by another process", path=part,
+                       hint="wait for it to finish")
+
+
+def download(spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCallback | None) -> None:
+    """Stream ``url`` into ``file`` (the open .part), continuing from its current size when the server allows."""
+    hint = (f"check the connection and run the same command again to resume, or download {spec.filename} "
+            f"by hand and run 'remaster weights import FILE --name {spec.name}'")
+    offset = file.seek(0, os.SEEK_END)
+    for _attempt in range(2):  # the second attempt only follows a refused resume (416), from zero
+        request = urllib.request.Request(url, headers={"User-Agent": "remaster-weights/1"})
+        if offset:
+            request.add_header("Range", f"bytes={offset}-")
+        try:
+            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+                total = _prepare_body(response, file, offset)
+                done = file.tell()
+                if progress:
+                    progress(done, total)
+                while chunk := response.read(_CHUNK):
+                    file.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+                file.flush()
+                os.fsync(file.fileno())
+            if total is not None and done != total:
+                raise WeightsError(f"download of weights {spec.name!r} stopped at {done} of {total} bytes",
+                                   path=url, hint=hint)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:
+                # The server will not continue from here (the .part may be complete or stale): start over.
+                file.truncate(0)
+                offset = 0
+                continue
+            raise WeightsError(f"download of weights {spec.name!r} failed: HTTP {exc.code} {exc.reason}",
+                               path=url, hint=hint) from None
+        except urllib.error.URLError as exc:
+            raise WeightsError(f"download of weights {spec.name!r} failed: {exc.reason}", path=url,
+                               hint=hint) from None
+        except (socket.timeout, TimeoutError) as exc:
+            raise WeightsError(f"download of weights {spec.name!r} timed out ({exc})", path=url,
+                               hint=hint) from None
+        except (http.client.HTTPException, ConnectionError) as exc:  # cut off mid-body; the .part is kept
+            raise WeightsError(f"download of weights {spec.name!r} was interrupted ({type(exc).__name__}: "
+                               f"{exc})", path=url, hint=hint) from None
+        except OSError as exc:  # e.g. the disk filled up while writing the .part
+            raise WeightsError(f"download of weights {spec.name!r} failed: {exc}", path=url,
+                               hint=hint) from None
+    raise WeightsError(f"the server refused to send weights {spec.name!r}", path=url, hint=hint)
+
+
+def _prepare_body(response: Any, file: BinaryIO, offset: int) -> int | None:
+    """Position ``file`` for the body about to be read; returns the full size if the server said it."""
+    status = response.status
+    if status == 206 and offset:
+        match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+        if match and int(match.group(1)) == offset:
+            return int(match.group(2)) if match.group(2) != "*" else None
+        # A partial answer starting elsewhere cannot be appended; throw the .part away (next run starts clean).
+        file.truncate(0)
+        raise http.client.HTTPException(f"the server answered the resume request with "
+                                        f"{response.headers.get('Content-Range')!r}")
+    # 200: the server ignored (or was not sent) Range and sends the whole file, so restart from zero.
+    file.truncate(0)
+    file.seek(0)
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
