@@ -8,9 +8,9 @@ needed to write the image back the way it came in (bit depth, colour mode, ICC
 profile, EXIF, DPI) rides along in :class:`Meta`.
 
 ``Image.save``, ``Image.to_pil`` and ``Image.to_numpy`` are the functions of
-:mod:`remaster.export` (re-exported by :mod:`remaster.io`) as methods, so a
-result of ``Remasterer().run("photo.jpg")`` can be written or converted
-without importing anything else.
+:mod:`remaster.io.encoding` and :mod:`remaster.io.conversion` (re-exported by
+:mod:`remaster.io`) as methods, so a result of ``Remasterer().run("photo.jpg")``
+can be written or converted without importing anything else.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from . import export
+from .io import conversion, encoding
 
 __all__ = ["Image", "Meta"]
 
@@ -118,7 +118,7 @@ class Image:
                 ``overwrite``, or the file cannot be encoded or written.
             UsageError: ``quality`` is outside 1-100.
         """
-        return export.save(self, path, quality=quality, overwrite=overwrite)
+        return encoding.save(self, path, quality=quality, overwrite=overwrite)
 
     def to_pil(self) -> PILImage.Image:
         """The image as a PIL image, as :func:`remaster.io.to_pil` makes it.
@@ -127,7 +127,7 @@ class Image:
         (``I;16`` for 16-bit, ``F`` for float). ICC profile, EXIF and DPI are in
         ``.info``.
         """
-        return export.to_pil(self)
+        return conversion.to_pil(self)
 
     def to_numpy(self, dtype: Any = None, *, channels_last: bool = True) -> np.ndarray:
         """The pixels as a numpy array, alpha (when present) as the last channel.
@@ -140,4 +140,4 @@ class Image:
             channels_last: ``(H, W, C)`` if true, else ``(C, H, W)``. Grayscale
                 without alpha is always ``(H, W)``.
         """
-        return export.to_numpy(self, dtype, channels_last=channels_last)
+        return conversion.to_numpy(self, dtype, channels_last=channels_last)

@@ -8,11 +8,9 @@ small image operations.
 
 from __future__ import annotations
 
-import ast
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +23,7 @@ from .errors import ImageTooLargeError, RemasterError, StageContractError, Stage
 from .image import Image
 from .plugins import PluginHost, get_host
 from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size, tile_overlap_of
+from .stagestring import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage, split_top_level
 
 __all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "split_top_level", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS"]
 
@@ -47,43 +46,6 @@ _PLAUSIBLE_LOW, _PLAUSIBLE_HIGH = -1.0, 2.0
 # BT.601 luma weights, the ones Pillow uses for RGB -> L, so gray round trips match.
 _LUMA = (0.299, 0.587, 0.114)
 
-# A stage name is a bare word, or a quoted string for model files whose paths hold spaces or parentheses.
-_STAGE_RE = re.compile(r"""^\s*(?P<name>'[^']*'|"[^"]*"|[^\s()|'"]+)\s*(?:\((?P<args>.*)\))?\s*$""", re.S)
-_BARE_NAME = re.compile(r"[^\s()|'\",=]+")
-
-
-def _literal(node: ast.expr, text: str) -> Any:
-    if isinstance(node, ast.Name):  # bare words such as method=bicubic read as strings
-        return {"True": True, "False": False, "None": None}.get(node.id, node.id)
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise UsageError(f"cannot read the value {ast.get_source_segment(text, node)!r}", hint="use numbers, quoted strings, True or False") from None
-
-
-def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
-    """Split ``"name(key=value, ...)"`` into the name and its keyword values."""
-    match = _STAGE_RE.match(text)
-    if not match:
-        raise UsageError(f"cannot read the stage {text.strip()!r}", hint="write name or name(key=value, ...)")
-    name, args = match["name"], (match["args"] or "").strip()
-    if name[0] in "'\"":
-        name = name[1:-1]
-    if not args:
-        return name, {}
-    call = f"f({args})"
-    try:
-        parsed = ast.parse(call, mode="eval").body
-    except SyntaxError:
-        raise UsageError(f"cannot read the parameters of {text.strip()!r}", hint="write name(key=value, ...)") from None
-    assert isinstance(parsed, ast.Call)
-    if parsed.args:
-        raise UsageError(f"stage {name!r} got a value without a name", hint="write name(key=value, ...)")
-    return name, {kw.arg: _literal(kw.value, call) for kw in parsed.keywords if kw.arg is not None}
-
-
-#: File name endings that mark a pipeline item as a model file rather than a stage name.
-MODEL_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 
 
 def default_upscaler(host: PluginHost) -> str:
@@ -104,41 +66,6 @@ def resolve_spec(name: str, host: PluginHost) -> StageSpec:
     return host.stages.get(name)  # raises UnknownStageError with close matches
 
 
-def format_stage(name: str, params: dict[str, Any] | None = None) -> str:
-    """The stage string :func:`parse_stage` reads back: ``name(key=value, ...)``, the name quoted if it must be."""
-    text = name if _BARE_NAME.fullmatch(name) else repr(name)
-    return f"{text}({', '.join(f'{k}={v!r}' for k, v in params.items())})" if params else text
-
-
-def split_top_level(text: str, separator: str) -> list[str]:
-    """Split ``text`` at ``separator`` outside parentheses and quotes, stripping each part.
-
-    ``|`` in ``x(s='a|b')`` or in ``'my|model.pth'`` stays.
-    """
-    parts, depth, current, quote = [], 0, [], ""
-    for char in text:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        else:
-            depth += char == "("
-            depth -= char == ")"
-        if char == separator and depth == 0 and not quote:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [part.strip() for part in parts]
-
-
-def parse_pipeline(text: str) -> list[str]:
-    """Split ``"a | b(x=1) | c"`` into stage strings."""
-    stages = split_top_level(text, "|")
-    if not all(stages):
-        raise UsageError(f"empty stage in the pipeline {text!r}")
-    return stages
 
 
 @dataclass

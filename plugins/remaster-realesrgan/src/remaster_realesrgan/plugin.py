@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from remaster.plugin import Param, Ref, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
+from remaster.stagestring import MODEL_FILE_SUFFIXES
 
 from .catalogue import MODELS, WEIGHTS
 
@@ -49,13 +50,12 @@ def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
 
 #: spandrel tiling modes -> ours; INTERNAL models tile themselves, so the pipeline must not.
 _TILING = {"SUPPORTED": Tiling.SUPPORTED, "DISCOURAGED": Tiling.DISCOURAGED, "INTERNAL": Tiling.UNSUPPORTED}
-_MODEL_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 
 
 @hookimpl
 def remaster_stage_from_file(path: Path) -> StageSpec | None:
     """Run any single-image upscaler/restorer spandrel recognises (ESRGAN, Real-ESRGAN, compact, ...)."""
-    if not path.name.lower().endswith(_MODEL_SUFFIXES):
+    if not path.name.lower().endswith(MODEL_FILE_SUFFIXES):
         return None
     from .stage import load_descriptor
 

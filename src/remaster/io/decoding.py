@@ -1,21 +1,17 @@
-"""Reading and writing images: everything outside becomes an :class:`Image`.
+"""Reading images: everything outside becomes an :class:`~remaster.image.Image`.
 
 :func:`load` turns a path, bytes, a PIL image, a numpy array or a torch tensor
-into the one internal representation; :func:`save` writes it back to disk
-atomically; :func:`convert_like` hands a result back in the same kind of object
-the caller passed in. Quantisation to integers happens exactly once, at the
-very end (:func:`to_numpy`, :func:`save`), so stages never lose precision in
-between.
-
-Reading lives here; writing and the conversions out (:func:`save`,
-:func:`encode`, :func:`to_numpy`, :func:`to_pil`, :func:`to_tensor`,
-:func:`convert_like`, :func:`write_atomic`) live in :mod:`remaster.export`,
-which ``Image``'s own methods use, and are re-exported here unchanged.
+into the one internal representation, within the pixel limit
+(:func:`max_pixels_from_env`), with EXIF orientation applied and ICC profile,
+EXIF, DPI and bit depth kept in :class:`~remaster.image.Meta`.
 
 Decoding is done by Pillow, except for 16-bit colour PNG/TIFF (Pillow reduces
 those to 8 bits) and TIFFs Pillow cannot open (float RGB), which OpenCV
 decodes. Either way the header is read first, so the pixel limit is enforced
 before any pixel data is decompressed.
+
+The only module of :mod:`remaster.io` that builds an ``Image``, so the only one
+that imports :mod:`remaster.image`.
 """
 
 from __future__ import annotations
@@ -36,37 +32,12 @@ import torch
 from PIL import Image as PILImage
 from PIL import TiffImagePlugin, UnidentifiedImageError
 
-from .errors import ImageTooLargeError, InputError, UnsupportedImageError, UsageError
-from .export import (
-    _INT32_MAX,
-    SAVE_FORMATS,
-    _icc_matching,
-    _reason,
-    convert_like,
-    encode,
-    refuse_overwrite,
-    save,
-    to_numpy,
-    to_pil,
-    to_tensor,
-    write_atomic,
-)
-from .image import Image, Meta
+from ..errors import ImageTooLargeError, InputError, UnsupportedImageError, UsageError
+from ..image import Image, Meta
+from .atomic import _reason
+from .conversion import _INT32_MAX, _icc_matching
 
-__all__ = [
-    "write_atomic",
-    "DEFAULT_MAX_PIXELS",
-    "SAVE_FORMATS",
-    "max_pixels_from_env",
-    "load",
-    "save",
-    "encode",
-    "to_pil",
-    "to_numpy",
-    "to_tensor",
-    "convert_like",
-    "refuse_overwrite",
-]
+__all__ = ["DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load"]
 
 #: Largest image (width x height) accepted by default; Pillow's own error threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
