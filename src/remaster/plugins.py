@@ -25,7 +25,7 @@ from .plugin import hookspecs
 from .plugin.metrics import MetricRegistry, MetricSpec
 from .plugin.registries import StageRegistry
 from .plugin.specs import StageSpec
-from .weights import WeightsRegistry, WeightsSpec
+from .plugin.weights import WeightsRegistry, WeightsSpec
 
 __all__ = ["PluginInfo", "PluginHost", "get_host"]
 

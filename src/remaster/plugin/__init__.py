@@ -18,16 +18,13 @@ is imported by the module the factory names, on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .markers import NAME, PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
 from .metrics import MetricRegistry, MetricSpec
 from .reference import Ref, Reference, import_reference, is_reference, load_reference
 from .registries import NAME_PATTERN, SpecRegistry, StageRegistry
 from .specs import PRECISION_NAMES, AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling, precision_name
+from .weights import WeightsRegistry, WeightsSpec
 
-if TYPE_CHECKING:
-    from ..weights import WeightsRegistry, WeightsSpec
 
 __all__ = [
     "NAME",
@@ -56,13 +53,3 @@ __all__ = [
     "StageRegistry",
     "NAME_PATTERN",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The weights specs are torch-free too; they are looked up on first use only because their module also holds
-    # the cache manager (stdlib only), which plugin registration does not need.
-    if name in ("WeightsSpec", "WeightsRegistry"):
-        from .. import weights
-
-        return getattr(weights, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

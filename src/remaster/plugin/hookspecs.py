@@ -17,9 +17,9 @@ from .markers import PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
 if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here needs them at run time
     from pathlib import Path
 
-    from ..weights import WeightsSpec
     from .metrics import MetricSpec
     from .specs import StageSpec
+    from .weights import WeightsSpec
 
 __all__ = [
     "PROJECT_NAME",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import (ChecksumError, RemasterError, UsageError, WeightsError, WeightsNotFoundError,
                       WrongWeightsError)
-from ..registry import import_reference
+from ..plugin.reference import load_reference
 from .download import _CHUNK, ProgressCallback, download, open_part
 from .serialize import _first_line
 from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
@@ -198,13 +198,11 @@ class WeightsManager:
         """What is wrong with the content of ``file`` by the spec's ``check`` (``None``: fine, or nothing to check)."""
         if spec.check is None:
             return None
-        check = spec.check
-        if not callable(check):
-            try:
-                check = import_reference(check)
-            except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
-                raise WeightsError(f"cannot load the check {spec.check!r} of weights {spec.name!r}: "
-                                   f"{type(exc).__name__}: {exc}", hint=self._reinstall_hint(spec)) from exc
+        try:
+            check = load_reference(spec.check)
+        except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
+            raise WeightsError(f"cannot load the check {spec.check!r} of weights {spec.name!r}: "
+                               f"{type(exc).__name__}: {exc}", hint=self._reinstall_hint(spec)) from exc
         try:
             check(file)
         except RemasterError as exc:  # the check's verdict: what the file holds instead
@@ -239,11 +237,9 @@ class WeightsManager:
 
     def _load_producer(self, spec: WeightsSpec) -> Callable[[Path], None]:
         producer = spec.producer
-        if callable(producer):
-            return producer
-        assert isinstance(producer, str)
+        assert producer is not None
         try:
-            return import_reference(producer)
+            return load_reference(producer)
         except Exception as exc:  # ImportError, AttributeError, or anything the module raises on import
             raise WeightsError(f"cannot load the producer {producer!r} of weights {spec.name!r}: "
                                f"{type(exc).__name__}: {exc}", hint=self._producer_hint(spec)) from exc
