@@ -29,8 +29,9 @@ The names below are imported from their module on first use (PEP 562), so that r
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import LazyExports
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
     from .choices import MetricChoice, candidate_pipeline, check_metric_weights, parse_metrics, split_list
@@ -86,15 +87,12 @@ _EXPORTS = {
     "ProgressCallback": "run",
 }
 
+_lazy = LazyExports(globals(), _EXPORTS)
+
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # the next look-up finds it without coming here
-    return value
+    return _lazy.get(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return _lazy.names()
