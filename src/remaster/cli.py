@@ -863,7 +863,7 @@ def _compare(args: argparse.Namespace) -> int:
     scores = compare_images(args.a, args.b, metrics=args.metrics, crop_border=args.crop_border,
                             y_channel=args.y_channel)
     if args.json:
-        from .evaluation import _json_number
+        from .evaluation import json_number as _json_number
 
         values = {k: ({"a": _json_number(v["a"]), "b": _json_number(v["b"])} if isinstance(v, dict)
                       else _json_number(v)) for k, v in scores.items()}

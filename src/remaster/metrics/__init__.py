@@ -14,9 +14,9 @@ start-up, does not pay for numpy and torch here.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..lazy import LazyExports
 from .registry import MetricError, MetricRegistry, MetricSpec, UnknownMetricError
 
 if TYPE_CHECKING:
@@ -50,18 +50,15 @@ _LAZY = {
     "vgg_distance": "perceptual",
 }
 
+_lazy = LazyExports(globals(), _LAZY)
+
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return _lazy.get(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return _lazy.names()
 
 
 def _host(host: PluginHost | None) -> PluginHost:

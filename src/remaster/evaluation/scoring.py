@@ -1,0 +1,58 @@
+"""One metric on one pair of numpy images (crop, luma, data range), and the metrics that could not be
+measured, collected as the report's warnings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .choices import MetricChoice
+
+
+def _data_range(array: np.ndarray) -> float:
+    return float(np.iinfo(array.dtype).max) if array.dtype.kind in "ui" else 1.0
+
+
+def _crop(array: np.ndarray, border: int) -> np.ndarray:
+    return array[border:array.shape[0] - border, border:array.shape[1] - border] if border else array
+
+
+def _score(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, *, crop_border: int,
+           y_channel: bool) -> float:
+    """One metric on numpy images (``ref=None`` for no-reference metrics); crop first, luma if asked."""
+    options = dict(choice.options)
+    a = _crop(out, crop_border)
+    b = None if ref is None else _crop(ref, crop_border)
+    if choice.accepts("y_channel"):
+        options["y_channel"] = y_channel
+        if y_channel and a.ndim == 2:  # a grey image is its own luma: measured as the RGB grey it stands for
+            a = np.repeat(a[..., None], 3, axis=2)
+            b = None if b is None else np.repeat(b[..., None], 3, axis=2)
+    func = choice.spec.load()
+    if b is None:
+        value = func(a, data_range=_data_range(out), **options)
+    else:
+        value = func(a, b, data_range=_data_range(out), **options)
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    return float(value)
+
+
+class _Warnings:
+    """Metrics that could not be measured, grouped per metric (first reason kept)."""
+
+    def __init__(self) -> None:
+        self._by_metric: dict[str, tuple[list[str], str]] = {}
+
+    def add(self, metric: str, where: str, error: Exception) -> None:
+        places, reason = self._by_metric.setdefault(metric, ([], str(error)))
+        if where not in places:
+            places.append(where)
+
+    def lines(self) -> list[str]:
+        out = []
+        for metric, (places, reason) in self._by_metric.items():
+            shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
+            out.append(f"{metric} was not measured on {shown}: {reason}")
+        return out
