@@ -312,8 +312,6 @@ def test_reading_the_defaults_loads_no_other_evaluation_module(defaults_read):
     assert defaults_read["modules"] == ["remaster.evaluation", "remaster.evaluation.defaults"]
 
 
-@pytest.mark.xfail(strict=False, reason="remaster/__init__.py still imports the pipeline (and so torch) eagerly; "
-                                        "passes once the package re-exports lazily")
 def test_reading_the_defaults_imports_no_torch(defaults_read):
     """`remaster --help` shows these defaults and must not pay for importing torch."""
     assert defaults_read["heavy"] == []

@@ -53,3 +53,22 @@ def test_a_ref_binds_arguments_without_importing_its_module_first():
     ref = Ref("fractions:Fraction", denominator=4)
     assert ref.load()(3) == __import__("fractions").Fraction(3, 4)
     assert str(ref) == "fractions:Fraction(denominator=...)"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["stages"], ["plugins"], ["weights", "list"], ["upscale", "--help"]])
+def test_the_cli_starts_without_torch(args):
+    code = ("import contextlib, io\nfrom remaster.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    try:\n"
+            f"        code = main({args!r})\n"
+            "    except SystemExit as exit:\n"
+            "        code = exit.code\n"
+            "assert code == 0, code")
+    assert "torch" not in loaded_after(code)
+
+
+def test_python_dash_m_remaster_is_the_command():
+    result = subprocess.run([sys.executable, "-m", "remaster", "stages", "--json"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert any(stage["name"] == "bicubic" for stage in json.loads(result.stdout))
