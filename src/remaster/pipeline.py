@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import devices, io, tiling
+from .resample import resize
 from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
 from .image import Image
 from .plugins import PluginHost, get_host
@@ -584,8 +585,6 @@ def _pull_mean(weighted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Lanczos, antialiased when shrinking: the same filter as the ``lanczos`` stage."""
-    from .stages.interpolate import resize
-
     return resize(pixels, size, "lanczos").clamp_(0.0, 1.0)
 
 

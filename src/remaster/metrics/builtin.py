@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..hookspecs import hookimpl
-from ..weights import WeightsSpec
+from ..plugin import WeightsSpec
 from .registry import MetricSpec
 
 __all__ = ["builtin_metric_specs", "builtin_weights_specs", "remaster_register_metrics", "remaster_register_weights"]

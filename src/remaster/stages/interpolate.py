@@ -1,76 +1,19 @@
-"""Classic interpolators: nearest, bilinear, bicubic and Lanczos resizing.
+"""Classic interpolators: nearest, bilinear, bicubic and Lanczos resizing, as stages.
 
-Backend choice: Pillow's float ``"F"`` mode, one channel at a time. It keeps
-full float precision (no 8-bit rounding), antialiases on downscale for every
-filter but nearest (the filter support widens with the reduction factor, like
-MATLAB's ``imresize``), and its bicubic uses a = -0.5, the MATLAB kernel most
-super-resolution papers use to make low-resolution images. OpenCV's
-``cv2.resize`` is about ten times faster but does not antialias its cubic and
-Lanczos filters when shrinking, so the same filter name would mean two
-different things depending on the factor. Pillow does a 512x512 RGB x4 in
-about 0.15 s on two cores, fast enough for a classic interpolator.
+The filters themselves are :mod:`remaster.resample` (Pillow's, kept in float), which the
+pipeline also uses to resample a fixed-scale network's output.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image as PILImage
 
+from ..resample import METHODS, resize
 from ..stage import RunContext, Stage, scaled_size
 
 __all__ = ["METHODS", "resize", "Interpolate", "Nearest", "Bilinear", "Bicubic", "Lanczos"]
-
-_RESAMPLE: dict[str, PILImage.Resampling] = {
-    "nearest": PILImage.Resampling.NEAREST,
-    "bilinear": PILImage.Resampling.BILINEAR,
-    "bicubic": PILImage.Resampling.BICUBIC,
-    "lanczos": PILImage.Resampling.LANCZOS,
-    # Pillow's box filter averages the covered input area when shrinking,
-    # which is what OpenCV calls INTER_AREA.
-    "area": PILImage.Resampling.BOX,
-}
-
-#: Resampling methods :func:`resize` accepts.
-METHODS: tuple[str, ...] = tuple(_RESAMPLE)
-
-
-def resize(pixels: torch.Tensor, size: tuple[int, int], method: str = "bicubic") -> torch.Tensor:
-    """Resize ``(N, C, H, W)`` float pixels to ``size = (height, width)``.
-
-    Args:
-        pixels: Float tensor on any device; it is not modified.
-        size: Output ``(height, width)``, each at least 1.
-        method: One of :data:`METHODS`.
-
-    Returns:
-        A float32 tensor ``(N, C, height, width)`` on the device of ``pixels``.
-        Values are not clamped: bicubic and Lanczos overshoot at sharp edges.
-    """
-    if method not in _RESAMPLE:
-        raise ValueError(f"unknown resize method {method!r}; expected one of {', '.join(METHODS)}")
-    out_h, out_w = int(size[0]), int(size[1])
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"output size must be at least 1x1, got {out_h}x{out_w}")
-    n, c, h, w = pixels.shape
-    if (h, w) == (out_h, out_w):
-        # Every Pillow filter is the identity at scale 1; skipping the round
-        # trip keeps it exact and free.
-        return pixels.detach().to(torch.float32, copy=True)
-    resample = _RESAMPLE[method]
-    # Pillow works on the CPU; .numpy() shares memory, so only read from it.
-    source = pixels.detach().to("cpu", torch.float32).numpy()
-    result = np.empty((n, c, out_h, out_w), dtype=np.float32)
-    for i in range(n):
-        for j in range(c):
-            channel = PILImage.fromarray(np.ascontiguousarray(source[i, j]))
-            assert channel.mode == "F"  # float32 2-D arrays always map to mode F
-            # reducing_gap=None: no integer pre-reduction shortcut, so the
-            # result is the exact filter at any factor.
-            result[i, j] = np.asarray(channel.resize((out_w, out_h), resample=resample, reducing_gap=None))
-    return torch.from_numpy(result).to(pixels.device)
 
 
 class Interpolate(Stage):
@@ -89,7 +32,7 @@ class Interpolate(Stage):
         super().__init__(scale=scale, **params)
         self.scale = float(scale)
         self.method = method or self.default_method
-        if self.method not in _RESAMPLE:
+        if self.method not in METHODS:
             raise ValueError(f"unknown resize method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.scale <= 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
