@@ -72,3 +72,9 @@ def test_python_dash_m_remaster_is_the_command():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert any(stage["name"] == "bicubic" for stage in json.loads(result.stdout))
+
+
+def test_a_plugin_written_for_api_1_still_loads(fault_host):
+    """tests/fault_plugin imports from `remaster` and names precisions as torch dtypes, as API 1 plugins did."""
+    assert fault_host.stages.get("fault.nan-low-precision").info.dtypes == ("fp32", "bf16")
+    assert "sepia" in fault_host.stages  # and the example plugin, which imports only remaster.plugin
