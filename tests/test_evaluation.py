@@ -24,6 +24,7 @@ from remaster.evaluation import (
     compare_images,
     evaluate,
     format_value,
+    parse_metrics,
     sheet_width,
     split_list,
 )
@@ -187,6 +188,35 @@ def test_library_errors_come_before_any_work(hr_folder, tmp_path):
     with pytest.raises(UsageError, match="set for every metric"):
         evaluate(files, candidates=["bicubic"], metrics="psnr(crop_border=2)")
     assert not calls and not list(tmp_path.iterdir())
+
+
+def test_metric_options_are_checked_by_their_declarations_before_work(hr_folder, tmp_path):
+    files = sorted(hr_folder.iterdir())
+    with pytest.raises(UsageError, match="net='squeeze' is not one of alex, vgg"):  # was only found while scoring
+        evaluate(files, candidates=["bicubic"], metrics="psnr,lpips(net=squeeze)", out_dir=tmp_path / "a")
+    with pytest.raises(UsageError, match="win_size=2.5 is not a valid int"):
+        evaluate(files, candidates=["bicubic"], metrics="ssim(win_size=2.5)", out_dir=tmp_path / "b")
+    assert not list(tmp_path.iterdir())
+    choice, = parse_metrics("ms_ssim(weights=[0.5, 0.5], k1=0)")
+    assert choice.options == {"weights": (0.5, 0.5), "k1": 0.0} and choice.accepts("y_channel")
+
+
+def test_parse_metrics_imports_no_metric_module():
+    from remaster.plugin import MetricSpec, Param, hookimpl
+    from remaster.plugins import PluginHost
+
+    class HeadsPlugin:
+        @hookimpl
+        def remaster_register_metrics(self, register):
+            register(MetricSpec("heads", "no_such_module_anywhere:f", higher_is_better=True, needs_reference=True,
+                                weights=("heads-base", "heads-a", "heads-b"),
+                                options=(Param("head", str, "a", choices=("a", "b")), Param("gain", float, 1.0)),
+                                weights_by_option={"head": {"a": ("heads-a",), "b": ("heads-b",)}}))
+
+    host = PluginHost(load_entry_points=False, extra_plugins=[HeadsPlugin()]).ensure_loaded()
+    choice, = parse_metrics("heads(head=b, gain=2)", host=host)  # its module does not exist
+    assert choice.options == {"head": "b", "gain": 2.0} and not choice.accepts("y_channel")
+    assert choice.spec.weights_for(choice.options) == ("heads-base", "heads-b")
 
 
 def test_missing_perceptual_weights_fail_before_work(hr_folder, tmp_path):

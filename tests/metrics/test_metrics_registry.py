@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from remaster import StageKind, StageSpec, hookimpl
 from remaster.errors import PluginError, UsageError
+from remaster.plugin import Param
 from remaster.metrics import MetricError, MetricSpec, UnknownMetricError, compute, get_metric, metric_specs
 from remaster.plugins import BUILTIN_PLUGINS, PluginHost
 from remaster.weights import WeightsSpec
@@ -110,6 +112,22 @@ def test_a_duplicate_metric_fails_the_whole_plugin():
     (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True, weights="w"),  # type: ignore[arg-type]
      "weights"),
     ("not a spec", "instead of a MetricSpec"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True, options=("scale",)),  # type: ignore[arg-type]
+     "give a tuple of remaster.plugin.Param"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True,
+                options=(Param("scale", float), Param("scale", float))), "declares an option twice"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True,
+                options=(Param("data_range", float),)), "every metric is given data_range"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True,
+                options=(Param("net", str, "alx", choices=("alex", "vgg")),)), "invalid default"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True, weights=("w-alex",),
+                weights_by_option={"net": {"alex": ("w-alex",)}}), "undeclared option 'net'"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True, weights=("w-alex",),
+                options=(Param("net", str, "alex", choices=("alex", "vgg")),),
+                weights_by_option={"net": {"alex": ("w-other",)}}), "names listed in weights"),
+    (MetricSpec("ok", _mean_abs, higher_is_better=True, needs_reference=True, weights=("w-alex",),
+                options=(Param("net", str, "alex", choices=("alex", "vgg")),),
+                weights_by_option={"net": {"squeeze": ("w-alex",)}}), "gives weights for net='squeeze'"),
 ])
 def test_invalid_metric_specs_are_the_plugins_error(spec, fragment):
     class BadPlugin:
@@ -161,3 +179,44 @@ def test_a_metric_whose_module_is_missing_fails_when_loaded_not_when_registered(
 def test_the_default_host_has_the_builtins():
     assert get_metric("ms_ssim").func == "remaster.metrics.psnr_ssim:ms_ssim"
     assert set(BUILTIN) <= {s.name for s in metric_specs()}
+
+
+class HeadsPlugin:
+    """A metric with a shared backbone and one head per option value; its module does not exist."""
+
+    @hookimpl
+    def remaster_register_metrics(self, register):
+        register(MetricSpec("heads", "no_such_module_anywhere:f", higher_is_better=True, needs_reference=True,
+                            weights=("heads-base", "heads-a", "heads-b"),
+                            options=(Param("head", str, "a", choices=("a", "b")), Param("gain", float, 1.0, min=0)),
+                            weights_by_option={"head": {"a": ("heads-a",), "b": ("heads-b",)}}))
+
+
+def test_builtin_options_mirror_the_functions_keywords():
+    for spec in _host().metrics:
+        parameters = inspect.signature(spec.load()).parameters.values()
+        keywords = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "data_range"}
+        assert {p.name: p.default for p in spec.options} == keywords, spec.name
+
+
+def test_weights_for_reads_the_declared_mapping():
+    host = _host(HeadsPlugin())
+    assert host.plugins[-1].error is None
+    lpips = get_metric("lpips", host=host)
+    assert lpips.weights_for({}) == ("torchvision-alexnet", "lpips-alex-v0.1")
+    assert lpips.weights_for({"net": "vgg"}) == ("torchvision-vgg16", "lpips-vgg-v0.1")
+    assert get_metric("vgg", host=host).weights_for({"layers": ("conv1_2",)}) == ("torchvision-vgg19",)
+    assert get_metric("psnr", host=host).weights_for({}) == ()
+    heads = get_metric("heads", host=host)
+    assert heads.weights_for({}) == ("heads-base", "heads-a")  # weights under no option are always read
+    assert heads.weights_for({"head": "b"}) == ("heads-base", "heads-b")
+
+
+def test_resolve_options_converts_and_checks_by_the_declarations():
+    heads = get_metric("heads", host=_host(HeadsPlugin()))
+    assert heads.resolve_options({"head": "b", "gain": 2}) == {"head": "b", "gain": 2.0}
+    with pytest.raises(MetricError, match="option gain=-1.0 is below the minimum 0"):
+        heads.resolve_options({"gain": -1})
+    with pytest.raises(MetricError, match="metric 'heads' has no option size") as info:
+        heads.resolve_options({"size": 3})
+    assert "its options: head, gain" in str(info.value)

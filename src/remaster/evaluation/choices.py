@@ -4,7 +4,6 @@ and each candidate turned into the pipeline that enlarges by the degradation's f
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -45,26 +44,20 @@ class MetricChoice:
         return self.spec.name
 
     def accepts(self, option: str) -> bool:
-        """Whether the metric function takes the keyword ``option``."""
-        return option in _keywords(self.spec)[0]
-
-
-def _keywords(spec: MetricSpec) -> tuple[set[str], bool]:
-    """The keyword parameters of a metric function, and whether it takes ``**kwargs``."""
-    try:
-        parameters = inspect.signature(spec.load()).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C function without a signature: accept anything
-        return set(), True
-    names = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return names, any(p.kind is p.VAR_KEYWORD for p in parameters)
+        """Whether the metric declares the keyword option ``option`` (:attr:`MetricSpec.options`)."""
+        return self.spec.option(option) is not None
 
 
 def parse_metrics(metrics: str | Sequence[str], *, host: PluginHost | None = None) -> list[MetricChoice]:
     """Look up metric strings (``"psnr"``, ``"lpips(net=vgg)"``) and check their options; no work is done.
 
+    The options are checked and converted by the metric's declared ones (:attr:`MetricSpec.options`);
+    no metric module is imported.
+
     Raises:
         UnknownMetricError: a name is not registered (exit code 2).
-        UsageError: a malformed string, an unknown option, an option the evaluation sets itself, or a repeat.
+        UsageError: a malformed string, an unknown option or value, an option the evaluation sets itself,
+            or a repeat.
     """
     host = host.ensure_loaded() if host is not None else get_host()
     texts = split_list(metrics) if isinstance(metrics, str) else [str(m).strip() for m in metrics]
@@ -78,27 +71,16 @@ def parse_metrics(metrics: str | Sequence[str], *, host: PluginHost | None = Non
         if reserved:
             raise UsageError(f"metric {text!r}: {', '.join(reserved)} is set for every metric",
                              hint="use --crop-border / --y-channel (crop_border=, y_channel= in Python)")
-        keywords, var_keyword = _keywords(spec)
-        unknown = sorted(set(options) - keywords) if not var_keyword else []
+        unknown = sorted(set(options) - {param.name for param in spec.options})
         if unknown:
-            valid = sorted(keywords - {"data_range", "reduction", "crop_border", "y_channel"})
+            valid = [param.describe() for param in spec.options if param.name not in _RESERVED_OPTIONS]
             raise UsageError(f"metric {name!r} has no option {', '.join(unknown)}",
-                             hint=f"its options: {', '.join(valid) or 'none'}")
+                             hint=f"its options: {'; '.join(valid) or 'none'}")
+        options = spec.resolve_options(options)  # MetricError (a UsageError) for a bad value
         if any(choice.label == text for choice in choices):
             raise UsageError(f"metric {text!r} is given twice")
         choices.append(MetricChoice(text, spec, options))
     return choices
-
-
-def _metric_weights(choice: MetricChoice) -> tuple[str, ...]:
-    """The weights files this configuration of a metric reads (LPIPS needs only its own network's)."""
-    if choice.spec.func == "remaster.metrics.perceptual:lpips":
-        from ..metrics.perceptual import WEIGHTS
-
-        net = str(choice.options.get("net", "alex"))
-        if net in ("alex", "vgg"):
-            return (WEIGHTS["vgg16" if net == "vgg" else "alexnet"], WEIGHTS[f"lpips-{net}"])
-    return tuple(choice.spec.weights)
 
 
 def check_metric_weights(choices: Sequence[MetricChoice], *, host: PluginHost | None = None) -> None:
@@ -108,7 +90,7 @@ def check_metric_weights(choices: Sequence[MetricChoice], *, host: PluginHost | 
         WeightsNotFoundError: a file is missing; the message names the command that gets it.
         ChecksumError: a cached file is damaged (it is quarantined).
     """
-    names = [name for choice in choices for name in _metric_weights(choice)]
+    names = [name for choice in choices for name in choice.spec.weights_for(choice.options)]
     if not names:
         return
     from ..weights import get_manager

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..hookspecs import hookimpl
-from ..plugin import WeightsSpec
+from ..plugin import Param, WeightsSpec
 from .registry import MetricSpec
 
 __all__ = ["builtin_metric_specs", "builtin_weights_specs", "remaster_register_metrics", "remaster_register_weights"]
@@ -20,24 +20,57 @@ _LPIPS_LICENSE = "BSD-2-Clause (LPIPS, Richard Zhang et al.)"
 _LPIPS_URL = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1/{}.pth"
 
 
+_REDUCTION = Param("reduction", str, "none", choices=("none", "mean"), help="one value per image, or their mean")
+
+
+def _common(*, y_channel: bool = True) -> tuple[Param, ...]:
+    """The options most metrics share (``remaster eval`` sets them itself)."""
+    crop = Param("crop_border", int, 0, min=0, help="pixels cut from each edge before measuring")
+    luma = Param("y_channel", bool, False, help="measure on the BT.601 luma of RGB images")
+    return (crop, luma, _REDUCTION) if y_channel else (crop, _REDUCTION)
+
+
+_WINDOW = (
+    Param("win_size", int, 11, min=1, help="side of the Gaussian window (odd)"),
+    Param("sigma", float, 1.5, help="standard deviation of the window (positive)"),
+    Param("k1", float, 0.01, help="C1 = (k1 * data_range)^2"),
+    Param("k2", float, 0.03, help="C2 = (k2 * data_range)^2"),
+)
+_LPIPS_WEIGHTS = {"alex": ("torchvision-alexnet", "lpips-alex-v0.1"), "vgg": ("torchvision-vgg16", "lpips-vgg-v0.1")}
+
+
 def builtin_metric_specs() -> list[MetricSpec]:
-    """The specs of the built-in metrics."""
+    """The specs of the built-in metrics; their options mirror the functions' keyword parameters (tested)."""
     m = "remaster.metrics"
     return [
         MetricSpec("psnr", f"{m}.psnr_ssim:psnr", higher_is_better=True, needs_reference=True,
-                   summary="Peak signal-to-noise ratio in dB (inf for identical images)"),
+                   summary="Peak signal-to-noise ratio in dB (inf for identical images)",
+                   options=_common()),
         MetricSpec("ssim", f"{m}.psnr_ssim:ssim", higher_is_better=True, needs_reference=True,
-                   summary="Structural similarity, 11x11 Gaussian window, as MATLAB/BasicSR (1 = identical)"),
+                   summary="Structural similarity, 11x11 Gaussian window, as MATLAB/BasicSR (1 = identical)",
+                   options=_common() + _WINDOW),
         MetricSpec("ms_ssim", f"{m}.psnr_ssim:ms_ssim", higher_is_better=True, needs_reference=True,
-                   summary="Multi-scale SSIM over 5 scales (1 = identical; images of 161 px or more)"),
+                   summary="Multi-scale SSIM over 5 scales (1 = identical; images of 161 px or more)",
+                   options=_common() + (
+                       # remaster.metrics.psnr_ssim.MS_SSIM_WEIGHTS, not imported here: that module needs torch
+                       Param("weights", tuple, (0.0448, 0.2856, 0.3001, 0.2363, 0.1333),
+                             help="exponent per scale, finest first; fewer for smaller images"),
+                   ) + _WINDOW),
         MetricSpec("lpips", f"{m}.perceptual:lpips", higher_is_better=False, needs_reference=True,
                    summary="LPIPS v0.1 learned perceptual distance, AlexNet or VGG16 (0 = identical)",
-                   weights=("torchvision-alexnet", "lpips-alex-v0.1", "torchvision-vgg16", "lpips-vgg-v0.1")),
+                   weights=_LPIPS_WEIGHTS["alex"] + _LPIPS_WEIGHTS["vgg"],
+                   options=(Param("net", str, "alex", choices=("alex", "vgg"), help="the backbone"), _REDUCTION),
+                   weights_by_option={"net": _LPIPS_WEIGHTS}),
         MetricSpec("vgg", f"{m}.perceptual:vgg_distance", higher_is_better=False, needs_reference=True,
                    summary="VGG19 feature distance, the 'VGG loss' of SR papers (0 = identical)",
-                   weights=("torchvision-vgg19",)),
+                   weights=("torchvision-vgg19",),
+                   options=(Param("layers", object, ("conv5_4",),
+                                  help="VGG19 layer names, or a mapping of them to weights"),
+                            Param("criterion", str, "l1", choices=("l1", "l2"), help="mean absolute or squared"),
+                            _REDUCTION)),
         MetricSpec("niqe", f"{m}.no_reference:niqe", higher_is_better=False, needs_reference=False,
-                   summary="Natural Image Quality Evaluator, no reference, as MATLAB/BasicSR"),
+                   summary="Natural Image Quality Evaluator, no reference, as MATLAB/BasicSR",
+                   options=_common(y_channel=False)),
     ]
 
 

@@ -72,11 +72,12 @@ _PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool":
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a stage, with its default and constraints.
+    """One parameter of a stage (or option of a metric), with its default and constraints.
 
     Attributes:
         name: Keyword used in stage strings and in the factory call.
-        type: One of ``int``, ``float``, ``str``, ``bool``.
+        type: One of ``int``, ``float``, ``str``, ``bool``; metric options may also be ``tuple``
+            (a list or tuple literal) or ``object`` (any literal, passed as written).
         default: Value when not given; ``None`` for optional parameters.
         help: One line shown by ``remaster stages``.
         choices: Allowed values, if the parameter is an enumeration.
@@ -118,8 +119,8 @@ class Param:
                 if isinstance(value, bool):
                     raise ValueError(value)
                 converted = float(value)
-            else:
-                converted = self.type(value)
+            else:  # a value already of the type is kept: ``object`` takes any literal, ``tuple`` keeps tuples
+                converted = value if isinstance(value, self.type) else self.type(value)
         except (TypeError, ValueError):
             raise StageParamError(
                 f"parameter {self.name}={value!r} is not a valid {self.type.__name__}",
