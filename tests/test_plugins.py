@@ -12,6 +12,7 @@ import pytest
 from remaster import Param, PluginError, StageInfo, StageKind, StageSpec, UnknownStageError, hookimpl
 from remaster.plugins import PluginHost
 from remaster.registry import StageRegistry
+from remaster.plugin import Preset, PresetRegistry
 
 
 def make_distribution(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
@@ -193,3 +194,52 @@ def test_registering_builtins_imports_no_implementation():
         "print(bad); assert not bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- editor presets
+
+
+@pytest.mark.parametrize("preset, message", [
+    (Preset("Upscale X4", "upscale x4", "bicubic"), "invalid"),
+    (Preset("p", "", "bicubic"), "label"),
+    (Preset("p", "p", "  "), "pipeline"),
+    (Preset("p", "p", "bicubic", faces_of="p"), "itself"),
+    (Preset("p", "p", "bicubic", faces_of="Not An Id"), "faces_of"),
+    (Preset("p", "p", "bicubic", requires="gfpgan"), "requires"),  # type: ignore[arg-type]
+    (Preset("p", "p", "bicubic", order="1"), "order"),  # type: ignore[arg-type]
+])
+def test_invalid_presets_are_rejected(preset, message):
+    with pytest.raises(PluginError, match=message):
+        PresetRegistry().add_all([preset], plugin="p")
+
+
+def test_presets_are_credited_to_their_plugin_in_dialog_order_and_a_bad_one_drops_the_whole_plugin():
+    class Presets:
+        @hookimpl
+        def remaster_register_presets(self, register):
+            register(Preset("second", "second", "bicubic", order=2))
+            register(Preset("first", "first", "lanczos", order=1, requires=["bicubic"]))
+
+    class Broken:
+        @hookimpl
+        def remaster_register_stages(self, register):
+            register(StageSpec("broken-stage", StageKind.FILTER, "a:b"))
+
+        @hookimpl
+        def remaster_register_presets(self, register):
+            register(Preset("clash", "clash", "bicubic"))
+            register(Preset("second", "taken", "bicubic"))
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(Presets(), Broken())).ensure_loaded()
+    assert [(p.name, p.plugin) for p in host.presets] == [("first", "Presets"), ("second", "Presets")]
+    assert host.presets.get("first").requires == ("bicubic",)
+    assert next(p for p in host.plugins if p.name == "Presets").presets == ["second", "first"]
+    assert "already registered by plugin 'Presets'" in str(host.errors[0])
+    assert "clash" not in host.presets and "broken-stage" not in host.stages
+
+
+def test_installed_plugins_register_the_editor_presets():
+    host = PluginHost().ensure_loaded()
+    by_id = {preset.name: preset for preset in host.presets}
+    assert by_id["upscale-x4"].pipeline == "realesrgan-x4plus" and by_id["upscale-x4"].plugin == "realesrgan"
+    assert by_id["upscale-x2-faces"].faces_of == "upscale-x2" and by_id["upscale-x2-faces"].plugin == "gfpgan"

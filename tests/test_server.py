@@ -14,6 +14,7 @@ import stat
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +23,10 @@ import pytest
 from PIL import Image as PILImage
 
 from remaster import Remasterer, io
-from remaster.client import Client, ServerError, encode_png
+from remaster.client import FALLBACK_PRESETS, Client, ServerError, dialog_presets, encode_png, preset_pipeline
+from remaster.plugin import Preset, hookimpl
+from remaster.plugins import PluginHost
+from remaster.server import available_presets
 
 MAX_PIXELS = 4_200_000
 MAX_OUTPUT_PIXELS = 20_000_000
@@ -81,6 +85,75 @@ def test_health_and_stages(server):
     stages = {stage["name"]: stage for stage in server.client.stages()}
     assert {"bicubic", "lanczos", "sepia"} <= set(stages)
     assert any(param["name"] == "scale" for param in stages["bicubic"]["params"])
+
+
+# ---------------------------------------------------------------- editor presets
+
+
+def test_presets_need_the_token(server):
+    status, headers, body = server.raw("GET", "/v1/presets", token=None)
+    assert status == 401 and headers.get("www-authenticate") == "Bearer" and "token" in error_of(body)["message"]
+
+
+def test_presets_list_the_installed_plugins_presets_in_dialog_order(server):
+    presets = server.client.presets()
+    assert [(p["id"], p["plugin"], p["faces_of"]) for p in presets] == [
+        ("upscale-x4", "realesrgan", None), ("upscale-x4-faces", "gfpgan", "upscale-x4"),
+        ("upscale-x2", "realesrgan", None), ("upscale-x2-faces", "gfpgan", "upscale-x2")]
+    assert all(p["label"] and p["pipeline"] and p["description"] for p in presets)
+    # What the dialogs ran before the server listed presets: the built-in fallback is the same list.
+    assert presets == FALLBACK_PRESETS
+    assert preset_pipeline(presets, "upscale-x2", faces=True) == "gfpgan(upscale=2.0, background='realesrgan-x4plus')"
+
+
+def test_presets_whose_stages_are_missing_are_not_listed():
+    class Plugin:
+        @hookimpl
+        def remaster_register_presets(self, register):
+            register(Preset("half", "half size", "bicubic(scale=0.5) | lanczos"))
+            register(Preset("missing", "missing", "bicubic | no-such-stage"))
+            register(Preset("missing-required", "missing", "bicubic", requires=("no-such-stage",)))
+            register(Preset("half-faces", "half, faces", "bicubic(scale=0.5)", faces_of="half"))
+            register(Preset("orphan-faces", "faces of a missing preset", "bicubic", faces_of="missing"))
+            register(Preset("unreadable", "unreadable", "bicubic ||"))
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(Plugin(),)).ensure_loaded()
+    assert not host.errors and len(host.presets) == 6
+    assert [(p["id"], p["plugin"]) for p in available_presets(host)] == [("half", "Plugin"), ("half-faces", "Plugin")]
+
+
+class _OldServer(BaseHTTPRequestHandler):
+    """Answers every GET as a server from before GET /v1/presets does for an unknown path."""
+
+    def do_GET(self):  # noqa: N802 (the name http.server calls)
+        body = json.dumps({"error": {"message": f"no such endpoint {self.path}", "type": "RequestError"}}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_without_the_presets_endpoint_gives_the_built_in_list():
+    old = ThreadingHTTPServer(("127.0.0.1", 0), _OldServer)
+    thread = threading.Thread(target=old.serve_forever, daemon=True)
+    thread.start()
+    try:
+        presets = Client(f"http://127.0.0.1:{old.server_port}", "token", timeout=10).presets()
+    finally:
+        old.shutdown()
+        old.server_close()
+    assert presets == FALLBACK_PRESETS and presets is not FALLBACK_PRESETS
+    assert [p["label"] for p in dialog_presets(presets)] == ["upscale x4", "upscale x2"]
+
+
+def test_other_errors_of_the_presets_endpoint_are_not_hidden(server):
+    with pytest.raises(ServerError) as caught:
+        Client(server.url, "wrong-token").presets()
+    assert caught.value.status == 401
 
 
 # ---------------------------------------------------------------- auth, Host, Origin, CORS

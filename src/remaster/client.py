@@ -29,27 +29,66 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["ServerError", "Client", "server_file", "read_server_file", "start_server", "connect", "encode_png",
-           "swap_red_blue", "PRESETS", "preset_pipeline"]
+           "swap_red_blue", "FALLBACK_PRESETS", "dialog_presets", "face_variant", "preset_pipeline",
+           "running_presets"]
 
 #: Environment variable naming the server file (address + token) instead of the default place.
 SERVER_FILE_ENV = "REMASTER_SERVER_FILE"
 
-#: The pipelines the plug-ins' dialogs offer (a "custom" choice lets the user type any pipeline string).
-PRESETS = {
-    "upscale x4": "realesrgan-x4plus",
-    "upscale x2": "realesrgan-x4plus(scale=2)",
-}
-#: The same presets with the dialog's "restore faces" box ticked: what ``remaster upscale --face`` runs (faces
-#: restored from the layer's own pixels, pasted on the Real-ESRGAN background; see docs/faces.md).
-FACE_PRESETS = {
-    "upscale x4": "gfpgan(upscale=4.0, background='realesrgan-x4plus')",
-    "upscale x2": "gfpgan(upscale=2.0, background='realesrgan-x4plus')",
-}
+#: The presets an older server, one without ``GET /v1/presets`` (HTTP 404), is taken to offer: those
+#: remaster-realesrgan and remaster-gfpgan register, as the dialogs listed them before the server did.
+FALLBACK_PRESETS: list[dict[str, Any]] = [
+    {"id": "upscale-x4", "label": "upscale x4", "pipeline": "realesrgan-x4plus", "faces_of": None, "order": 10,
+     "description": "Real-ESRGAN x4plus: four times the size, for photos", "plugin": "realesrgan"},
+    {"id": "upscale-x4-faces", "label": "upscale x4, restore faces", "faces_of": "upscale-x4", "order": 11,
+     "pipeline": "gfpgan(upscale=4.0, background='realesrgan-x4plus')",
+     "description": "GFPGAN faces on a Real-ESRGAN x4 background", "plugin": "gfpgan"},
+    {"id": "upscale-x2", "label": "upscale x2", "pipeline": "realesrgan-x4plus(scale=2)", "faces_of": None,
+     "order": 20, "description": "Real-ESRGAN x4plus resampled to twice the size", "plugin": "realesrgan"},
+    {"id": "upscale-x2-faces", "label": "upscale x2, restore faces", "faces_of": "upscale-x2", "order": 21,
+     "pipeline": "gfpgan(upscale=2.0, background='realesrgan-x4plus')",
+     "description": "GFPGAN faces on a Real-ESRGAN x2 background", "plugin": "gfpgan"},
+]
 
 
-def preset_pipeline(preset: str, *, faces: bool = False) -> str:
-    """The pipeline string of a dialog preset, with face restoration if asked."""
-    return (FACE_PRESETS if faces else PRESETS)[preset]
+def dialog_presets(presets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The presets a dialog lists as choices: all but the face variants (those the "Restore faces" box picks)."""
+    return [preset for preset in presets if not preset.get("faces_of")]
+
+
+def face_variant(presets: Sequence[dict[str, Any]], preset_id: str) -> dict[str, Any] | None:
+    """The face-restoring variant of the preset ``preset_id``, or ``None`` if the server offers none."""
+    return next((preset for preset in presets if preset.get("faces_of") == preset_id), None)
+
+
+def preset_pipeline(presets: Sequence[dict[str, Any]], preset_id: str, *, faces: bool = False) -> str:
+    """The pipeline string of the preset ``preset_id`` (its face variant's if ``faces``).
+
+    Raises:
+        ServerError: the server offers no such preset, or no face restoration for it.
+    """
+    chosen = next((preset for preset in dialog_presets(presets) if preset["id"] == preset_id), None)
+    if chosen is None:
+        raise ServerError(f"the remaster server offers no preset {preset_id!r}",
+                          hint="choose another preset, or install the plugin that provides it")
+    if faces:
+        variant = face_variant(presets, preset_id)
+        if variant is None:
+            raise ServerError(f"the remaster server offers no face restoration for {chosen['label']!r}",
+                              hint="install remaster-gfpgan, or untick 'Restore faces'")
+        chosen = variant
+    return str(chosen["pipeline"])
+
+
+def running_presets() -> list[dict[str, Any]]:
+    """The presets of the server that is running, or :data:`FALLBACK_PRESETS` if none answers (never starts one).
+
+    For dialogs, which are shown before a server is started: the list is the running server's when there is one.
+    """
+    try:
+        return connect(command=None).presets()
+    except ServerError:
+        return list(FALLBACK_PRESETS)
 
 
 class ServerError(Exception):
@@ -141,6 +180,20 @@ class Client:
     def stages(self) -> list[dict[str, Any]]:
         """Every stage the server can run, with its parameters."""
         return self._json("GET", "/v1/stages")["stages"]
+
+    def presets(self) -> list[dict[str, Any]]:
+        """The editor presets the server offers, in dialog order (``GET /v1/presets``).
+
+        Each is ``{"id", "label", "pipeline", "description", "faces_of", "order", "plugin"}``; a preset with
+        ``faces_of`` is the face-restoring variant of the preset it names. A server too old to list presets
+        (404) gets :data:`FALLBACK_PRESETS`.
+        """
+        try:
+            return self._json("GET", "/v1/presets")["presets"]
+        except ServerError as exc:
+            if exc.status != 404:
+                raise
+            return list(FALLBACK_PRESETS)
 
     def submit(self, image: bytes, pipeline: str, *, result_format: str = "png", tile: int | str | None = None,
                content_type: str = "image/png") -> str:

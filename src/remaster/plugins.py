@@ -23,6 +23,7 @@ import pluggy
 from .errors import InputError, PluginError, RemasterError, StageError
 from .plugin import hookspecs
 from .plugin.metrics import MetricRegistry, MetricSpec
+from .plugin.presets import Preset, PresetRegistry
 from .plugin.registries import StageRegistry
 from .plugin.specs import StageSpec
 from .plugin.weights import WeightsRegistry, WeightsSpec
@@ -43,6 +44,7 @@ class PluginInfo:
         stages: Names of the stages it registered.
         weights: Names of the weights files it registered.
         metrics: Names of the metrics it registered.
+        presets: Ids of the editor presets it registered.
         error: Why it was left out, if it was.
     """
 
@@ -52,11 +54,12 @@ class PluginInfo:
     stages: list[str] = field(default_factory=list)
     weights: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    presets: list[str] = field(default_factory=list)
     error: PluginError | None = None
 
 
 class PluginHost:
-    """A pluggy manager plus the stage, weights and metric registries it fills.
+    """A pluggy manager plus the stage, weights, metric and preset registries it fills.
 
     Args:
         load_entry_points: Also load third-party plugins from the ``remaster``
@@ -75,6 +78,7 @@ class PluginHost:
         self.stages = StageRegistry()
         self.weights = WeightsRegistry()
         self.metrics = MetricRegistry()
+        self.presets = PresetRegistry()
         self.plugins: list[PluginInfo] = []
 
     def ensure_loaded(self) -> PluginHost:
@@ -115,7 +119,7 @@ class PluginHost:
 
     def add_plugin(self, plugin: ModuleType | object, *, name: str, version: str | None = None,
                    distribution: str | None = None) -> PluginInfo:
-        """Register one plugin and collect its stages, weights and metrics; failures are recorded, not raised."""
+        """Register one plugin and collect its stages, weights, metrics and presets; failures are recorded, not raised."""
         info = PluginInfo(name, version=version, distribution=distribution)
         self.plugins.append(info)
         try:
@@ -133,6 +137,7 @@ class PluginHost:
         collected: list[StageSpec] = []
         collected_weights: list[WeightsSpec] = []
         collected_metrics: list[MetricSpec] = []
+        collected_presets: list[Preset] = []
         what = "stages"
         try:
             impl = self._only(name, "remaster_register_stages")
@@ -146,13 +151,19 @@ class PluginHost:
             impl = self._only(name, "remaster_register_metrics")
             if impl is not None:
                 impl(register=collected_metrics.append)
-            # All or nothing per plugin: weights and metrics are validated before the stages are added,
+            what = "presets"
+            impl = self._only(name, "remaster_register_presets")
+            if impl is not None:
+                impl(register=collected_presets.append)
+            # All or nothing per plugin: weights, metrics and presets are validated before the stages are added,
             # and added after.
             weights_batch = self.weights.prepare(collected_weights, plugin=name)
             metrics_batch = self.metrics.prepare(collected_metrics, plugin=name)
+            presets_batch = self.presets.prepare(collected_presets, plugin=name)
             self.stages.add_all(collected, plugin=name)
             self.weights.commit(weights_batch)
             self.metrics.commit(metrics_batch)
+            self.presets.commit(presets_batch)
         except RemasterError as exc:
             info.error = exc if isinstance(exc, PluginError) else PluginError(str(exc), path=name)
         except Exception as exc:
@@ -163,6 +174,7 @@ class PluginHost:
         info.stages = [spec.name for spec in collected]
         info.weights = [spec.name for spec in collected_weights]
         info.metrics = [spec.name for spec in collected_metrics]
+        info.presets = [spec.name for spec in collected_presets]
         return info
 
     def _only(self, plugin_name: str, hook_name: str) -> Any:

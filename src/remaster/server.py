@@ -3,7 +3,7 @@
 Editors' embedded Pythons cannot import torch, so the plug-ins send the layer
 here and get the result back. The service is a Starlette app on uvicorn that
 only calls the library: :class:`~remaster.Remasterer` runs the pipeline,
-:mod:`remaster.io` decodes and encodes, the plugin host lists the stages, and
+:mod:`remaster.io` decodes and encodes, the plugin host lists the stages and the editor presets, and
 every :class:`~remaster.errors.RemasterError` becomes a JSON error with an HTTP
 status.
 
@@ -41,7 +41,8 @@ from .client import server_file
 from .errors import ImageTooLargeError, InputError, OutputError, RemasterError, StageError, UsageError
 from .image import Image
 from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
-from .plugins import get_host
+from .plugins import PluginHost, get_host
+from .stagestring import parse_pipeline, parse_stage
 
 __all__ = ["ServerConfig", "JobQueue", "build_app", "serve", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_REQUEST_BYTES"]
 
@@ -374,6 +375,26 @@ async def _read_body(request: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def available_presets(host: PluginHost) -> list[dict[str, Any]]:
+    """The presets ``GET /v1/presets`` lists: those whose stages are all installed, in dialog order.
+
+    A preset whose pipeline names a missing stage (or whose ``requires`` does), or cannot be read, is left out,
+    and so is a face variant whose plain preset is left out: the dialogs could not offer it.
+    """
+    usable: dict[str, Any] = {}
+    for preset in host.presets:
+        try:
+            names = [parse_stage(stage)[0] for stage in parse_pipeline(preset.pipeline)]
+        except UsageError:
+            log.warning("preset %r of plugin %r has an unreadable pipeline %r", preset.name, preset.plugin,
+                        preset.pipeline)
+            continue
+        if all(name in host.stages for name in (*names, *preset.requires)):
+            usable[preset.name] = preset
+    return [preset.as_json() for preset in usable.values()
+            if preset.faces_of is None or (preset.faces_of in usable and usable[preset.faces_of].faces_of is None)]
+
+
 def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set[str]) -> Any:
     """The Starlette application, wrapped in :class:`Guard`."""
     from starlette.applications import Starlette
@@ -396,6 +417,9 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     async def stages(request: Request) -> Response:
         return _json({"stages": [spec.as_json() for spec in host.stages],
                       "plugin_errors": [str(error) for error in host.errors]})
+
+    async def presets(request: Request) -> Response:
+        return _json({"presets": available_presets(host)})
 
     def prepare(data: bytes, pipeline: str, result_format: str, tile: int | str) -> Job:
         try:
@@ -466,6 +490,7 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
         routes=[
             Route("/v1/health", health, methods=["GET"]),
             Route("/v1/stages", stages, methods=["GET"]),
+            Route("/v1/presets", presets, methods=["GET"]),
             Route("/v1/jobs", submit, methods=["POST"]),
             Route(job_path, job_status, methods=["GET"]),
             Route(job_path, job_cancel, methods=["DELETE"]),

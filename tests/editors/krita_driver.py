@@ -28,7 +28,8 @@ def main(_args=None):
         out["extension_registered"] = any(type(e).__name__ == "RemasterExtension" for e in app.extensions())
         from remaster_krita.extension import CUSTOM, RemasterDialog
 
-        dialog = RemasterDialog()  # what the dialog turns its choices into
+        client = remaster_client.connect(command=None)  # the test's server, found through the server file
+        dialog = RemasterDialog(presets=client.presets())  # what the dialog turns the server's presets into
         out["presets"] = [dialog.preset.itemText(i) for i in range(dialog.preset.count())]
         out["pipelines"] = {}
         for preset, faces in (("upscale x4", False), ("upscale x2", True), (CUSTOM, True)):
@@ -37,7 +38,6 @@ def main(_args=None):
             dialog.custom.setText(" bicubic(scale=3) ")
             out["pipelines"][f"{preset}/{faces}"] = [dialog.pipeline(), dialog.custom.isEnabled()]
         dialog.deleteLater()
-        client = remaster_client.connect(command=None)  # the test's server, found through the server file
         out["cases"] = []
         for index, case in enumerate(job["cases"]):
             width, height = case["width"], case["height"]

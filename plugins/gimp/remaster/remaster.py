@@ -24,12 +24,32 @@ PROCEDURE = "python-fu-remaster"
 CUSTOM = "custom"
 
 
+_presets = None
+
+
+def presets():
+    """The running server's presets (asked once per plug-in run), or the built-in list when none runs or it is older.
+
+    GIMP builds the procedure, choice list included, before the server is started with the dialog's command.
+    """
+    global _presets
+    if _presets is None:
+        _presets = remaster_client.running_presets()
+    return _presets
+
+
 def _preset_choice():
     choice = Gimp.Choice.new()
-    for index, name in enumerate(remaster_client.PRESETS):
-        choice.add(name.replace(" ", "-"), index, name, remaster_client.PRESETS[name])
-    choice.add(CUSTOM, len(remaster_client.PRESETS), "custom pipeline", "the pipeline string below")
+    listed = remaster_client.dialog_presets(presets())
+    for index, preset in enumerate(listed):
+        choice.add(preset["id"], index, preset["label"], preset.get("description") or preset["pipeline"])
+    choice.add(CUSTOM, len(listed), "custom pipeline", "the pipeline string below")
     return choice
+
+
+def _default_preset():
+    listed = remaster_client.dialog_presets(presets())
+    return "upscale-x4" if any(p["id"] == "upscale-x4" for p in listed) else (listed[0]["id"] if listed else CUSTOM)
 
 
 def pipeline_from(config):
@@ -40,7 +60,7 @@ def pipeline_from(config):
         if not text:
             raise remaster_client.ServerError("the custom pipeline is empty", hint="e.g. realesrgan-x4plus")
         return text
-    return remaster_client.preset_pipeline(preset.replace("-", " "), faces=config.get_property("faces"))
+    return remaster_client.preset_pipeline(presets(), preset, faces=config.get_property("faces"))
 
 
 def layer_png(drawable):
@@ -101,7 +121,8 @@ class Remaster(Gimp.PlugIn):
             "layer; upscales grow the canvas. One undo step.", name)
         procedure.set_attribution("remaster", "remaster", "2026")
         flags = GObject.ParamFlags.READWRITE
-        procedure.add_choice_argument("preset", "_Preset", "what to do", _preset_choice(), "upscale-x4", flags)
+        procedure.add_choice_argument("preset", "_Preset", "what to do", _preset_choice(), _default_preset(),
+                                      flags)
         procedure.add_boolean_argument("faces", "Restore _faces (GFPGAN)", "append face restoration", False, flags)
         procedure.add_string_argument("pipeline", "Custom _pipeline", "used when the preset is 'custom', "
                                       "e.g. bicubic(scale=2) | sepia", "", flags)

@@ -17,14 +17,21 @@ CUSTOM = "custom pipeline"
 
 
 class RemasterDialog(QDialog):
-    """Preset (upscale x2/x4), face restore on/off, a custom pipeline string, and how to start the server."""
+    """Preset (upscale x2/x4, ...), face restore on/off, a custom pipeline string, and how to start the server.
 
-    def __init__(self, parent=None):
+    ``presets`` is what ``Client.presets()`` returned (the server's); the built-in fallback list if not given.
+    """
+
+    def __init__(self, parent=None, presets=None):
         super().__init__(parent)
         self.setWindowTitle("Remaster")
         app = Krita.instance()
+        self.presets = list(client_module.FALLBACK_PRESETS if presets is None else presets)
         self.preset = QComboBox()
-        self.preset.addItems([*client_module.PRESETS, CUSTOM])
+        for index, preset in enumerate(client_module.dialog_presets(self.presets)):
+            self.preset.addItem(preset["label"], preset["id"])
+            self.preset.setItemData(index, preset.get("description") or preset["pipeline"], Qt.ToolTipRole)
+        self.preset.addItem(CUSTOM, None)
         self.preset.setCurrentText(app.readSetting(SETTINGS, "preset", "upscale x4"))
         self.face = QCheckBox("Restore faces (GFPGAN)")
         self.face.setChecked(app.readSetting(SETTINGS, "face", "false") == "true")
@@ -45,14 +52,17 @@ class RemasterDialog(QDialog):
         self._update()
 
     def _update(self) -> None:
-        custom = self.preset.currentText() == CUSTOM
-        self.custom.setEnabled(custom)
-        self.face.setEnabled(not custom)
+        preset_id = self.preset.currentData()
+        self.custom.setEnabled(preset_id is None)
+        # The box stays as the user left it; it is only greyed out where the server has no face variant.
+        self.face.setEnabled(preset_id is not None and client_module.face_variant(self.presets, preset_id) is not None)
 
     def pipeline(self) -> str:
-        if self.preset.currentText() == CUSTOM:
+        preset_id = self.preset.currentData()
+        if preset_id is None:
             return self.custom.text().strip()
-        return client_module.preset_pipeline(self.preset.currentText(), faces=self.face.isChecked())
+        faces = self.face.isChecked() and self.face.isEnabled()
+        return client_module.preset_pipeline(self.presets, preset_id, faces=faces)
 
     def save(self) -> None:
         app = Krita.instance()
@@ -77,7 +87,9 @@ class RemasterExtension(Extension):
         if document is None or document.activeNode() is None:
             QMessageBox.information(parent, "Remaster", "Open an image and select a paint layer first.")
             return
-        dialog = RemasterDialog(parent)
+        # The running server's presets; without one (it is started after the dialog, with the command chosen
+        # there) or from an older server, the built-in list.
+        dialog = RemasterDialog(parent, client_module.running_presets())
         if dialog.exec_() != QDialog.Accepted:
             return
         dialog.save()

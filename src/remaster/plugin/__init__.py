@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .markers import NAME, PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
 from .metrics import MetricRegistry, MetricSpec
+from .presets import Preset, PresetRegistry
 from .reference import Ref, Reference, import_reference, is_reference, load_reference
 from .registries import NAME_PATTERN, SpecRegistry, StageRegistry
 from .specs import PRECISION_NAMES, AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling, precision_name
@@ -44,6 +45,8 @@ __all__ = [
     "WeightsRegistry",
     "MetricSpec",
     "MetricRegistry",
+    "Preset",
+    "PresetRegistry",
     "Ref",
     "Reference",
     "import_reference",

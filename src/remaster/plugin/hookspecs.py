@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here n
     from pathlib import Path
 
     from .metrics import MetricSpec
+    from .presets import Preset
     from .specs import StageSpec
     from .weights import WeightsSpec
 
@@ -30,6 +31,7 @@ __all__ = [
     "remaster_register_weights",
     "remaster_register_metrics",
     "remaster_stage_from_file",
+    "remaster_register_presets",
 ]
 
 @hookspec
@@ -73,4 +75,15 @@ def remaster_stage_from_file(path: Path) -> StageSpec | None:
     ``Remasterer(["best.safetensors"])``). Plugins are asked in turn until one
     answers; return ``None`` quickly for files that are not yours. Read the
     file only with :func:`remaster.weights.load_state_dict` (never unpickle it).
+    """
+
+
+@hookspec
+def remaster_register_presets(register: Callable[[Preset], None]) -> None:
+    """Register editor presets (the choices of the GIMP and Krita dialogs) by calling ``register(preset)``.
+
+    Must be cheap: data only. A preset names a pipeline of stages; ``remaster
+    serve`` lists it at ``GET /v1/presets`` only while all those stages (and the
+    preset's ``requires``) are installed, so a plugin may offer presets that
+    use another plugin's stages.
     """

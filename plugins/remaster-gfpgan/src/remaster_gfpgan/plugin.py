@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from remaster.plugin import Param, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
+from remaster.plugin import Param, Preset, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
 
 from .catalogue import RESTORERS, RETINAFACE, WEIGHTS
 
@@ -43,3 +43,15 @@ def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
 def remaster_register_weights(register: Callable[[WeightsSpec], None]) -> None:
     for spec in WEIGHTS:
         register(spec)
+
+
+@hookimpl
+def remaster_register_presets(register: Callable[[Preset], None]) -> None:
+    # What the dialogs' "Restore faces" box runs with remaster-realesrgan's upscale presets: `remaster upscale
+    # --face` (faces from the layer's own pixels, pasted on the Real-ESRGAN background; see docs/faces.md).
+    # They are listed only while realesrgan-x4plus is installed too.
+    for scale, order in ((4, 11), (2, 21)):
+        register(Preset(name=f"upscale-x{scale}-faces", label=f"upscale x{scale}, restore faces",
+                        pipeline=f"gfpgan(upscale={scale:.1f}, background='realesrgan-x4plus')",
+                        description=f"GFPGAN faces on a Real-ESRGAN x{scale} background",
+                        faces_of=f"upscale-x{scale}", requires=("realesrgan-x4plus",), order=order))

@@ -1,4 +1,4 @@
-"""Registers the Real-ESRGAN stages and their weights (cheap: data only)."""
+"""Registers the Real-ESRGAN stages, their weights and the editors' upscale presets (cheap: data only)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from remaster.plugin import Param, Ref, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
+from remaster.plugin import Param, Preset, Ref, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
 from remaster.stagestring import MODEL_FILE_SUFFIXES
 
 from .catalogue import MODELS, WEIGHTS
@@ -84,3 +84,12 @@ def remaster_stage_from_file(path: Path) -> StageSpec | None:
 def remaster_register_weights(register: Callable[[WeightsSpec], None]) -> None:
     for spec in WEIGHTS:
         register(spec)
+
+
+@hookimpl
+def remaster_register_presets(register: Callable[[Preset], None]) -> None:
+    # The ids are the GIMP procedure's preset names since the first release: scripts pass them.
+    register(Preset(name="upscale-x4", label="upscale x4", pipeline="realesrgan-x4plus", order=10,
+                    description="Real-ESRGAN x4plus: four times the size, for photos"))
+    register(Preset(name="upscale-x2", label="upscale x2", pipeline="realesrgan-x4plus(scale=2)", order=20,
+                    description="Real-ESRGAN x4plus resampled to twice the size"))
