@@ -237,12 +237,12 @@ class PluginHost:
         notes = []
         for info, call in self._callers("remaster_item_note"):
             try:
-                note = call(extras=extras)
+                answers = call(extras=extras)  # one plugin's caller still answers a list
             except Exception as exc:  # the image was written: a note must not fail it
-                self._warn(info, "remaster_item_note", f"cannot describe an image's result ({type(exc).__name__}: {exc})")
+                self._warn(info, "remaster_item_note",
+                           f"cannot describe an image's result ({type(exc).__name__}: {exc})")
                 continue
-            if note:
-                notes.append(str(note))
+            notes.extend(str(note) for note in answers if note)
         return notes
 
     def _callers(self, hook_name: str) -> Iterator[tuple[PluginInfo, Any]]:
