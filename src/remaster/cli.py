@@ -19,10 +19,13 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from . import __version__
-from .errors import OutputError, RemasterError, RemasterWarning, UnknownStageError, UsageError
+from .errors import OutputError, RemasterError, RemasterWarning, UsageError
+
+if TYPE_CHECKING:
+    from .plugins import PluginHost
 
 log = logging.getLogger("remaster")
 
@@ -83,8 +86,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``remaster`` command."""
+def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``remaster`` command, with the options plugins add (``remaster_add_options``).
+
+    Args:
+        host: The plugins asked for options; by default the process-wide host.
+    """
     parser = _Parser(prog="remaster", description="Restore and upscale images.")
     parser.add_argument("--version", action="version", version=f"remaster {__version__}")
     parser.set_defaults(quiet=False, json=False, debug=False)
@@ -94,12 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
     upscale = commands.add_parser("upscale", help="upscale images (default model: the default pipeline's upscaler)")
     upscale.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
     upscale.add_argument("--scale", type=float, help="output scale; resampled from the model's native scale if different")
-    upscale.add_argument("--face", action="store_true",
-                         help="restore faces with GFPGAN too (faces from the input, the rest from the upscaler)")
-    upscale.add_argument("--face-weight", type=float, metavar="W",
-                         help="how much of each restored face to use, 0-1 (default 1; implies --face)")
-    upscale.add_argument("--face-model", metavar="NAME|PATH",
-                         help="face network: 1.3, 1.4 (default), restoreformer, or a checkpoint file (implies --face)")
     _run_options(upscale)
 
     run = commands.add_parser("run", help='run any pipeline, e.g. "degrade.jpeg(quality=30) | bicubic(scale=2)"')
@@ -123,7 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(commands)
     _compare_parser(commands)
     _finetune_parser(commands)
+    _plugin_options(commands, host)
     return parser
+
+
+def _plugin_options(commands: Any, host: PluginHost | None) -> None:
+    """Each command's options from plugins, after remaster's own (a clash is the plugin's, and skipped)."""
+    from .plugins import get_host
+
+    host = host or get_host()
+    for name, command in commands.choices.items():
+        host.add_options(name, command)
 
 
 def _weights_parser(commands: Any) -> None:
@@ -469,8 +480,10 @@ def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
     spec = resolve_spec(name, get_host())
     if args.scale is not None and args.scale <= 0:
         raise UsageError(f"--scale must be positive, not {args.scale}")
-    if args.face or args.face_weight is not None or args.face_model:
-        return [_face_stage(args, name, args.scale or spec.info.scale)]
+    # A plugin's options may turn the upscale into another pipeline (remaster-gfpgan's --face).
+    pipeline = get_host().upscale_pipeline(args, name, args.scale or spec.info.scale)
+    if pipeline is not None:
+        return pipeline
     if args.scale is None:
         return [name]
     if spec.info.scale_param is not None:
@@ -480,29 +493,6 @@ def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
         return [name]
     # A fixed-scale model runs at its native factor; a good filter covers the rest.
     return [name, f"lanczos(scale={args.scale / native!r})"]
-
-
-#: The stage ``--face`` adds (plugins/remaster-gfpgan).
-FACE_STAGE = "gfpgan"
-
-
-def _face_stage(args: argparse.Namespace, upscaler: str, scale: float) -> str:
-    """Real-ESRGAN's ``--face_enhance``: faces restored from the input, pasted on the upscaled background."""
-    from .pipeline import format_stage, resolve_spec
-    from .plugins import get_host
-
-    try:
-        resolve_spec(FACE_STAGE, get_host())
-    except UnknownStageError:
-        raise UsageError("--face needs the face restoration plugin, which is not installed",
-                         hint="install plugins/remaster-gfpgan (make install does)") from None
-    params: dict[str, Any] = {"upscale": float(scale), "background": upscaler}
-    if args.face_weight is not None:
-        params["weight"] = args.face_weight
-    if args.face_model:
-        # A file is a checkpoint; anything else is a version name, which the stage validates.
-        params["model" if Path(args.face_model).expanduser().is_file() else "version"] = args.face_model
-    return format_stage(FACE_STAGE, params)
 
 
 def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
@@ -599,7 +589,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
             if item.error:
                 bar.write(f"remaster: error: {item.error}", file=sys.stderr)
             elif not args.quiet and not args.json:
-                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_faces_note(item.extras)}"
+                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_plugin_notes(item.extras, bar)}"
                           f"{_precision_note(item.extras, planned)})", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
@@ -646,15 +636,16 @@ def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
     return f", ran in {' | '.join(ran)}"
 
 
-def _faces_note(extras: dict[str, Any]) -> str:
-    """What a face stage reported, for the per-image log line."""
-    if "faces" not in extras:
-        return ""
-    found, restored = extras.get("faces_found", extras["faces"]), extras["faces"]
-    if not found:
-        return ", no face found: unchanged by the face stage"
-    detector = f" ({extras['face_detector']})" if extras.get("face_detector") else ""
-    return f", {restored} of {found} face(s) restored{detector}"
+def _plugin_notes(extras: dict[str, Any], bar: Any) -> str:
+    """What plugins say about what their stages reported (``remaster_item_note``), for the per-image log line."""
+    from .plugins import get_host
+
+    host = get_host()
+    known = len(host.warnings)
+    notes = host.item_notes(extras)
+    for warning in host.warnings[known:]:  # a note that broke is said once, and the run goes on
+        bar.write(f"remaster: warning: plugin {warning}", file=sys.stderr)
+    return "".join(f", {note}" for note in notes)
 
 
 def _write_report(path: Path, summary: dict[str, Any]) -> None:
@@ -675,7 +666,8 @@ def _warn_plugin_errors(args: argparse.Namespace) -> None:
 
     if args.quiet:
         return
-    for error in get_host().errors:
+    host = get_host()
+    for error in [*host.errors, *host.warnings]:
         print(f"remaster: warning: plugin {error}", file=sys.stderr)
 
 
@@ -721,6 +713,8 @@ def _list_plugins(args: argparse.Namespace) -> int:
                 print(f"    weights: {', '.join(plugin.weights)}")
             if plugin.metrics:
                 print(f"    metrics: {', '.join(plugin.metrics)}")
+            for warning in plugin.warnings:
+                print(f"    warning: {warning.message}")
     return 0
 
 

@@ -10,13 +10,14 @@ left out; the others keep working.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pluggy
 
@@ -27,6 +28,9 @@ from .plugin.presets import Preset, PresetRegistry
 from .plugin.registries import StageRegistry
 from .plugin.specs import StageSpec
 from .plugin.weights import WeightsRegistry, WeightsSpec
+
+if TYPE_CHECKING:  # the CLI hooks' types; argparse itself is never needed here
+    import argparse
 
 __all__ = ["PluginInfo", "PluginHost", "get_host"]
 
@@ -46,6 +50,7 @@ class PluginInfo:
         metrics: Names of the metrics it registered.
         presets: Ids of the editor presets it registered.
         error: Why it was left out, if it was.
+        warnings: Hooks of it that failed after it was loaded (its CLI options, a log note); it stays in.
     """
 
     name: str
@@ -56,6 +61,7 @@ class PluginInfo:
     metrics: list[str] = field(default_factory=list)
     presets: list[str] = field(default_factory=list)
     error: PluginError | None = None
+    warnings: list[PluginError] = field(default_factory=list)
 
 
 class PluginHost:
@@ -80,6 +86,7 @@ class PluginHost:
         self.metrics = MetricRegistry()
         self.presets = PresetRegistry()
         self.plugins: list[PluginInfo] = []
+        self._warned: set[tuple[str, str]] = set()
 
     def ensure_loaded(self) -> PluginHost:
         """Load every plugin the first time this is called; a no-op afterwards."""
@@ -201,10 +208,77 @@ class PluginHost:
                              hint="remaster-realesrgan runs ESRGAN-family upscalers; see 'remaster plugins'")
         return spec
 
+    def add_options(self, command: str, parser: argparse.ArgumentParser) -> None:
+        """Let each plugin add options to the CLI command ``command`` (``remaster_add_options``).
+
+        Each plugin's implementation is tried on a copy of ``parser`` first, so one that raises (or adds an
+        option that is already there) adds nothing; it is recorded in :attr:`warnings` and the others go on.
+        """
+        for info, call in self._callers("remaster_add_options"):
+            try:
+                call(command=command, parser=copy.deepcopy(parser))
+                call(command=command, parser=parser)
+            except Exception as exc:  # a broken plugin must not take the command (or its --help) down
+                self._warn(info, f"remaster_add_options {command}",
+                           f"cannot add its options to '{command}' ({type(exc).__name__}: {exc})")
+
+    def upscale_pipeline(self, args: argparse.Namespace, upscaler: str, scale: float) -> list[str] | None:
+        """The pipeline the first plugin that answers ``remaster_upscale_pipeline`` gives, or ``None``.
+
+        Raises:
+            RemasterError: what the plugin raised (e.g. a :class:`UsageError` for options that cannot work).
+            PluginError: the plugin raised anything else.
+        """
+        for info, call in self._callers("remaster_upscale_pipeline"):
+            try:
+                pipeline = call(args=args, upscaler=upscaler, scale=scale)
+            except RemasterError:
+                raise
+            except Exception as exc:  # running without what the plugin's options asked for would mislead
+                raise PluginError(f"raised {type(exc).__name__} while building the upscale pipeline: {exc}",
+                                  path=info.name, hint=f"report it to {info.distribution or info.name}") from exc
+            if pipeline is not None:
+                return list(pipeline)
+        return None
+
+    def item_notes(self, extras: dict[str, Any]) -> list[str]:
+        """Each plugin's text for an image's log line (``remaster_item_note``), in load order.
+
+        A plugin whose note raises gives none; the failure is recorded in :attr:`warnings` (once).
+        """
+        notes = []
+        for info, call in self._callers("remaster_item_note"):
+            try:
+                answers = call(extras=extras)  # one plugin's caller still answers a list
+            except Exception as exc:  # the image was written: a note must not fail it
+                self._warn(info, "remaster_item_note",
+                           f"cannot describe an image's result ({type(exc).__name__}: {exc})")
+                continue
+            notes.extend(str(note) for note in answers if note)
+        return notes
+
+    def _callers(self, hook_name: str) -> Iterator[tuple[PluginInfo, Any]]:
+        """The loaded plugins that implement ``hook_name``, in load order, each with its own caller."""
+        for info in list(self.plugins):
+            if info.error is None and self.manager.has_plugin(info.name):
+                call = self._only(info.name, hook_name)
+                if call is not None:
+                    yield info, call
+
+    def _warn(self, info: PluginInfo, key: str, message: str) -> None:
+        if (info.name, key) not in self._warned:  # once per plugin and problem, not once per image
+            self._warned.add((info.name, key))
+            info.warnings.append(PluginError(message, path=info.name))
+
     @property
     def errors(self) -> list[PluginError]:
         """Errors of the plugins that were left out."""
         return [p.error for p in self.plugins if p.error is not None]
+
+    @property
+    def warnings(self) -> list[PluginError]:
+        """Failures of hooks of plugins that stayed in (see :attr:`PluginInfo.warnings`)."""
+        return [w for p in self.plugins for w in p.warnings]
 
 
 _default_host: PluginHost | None = None

@@ -10,11 +10,12 @@ it), which keeps old plugins working when a hook grows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .markers import PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
 
 if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here needs them at run time
+    import argparse
     from pathlib import Path
 
     from .metrics import MetricSpec
@@ -32,6 +33,9 @@ __all__ = [
     "remaster_register_metrics",
     "remaster_stage_from_file",
     "remaster_register_presets",
+    "remaster_add_options",
+    "remaster_upscale_pipeline",
+    "remaster_item_note",
 ]
 
 @hookspec
@@ -86,4 +90,40 @@ def remaster_register_presets(register: Callable[[Preset], None]) -> None:
     serve`` lists it at ``GET /v1/presets`` only while all those stages (and the
     preset's ``requires``) are installed, so a plugin may offer presets that
     use another plugin's stages.
+    """
+
+
+@hookspec
+def remaster_add_options(command: str, parser: argparse.ArgumentParser) -> None:
+    """Add options to the ``remaster`` command named ``command`` (``"upscale"``, ``"run"``, ...).
+
+    Called once per command while the CLI builds its parser (for ``--help``
+    too), so it must be cheap and only add options: ``if command == "upscale":
+    parser.add_argument("--face", ...)``. The parsed values reach the plugin's
+    other CLI hooks in ``args``. It may be called more than once per command
+    (the host tries it on a copy first); an implementation that raises, or adds
+    an option another already has, is reported as a plugin warning and none of
+    its options are added.
+    """
+
+
+@hookspec(firstresult=True)
+def remaster_upscale_pipeline(args: argparse.Namespace, upscaler: str, scale: float) -> list[str] | None:
+    """The pipeline ``remaster upscale`` runs, as stage strings, or ``None`` to leave it to others.
+
+    ``args`` are the parsed options (with those the plugin added), ``upscaler``
+    the upscaler stage chosen (``--model`` or the default one) and ``scale`` the
+    output scale (``--scale`` or the upscaler's own). The first plugin that
+    answers decides; when none does, the upscaler runs alone (resampled to
+    ``--scale``). Raise :class:`remaster.errors.UsageError` for option values
+    that cannot work together.
+    """
+
+
+@hookspec
+def remaster_item_note(extras: dict[str, Any]) -> str | None:
+    """Text for the per-image log line of a run (``a.png -> out/a.png (1.2 s, <note>)``), or ``None``.
+
+    ``extras`` is what the image's stages reported (``ImageMeta.extras``); say
+    something only about what your stages reported.
     """

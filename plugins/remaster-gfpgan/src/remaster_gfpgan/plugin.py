@@ -1,4 +1,4 @@
-"""Registers the ``gfpgan`` stage and the face weights (cheap: data only)."""
+"""Registers the ``gfpgan`` stage, the face weights and the ``--face`` options of ``remaster upscale`` (cheap)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from typing import Callable
 from remaster.plugin import Param, Preset, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
 
 from .catalogue import RESTORERS, RETINAFACE, WEIGHTS
+from .cli import remaster_add_options, remaster_item_note, remaster_upscale_pipeline
+
+__all__ = ["remaster_register_stages", "remaster_register_weights", "remaster_add_options",
+           "remaster_upscale_pipeline", "remaster_item_note", "PARAMS", "INFO"]
 
 PARAMS: tuple[Param, ...] = (
     Param("version", str, "1.4", choices=tuple(RESTORERS),
