@@ -58,6 +58,8 @@ METHOD_LABELS = {
     "ncnn-fp32": "ncnn fp32, 2 threads",
 }
 REFERENCE = "ours-fp32-tile0"
+#: What follows this line in docs/benchmarks.md was written by other scripts and survives a regeneration.
+KEEP_MARKER = "<!-- sections below are written by other scripts; compare_realesrgan.py keeps them -->"
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -573,7 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     report = _report(command, when, machine, rows, load_marks, memory_rows, args, total)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report, encoding="utf-8")
+    # Other scripts' sections (benchmarks/startup.py) follow the marker; regenerating this page keeps them.
+    previous = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
+    kept = previous[previous.index(KEEP_MARKER):] if KEEP_MARKER in previous else ""
+    args.output.write_text(report.rstrip("\n") + "\n\n" + kept if kept else report, encoding="utf-8")
     print(report)
     print(f"written to {args.output} in {total:.0f} s", flush=True)
     return 0
