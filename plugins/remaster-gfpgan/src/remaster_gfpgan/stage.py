@@ -75,6 +75,7 @@ class GFPGANStage(Stage):
         self._background: SubPipeline | None = None
         self._device = torch.device("cpu")
         self._dtype = torch.float32
+        self._weights: WeightsManager | None = None  # the pipeline's, from prepare(ctx)
 
     # -- set-up ----------------------------------------------------------------
 
@@ -96,13 +97,14 @@ class GFPGANStage(Stage):
 
     def prepare(self, ctx: PrepareContext) -> None:
         self._device, self._dtype = ctx.device, ctx.dtype
+        self._weights = ctx.weights
         if self._restorer is None:
             # Weights first: a missing checkpoint must stop the run before any other work.
             self._restorer = FaceRestorer(load_restorer(self.restorer_weights(ctx.weights)))
         self._restorer.to(ctx.device)
         if not self.params.get("aligned"):
-            self._detector = self._make_detector(ctx.device, ctx.weights)
-            self._parser = self._make_parser(ctx.device, ctx.weights)
+            self._detector = self._make_detector(ctx.device)
+            self._parser = self._make_parser(ctx.device)
         if self.params.get("upscale", 1.0) != 1.0 and not self.params.get("aligned"):
             background = str(self.params.get("background") or "lanczos")
             # Each background stage chooses its own precision per image from what the user asked for
@@ -112,8 +114,12 @@ class GFPGANStage(Stage):
             self._background = ctx.pipeline([_with_scale(background, self.params["upscale"], ctx.host)])
             self._background.prepare()
 
-    def _make_detector(self, device: torch.device, manager: WeightsManager) -> FaceDetector:
+    def _weights_manager(self) -> WeightsManager:
+        return self._weights if self._weights is not None else get_manager()
+
+    def _make_detector(self, device: torch.device) -> FaceDetector:
         choice = self.params.get("detector", "auto")
+        manager = self._weights_manager()
         if choice == "auto":
             # The better detector whenever its weights are already here; never a download mid-run.
             choice = next((c for c, w in RETINAFACE.items() if manager.path(w).is_file()), "haar")
@@ -123,8 +129,9 @@ class GFPGANStage(Stage):
         return RetinaFaceDetector(weights, network="resnet50" if choice == "retinaface" else "mobile0.25",
                                   device=device)
 
-    def _make_parser(self, device: torch.device, manager: WeightsManager) -> Any:
+    def _make_parser(self, device: torch.device) -> Any:
         choice = self.params.get("mask", "auto")
+        manager = self._weights_manager()
         if choice == "feather" or (choice == "auto" and not manager.path(PARSING).is_file()):
             return None
         path = manager.ensure(PARSING)
