@@ -505,3 +505,89 @@ def test_an_exception_from_the_progress_callback_stops_the_run_unchanged():
     for stage, tile in ((_HalfwayReporter(), 0), ("nearest(scale=2)", 64)):  # from inside a stage, from the tiler
         with pytest.raises(Stop, match="user pressed cancel"):
             Remasterer([stage], tile=tile).run(random_rgb(200, 200), progress=cancel)
+
+
+# -- what prepare() is handed ---------------------------------------------------
+
+class _ContextProbe(Stage):
+    """Records the PrepareContext it is prepared with, and builds a pipeline of its own there."""
+
+    seen: list = []
+
+    def prepare(self, ctx):
+        inner = ctx.pipeline(["private.inner"])  # a stage only the private host has
+        type(self).seen.append((ctx, inner, ctx.weights.path("private-weights")))
+
+    def run(self, pixels, ctx):
+        return pixels
+
+
+class _Api1Probe(Stage):
+    seen: list = []
+
+    def prepare(self, device, dtype):
+        type(self).seen.append((device, dtype))
+
+    def run(self, pixels, ctx):
+        return pixels
+
+
+def _private_host():
+    from remaster import StageKind, StageSpec, hookimpl
+    from remaster.plugins import PluginHost
+    from remaster.weights import WeightsSpec
+
+    class PrivatePlugin:
+        @hookimpl
+        def remaster_register_stages(self, register):
+            register(StageSpec(name="private.probe", kind=StageKind.FILTER, factory=_ContextProbe))
+            register(StageSpec(name="private.inner", kind=StageKind.FILTER, factory=_Api1Probe))
+            register(StageSpec(name="private.api1", kind=StageKind.FILTER, factory=_Api1Probe))
+
+        @hookimpl
+        def remaster_register_weights(self, register):
+            register(WeightsSpec(name="private-weights", filename="private.pth"))
+
+    return PluginHost(load_entry_points=False, extra_plugins=(PrivatePlugin(),)).ensure_loaded()
+
+
+def test_prepare_gets_the_remasterers_own_host_weights_and_limits(monkeypatch):
+    monkeypatch.setattr(_ContextProbe, "seen", [])
+    host = _private_host()
+    Remasterer(["private.probe"], host=host, device="cpu", precision="fp32", tile=48, max_pixels=12_345,
+               max_output_pixels=67_890).prepare()
+    [(ctx, inner, weights_file)] = _ContextProbe.seen
+    assert ctx.host is host
+    assert ctx.weights.registry is host.weights and weights_file.name == "private.pth"
+    assert (ctx.device, ctx.dtype, ctx.precision) == (torch.device("cpu"), torch.float32, "fp32")
+    # The stage's own pipeline takes its stages from the same host and keeps the device and limits.
+    assert inner.host is host and inner.device == torch.device("cpu")
+    assert (inner.tile, inner.max_pixels, inner.max_output_pixels) == (48, 12_345, 67_890)
+
+
+def test_a_stage_written_for_api_1_is_still_prepared_with_device_and_dtype(monkeypatch):
+    monkeypatch.setattr(_Api1Probe, "seen", [])
+    out = Remasterer(["private.api1"], host=_private_host(), device="cpu", precision="fp32").run(random_rgb())
+    assert out.shape == random_rgb().shape
+    assert _Api1Probe.seen == [(torch.device("cpu"), torch.float32)]
+
+
+def test_how_prepare_is_called_follows_its_signature():
+    from remaster.stage import PrepareContext, prepare_stage
+
+    calls = []
+
+    class New:
+        def prepare(self, ctx):
+            calls.append(("ctx", ctx))
+
+    class Old:
+        def prepare(self, device, dtype=torch.float32):  # two arguments bind: an API-1 stage
+            calls.append(("old", device, dtype))
+
+    ctx = PrepareContext(device=torch.device("cpu"), dtype=torch.bfloat16, precision="bf16", weights=None,
+                         host=None, build_pipeline=lambda *a, **k: None)
+    prepare_stage(New(), ctx)
+    prepare_stage(Old(), ctx)
+    prepare_stage(Stage(), ctx)  # the base class: nothing to do, in either form
+    assert calls == [("ctx", ctx), ("old", torch.device("cpu"), torch.bfloat16)]

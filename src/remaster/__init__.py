@@ -37,7 +37,7 @@ from .plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, StageSpec, 
 if TYPE_CHECKING:
     from .image import Image, Meta
     from .pipeline import DEFAULT_UPSCALER, Remasterer
-    from .stage import RunContext, Stage
+    from .stage import PrepareContext, RunContext, Stage
 
 try:
     __version__ = version("remaster")
@@ -52,6 +52,7 @@ _LAZY = {
     "Meta": ".image",
     "Stage": ".stage",
     "RunContext": ".stage",
+    "PrepareContext": ".stage",
 }
 
 
@@ -78,6 +79,7 @@ __all__ = [
     "StageKind",
     "Param",
     "RunContext",
+    "PrepareContext",
     "Tiling",
     "hookimpl",
     "PLUGIN_API_VERSION",

@@ -23,10 +23,12 @@ from .resample import resize
 from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
 from .image import Image
 from .plugins import PluginHost, get_host
-from .stage import RunContext, Stage, StageInfo, StageSpec, Tiling, scaled_size, tile_overlap_of
+from .stage import (PrepareContext, RunContext, Stage, StageInfo, StageSpec, Tiling, prepare_stage, scaled_size,
+                    tile_overlap_of)
 from .stagestring import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage, split_top_level
+from .weights import get_manager
 
-__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "split_top_level", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS"]
+__all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "split_top_level", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS", "prepare_context"]
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,14 @@ class ConfiguredStage:
         changed = {k: v for k, v in self.params.items() if any(p.name == k and p.default != v for p in self.spec.params)}
         return self.name + (f"({', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else "")
 
-    def instance(self, device: torch.device, dtype: torch.dtype) -> Stage:
-        """The stage object, built and prepared for ``device``/``dtype`` once."""
+    def instance(self, device: torch.device, dtype: torch.dtype,
+                 context: Callable[[torch.device, torch.dtype], PrepareContext] | None = None) -> Stage:
+        """The stage object, built and prepared for ``device``/``dtype`` once.
+
+        ``context`` makes the :class:`PrepareContext` (the running
+        :class:`Remasterer`'s host, weights and limits); without one, the
+        process-wide plugin host's.
+        """
         if self._instance is None:
             factory = self.spec.load_factory()
             try:
@@ -122,13 +130,30 @@ class ConfiguredStage:
                 raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
         if self._prepared_for != (device, dtype):
             try:
-                self._instance.prepare(device, dtype)
+                prepare_stage(self._instance, (context or _default_context)(device, dtype))
             except RemasterError:
                 raise
             except Exception as exc:  # a plugin's own failure while loading its model: name the stage
                 raise StageError(f"could not be prepared: {type(exc).__name__}: {exc}", path=self.name) from exc
             self._prepared_for = (device, dtype)
         return self._instance
+
+
+def prepare_context(device: torch.device, dtype: torch.dtype, *, host: PluginHost, tile: int | str = "auto",
+                    max_pixels: int | None = None,
+                    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> PrepareContext:
+    """The :class:`PrepareContext` for a stage on ``device``/``dtype`` in a pipeline over ``host`` with these limits."""
+    def build(stages: str | Sequence[str | Stage], **options: Any) -> Remasterer:
+        inherited: dict[str, Any] = {"host": host, "device": device, "tile": tile, "max_pixels": max_pixels,
+                                     "max_output_pixels": max_output_pixels}
+        return Remasterer(stages, **{**inherited, **options})
+
+    return PrepareContext(device=device, dtype=dtype, precision=devices.precision_name(dtype),
+                          weights=get_manager(host), host=host, build_pipeline=build)
+
+
+def _default_context(device: torch.device, dtype: torch.dtype) -> PrepareContext:
+    return prepare_context(device, dtype, host=get_host())
 
 
 def _from_stage_object(stage: Stage) -> ConfiguredStage:
@@ -298,7 +323,8 @@ class Remasterer:
         """
         for stage in self.stages:
             device = self._device_for(stage)
-            stage.instance(device, self._choice_for(stage, device, bit_depth=8, requested=self.precision).dtype)
+            stage.instance(device, self._choice_for(stage, device, bit_depth=8, requested=self.precision).dtype,
+                           self._prepare_context)
         return self
 
     def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
@@ -390,6 +416,10 @@ class Remasterer:
         result.meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
         return result
 
+    def _prepare_context(self, device: torch.device, dtype: torch.dtype) -> PrepareContext:
+        return prepare_context(device, dtype, host=self.host, tile=self.tile, max_pixels=self.max_pixels,
+                               max_output_pixels=self.max_output_pixels)
+
     def _device_for(self, stage: ConfiguredStage) -> torch.device:
         return self.device if self.device.type in stage.info.devices else torch.device("cpu")
 
@@ -480,7 +510,7 @@ class Remasterer:
 
     def _execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         info = stage.info
-        instance = stage.instance(ctx.device, ctx.dtype)
+        instance = stage.instance(ctx.device, ctx.dtype, self._prepare_context)
         padded, pad = _pad_to_requirements(pixels, info.min_size, info.multiple_of)
         scale = stage.run_scale
         tileable = scale >= 1 and float(scale).is_integer() and (

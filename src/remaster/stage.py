@@ -8,18 +8,31 @@ A :class:`Stage` works on colour pixels only: a ``(N, C, H, W)`` float tensor
 in ``[0, 1]``. The pipeline takes care of everything around it — loading and
 saving, channel conversion, padding to the size requirements, tiling, device
 and precision, alpha — so that a stage is just the image operation.
+
+What a stage needs from its surroundings while it sets up (the device, the
+weights manager, the plugin host, a way to build a pipeline of its own) comes
+in a :class:`PrepareContext`, handed down by the :class:`~remaster.Remasterer`
+that runs it, never looked up in process-wide state: an embedding application,
+the server or a test that gives ``Remasterer(..., host=...)`` is honoured all
+the way down.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import torch
 
 from .errors import StageContractError
 # The declarative types live in the torch-free plugin surface; re-exported here for older imports.
 from .plugin.specs import AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling
+
+if TYPE_CHECKING:  # types only, and only from layers below this one (the pipeline, above, is never imported)
+    from .image import Image
+    from .plugins import PluginHost
+    from .weights import WeightsManager
 
 __all__ = [
     "StageKind",
@@ -30,6 +43,9 @@ __all__ = [
     "StageSpec",
     "Stage",
     "RunContext",
+    "PrepareContext",
+    "SubPipeline",
+    "prepare_stage",
     "scaled_size",
     "tile_overlap_of",
 ]
@@ -68,13 +84,80 @@ class RunContext:
     out_size: tuple[int, int] | None = None
 
 
+class SubPipeline(Protocol):
+    """What :meth:`PrepareContext.pipeline` returns — a :class:`~remaster.Remasterer` — as far as a stage uses it.
+
+    A protocol rather than the class itself: the pipeline is the layer above
+    this module, which must not import it (not even for types).
+    """
+
+    def prepare(self) -> Any:
+        """Build every stage and read its weights now; see :meth:`Remasterer.prepare`."""
+
+    def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
+        """Run on a path, PIL image, array or tensor; see :meth:`Remasterer.run`."""
+
+    def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None,
+                  precision: str | None = None) -> Image:
+        """Run on an :class:`~remaster.Image`; see :meth:`Remasterer.run_image`."""
+
+
+@dataclass
+class PrepareContext:
+    """What a stage gets in :meth:`Stage.prepare`: where it will run, and the services of the pipeline running it.
+
+    Built by the :class:`~remaster.Remasterer` for each stage; a stage takes
+    everything it needs from here rather than from process-wide state
+    (``get_host()``, ``get_manager()``), so that a pipeline made with a host of
+    its own — a test's, an embedding application's, the server's — is
+    honoured by every stage, and by any pipeline a stage builds.
+
+    Attributes:
+        device: Where the stage will compute (a CPU-only stage gets the CPU even
+            in a CUDA run).
+        dtype: The precision the pipeline chose for the stage at set-up, for an
+            8-bit image. A run may still differ per image (16-bit inputs keep
+            fp32 under ``auto``; a NaN retry runs in fp32): :attr:`RunContext.dtype`
+            is what a given call runs in, so keep weights in float32 and compute
+            under the autocast the pipeline provides.
+        precision: The name of :attr:`dtype`: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        weights: The weights manager over the host's weights registry
+            (``remaster.weights.get_manager(host)``): ``ctx.weights.ensure(name)``.
+        host: The plugin host of the pipeline (its stage, weights and metric registries).
+        build_pipeline: Builds a :class:`~remaster.Remasterer` like :meth:`pipeline`
+            does; injected by the pipeline (this module sits below it and does
+            not import it). Use :meth:`pipeline` rather than calling it.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    precision: str
+    weights: WeightsManager
+    host: PluginHost
+    build_pipeline: Callable[..., SubPipeline] = field(repr=False)
+
+    def pipeline(self, stages: str | Sequence[str | Stage], **options: Any) -> SubPipeline:
+        """A pipeline of the stage's own (e.g. a face stage's background upscaler): a :class:`~remaster.Remasterer`.
+
+        It takes its stages from the same plugin host, runs on :attr:`device`,
+        and keeps the running pipeline's tiling and size limits (``tile``,
+        ``max_pixels``, ``max_output_pixels``). ``options`` are
+        :class:`~remaster.Remasterer` keyword arguments and override those.
+        Precision is deliberately not inherited: pass what the user asked for
+        per image (``run_image(..., precision=run_ctx.precision)``), so that each
+        inner stage chooses its own.
+        """
+        return self.build_pipeline(stages, **options)
+
+
 class Stage:
     """Base class for stage implementations.
 
     Subclasses set ``spec`` (or get it from the registry at build time),
     accept their validated parameters as keyword arguments, and implement
     :meth:`run`. Heavy set-up (building a network, reading weights) goes in
-    :meth:`prepare`, which the pipeline calls once before the first run.
+    :meth:`prepare`, which the pipeline calls once before the first run (and
+    again should the device or precision change).
 
     Attributes:
         tile_overlap: Input pixels of context a tile needs on each side, for a
@@ -88,8 +171,16 @@ class Stage:
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = params
 
-    def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
-        """Build models and read weights; called once before the first :meth:`run`."""
+    def prepare(self, ctx: PrepareContext, *_api1: Any) -> None:
+        """Build models and read weights; called once before the first :meth:`run`.
+
+        Override it as ``prepare(self, ctx)`` and take the device, the weights
+        manager and the plugin host from ``ctx``. Stages written for plugin
+        API 1 override ``prepare(self, device, dtype)`` instead and are still
+        called that way (see :func:`prepare_stage`); the extra positional
+        parameter here only lets such a stage's ``super().prepare(device, dtype)``
+        keep working.
+        """
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         """Transform ``(N, C, H, W)`` float32 pixels in [0, 1]; return the result.
@@ -100,6 +191,47 @@ class Stage:
         The input tensor must not be modified in place.
         """
         raise NotImplementedError
+
+
+def prepare_stage(stage: Any, ctx: PrepareContext) -> None:
+    """Call ``stage.prepare`` in the form it was written for: ``prepare(ctx)``, or API 1's ``prepare(device, dtype)``.
+
+    A ``prepare`` that accepts two positional arguments is an API-1 one (every
+    such stage does) and gets ``(ctx.device, ctx.dtype)``; one that accepts only
+    one gets the context. The signature is read once per stage class.
+    """
+    if _takes_context(type(stage), stage.prepare):
+        stage.prepare(ctx)
+    else:
+        stage.prepare(ctx.device, ctx.dtype)
+
+
+# Per stage class: does its prepare() take the context? Signatures do not change at run time, and
+# inspect.signature is not free; a class's entry lives as long as the class does (classes are few).
+_TAKES_CONTEXT: dict[type, bool] = {}
+
+
+def _takes_context(cls: type, prepare: Callable[..., Any]) -> bool:
+    if getattr(cls, "prepare", None) is Stage.prepare:
+        return True  # not overridden: the base class does nothing either way
+    known = _TAKES_CONTEXT.get(cls)
+    if known is None:
+        try:
+            signature = inspect.signature(prepare)
+        except (TypeError, ValueError):  # a builtin or C callable without one: call it the old way
+            known = False
+        else:
+            known = _binds(signature, 1) and not _binds(signature, 2)
+        _TAKES_CONTEXT[cls] = known
+    return known
+
+
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

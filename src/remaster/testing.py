@@ -22,7 +22,9 @@ from typing import Any, Iterable, NoReturn
 
 import torch
 
-from .stage import RunContext, Stage, StageSpec, scaled_size
+from .pipeline import prepare_context
+from .plugins import get_host
+from .stage import RunContext, Stage, StageSpec, prepare_stage, scaled_size
 
 __all__ = ["check_stage", "sample_pixels"]
 
@@ -71,7 +73,7 @@ def check_stage(
     """Check that a stage keeps the :class:`~remaster.stage.Stage` contract.
 
     The stage is built as the pipeline builds it (``spec.resolve_params``,
-    ``spec.load_factory()(**params)``, ``prepare(device, torch.float32)``)
+    ``spec.load_factory()(**params)``, ``prepare(ctx)`` with float32 on ``device``)
     and run on reproducible test pixels (see :func:`sample_pixels`) of every
     size in ``sizes`` and every channel count in ``channels`` the stage
     accepts. Sizes are first grown to the stage's ``min_size`` and
@@ -128,7 +130,7 @@ def check_stage(
         stage = spec.load_factory()(**resolved)
         if not callable(getattr(stage, "run", None)) or not callable(getattr(stage, "prepare", None)):
             fail(f"factory returned {type(stage).__name__}, which has no run()/prepare()")
-        stage.prepare(torch_device, torch.float32)
+        prepare_stage(stage, prepare_context(torch_device, torch.float32, host=get_host()))
         return stage
 
     stage = build()

@@ -205,3 +205,27 @@ def test_the_background_chooses_its_own_precision(astronaut, precision):
         {"stage": "lanczos(scale=2.0)", "device": "cpu", "precision": "fp32"}]
     if precision != "auto":  # the face stage itself supports both, so an explicit request holds
         assert result.meta.extras["stages"][0]["precision"] == precision
+
+
+def test_the_background_pipeline_is_built_on_the_outer_remasterers_host(astronaut):
+    """Issue 13: the background was built on the process-wide host, not the one the Remasterer was given."""
+    import dataclasses
+
+    from remaster import hookimpl
+    from remaster.plugins import PluginHost
+
+    nearest = get_host().stages.get("nearest")
+
+    class PrivateUpscaler:  # a background stage only this host knows
+        @hookimpl
+        def remaster_register_stages(self, register):
+            register(dataclasses.replace(nearest, name="private.nearest", plugin=""))
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(PrivateUpscaler(),)).ensure_loaded()
+    stage = stage_with(InvertingRestorer(), upscale=2.0, background="private.nearest")
+    outer = Remasterer([stage], host=host, device="cpu", precision="fp32", tile=0).prepare()
+    assert stage._background.host is outer.host
+    assert stage._background.tile == 0  # the outer pipeline's tiling and limits hold inside too
+    result = outer.run_image(io.load(astronaut[0:64, 100:164]))
+    assert result.size == (128, 128)
+    assert result.meta.extras["background_stages"][0]["stage"] == "private.nearest(scale=2.0)"

@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import torch
 
-from remaster import Image, Remasterer, RunContext, Stage, StageError, UsageError
+from remaster import Image, PrepareContext, RunContext, Stage, StageError, UsageError
 from remaster.image import Meta
 from remaster.devices import autocast_context as _autocast
-from remaster.weights import get_manager, load_network, load_state_dict
+from remaster.plugins import PluginHost
+from remaster.stage import SubPipeline
+from remaster.weights import WeightsManager, get_manager, load_network, load_state_dict
 
 from . import geometry
 from .catalogue import PARSING, RESTORERS, RETINAFACE
@@ -70,14 +72,20 @@ class GFPGANStage(Stage):
         self._restorer: FaceRestorer | None = None
         self._detector: FaceDetector | None = None
         self._parser: Any = None
-        self._background: Remasterer | None = None
+        self._background: SubPipeline | None = None
         self._device = torch.device("cpu")
         self._dtype = torch.float32
+        self._weights: WeightsManager | None = None  # the pipeline's, from prepare(ctx)
 
     # -- set-up ----------------------------------------------------------------
 
-    def restorer_weights(self) -> Path:
-        """The checkpoint to load: ``model`` if given, else the registered weights of ``version``."""
+    def restorer_weights(self, weights: WeightsManager | None = None) -> Path:
+        """The checkpoint to load: ``model`` if given, else the registered weights of ``version``.
+
+        Args:
+            weights: The manager to ask (:attr:`PrepareContext.weights`); default
+                the process-wide one.
+        """
         model = self.params.get("model")
         if model:
             path = Path(model).expanduser()
@@ -85,28 +93,33 @@ class GFPGANStage(Stage):
                 raise UsageError("no such face model file", path=path,
                                  hint=f"give a checkpoint file or one of: {', '.join(RESTORERS)}")
             return path
-        return get_manager().ensure(RESTORERS[self.params.get("version", "1.4")])
+        return (weights or get_manager()).ensure(RESTORERS[self.params.get("version", "1.4")])
 
-    def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
-        self._device, self._dtype = device, dtype
+    def prepare(self, ctx: PrepareContext) -> None:
+        self._device, self._dtype = ctx.device, ctx.dtype
+        self._weights = ctx.weights
         if self._restorer is None:
             # Weights first: a missing checkpoint must stop the run before any other work.
-            self._restorer = FaceRestorer(load_restorer(self.restorer_weights()))
-        self._restorer.to(device)
+            self._restorer = FaceRestorer(load_restorer(self.restorer_weights(ctx.weights)))
+        self._restorer.to(ctx.device)
         if not self.params.get("aligned"):
-            self._detector = self._make_detector(device)
-            self._parser = self._make_parser(device)
+            self._detector = self._make_detector(ctx.device)
+            self._parser = self._make_parser(ctx.device)
         if self.params.get("upscale", 1.0) != 1.0 and not self.params.get("aligned"):
             background = str(self.params.get("background") or "lanczos")
             # Each background stage chooses its own precision per image from what the user asked for
             # (RunContext.precision), not from the face network's: a lanczos background runs in fp32
-            # inside a bf16 run, and a 16-bit photo keeps fp32 under auto.
-            self._background = Remasterer([_with_scale(background, self.params["upscale"])], device=device)
+            # inside a bf16 run, and a 16-bit photo keeps fp32 under auto. ctx.pipeline() keeps the
+            # outer pipeline's host (its stages and weights), device, tiling and limits.
+            self._background = ctx.pipeline([_with_scale(background, self.params["upscale"], ctx.host)])
             self._background.prepare()
+
+    def _weights_manager(self) -> WeightsManager:
+        return self._weights if self._weights is not None else get_manager()
 
     def _make_detector(self, device: torch.device) -> FaceDetector:
         choice = self.params.get("detector", "auto")
-        manager = get_manager()
+        manager = self._weights_manager()
         if choice == "auto":
             # The better detector whenever its weights are already here; never a download mid-run.
             choice = next((c for c, w in RETINAFACE.items() if manager.path(w).is_file()), "haar")
@@ -118,7 +131,7 @@ class GFPGANStage(Stage):
 
     def _make_parser(self, device: torch.device) -> Any:
         choice = self.params.get("mask", "auto")
-        manager = get_manager()
+        manager = self._weights_manager()
         if choice == "feather" or (choice == "auto" and not manager.path(PARSING).is_file()):
             return None
         path = manager.ensure(PARSING)
@@ -221,14 +234,16 @@ class GFPGANStage(Stage):
         return restored
 
 
-def _with_scale(stage: str, scale: float) -> str:
-    """``stage`` asked to run at ``scale`` (``"realesrgan-x4plus"`` → ``"realesrgan-x4plus(scale=2.0)"``)."""
+def _with_scale(stage: str, scale: float, host: PluginHost) -> str:
+    """``stage`` asked to run at ``scale`` (``"realesrgan-x4plus"`` → ``"realesrgan-x4plus(scale=2.0)"``).
+
+    ``host`` is the pipeline's plugin host, which knows the stage's spec.
+    """
     from remaster.pipeline import format_stage, parse_stage, resolve_spec
-    from remaster.plugins import get_host
 
     # A model file's path may hold spaces or parentheses: it is a name as it stands, not a stage string.
     name, given = (stage, {}) if Path(stage).expanduser().is_file() else parse_stage(stage)
-    spec = resolve_spec(name, get_host())
+    spec = resolve_spec(name, host)
     if spec.info.scale_param is None:
         raise UsageError(f"the background upscaler {name!r} has a fixed scale and cannot be set to x{scale:g}",
                          path="gfpgan", hint="pick an upscaler with a scale parameter (see 'remaster stages')")

@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from remaster import RunContext, Stage, StageError
-from remaster.weights import get_manager, load_network
+from remaster import PrepareContext, RunContext, Stage, StageError
+from remaster.weights import WeightsManager, get_manager, load_network
 
 
 def load_descriptor(path: Path, *, expect_scale: int | None = None) -> Any:
@@ -50,21 +50,29 @@ class SpandrelUpscaler(Stage):
         self._native_scale = native_scale
         self._descriptor: Any = descriptor
         self._progress: ConvolutionProgress | None = None
+        self._weights_manager: WeightsManager | None = None
 
-    def weights_path(self) -> Path:
-        """The file this stage will load: the first cached choice, else the last producible one."""
-        manager = get_manager()
+    def weights_path(self, weights: WeightsManager | None = None) -> Path:
+        """The file this stage will load: the first cached choice, else the last producible one.
+
+        Args:
+            weights: The manager to ask; default the one :meth:`prepare` was given,
+                else the process-wide one (for callers that ask before any pipeline
+                runs the stage, e.g. fine-tuning's look-up of a stage's weights).
+        """
+        manager = weights or self._weights_manager or get_manager()
         for name in self._weights:
             if manager.path(name).is_file():
                 return manager.ensure(name)
         return manager.ensure(self._weights[-1])
 
-    def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
+    def prepare(self, ctx: PrepareContext) -> None:
+        self._weights_manager = ctx.weights
         if self._descriptor is None:
-            self._descriptor = load_descriptor(self.weights_path(), expect_scale=self._native_scale)
+            self._descriptor = load_descriptor(self.weights_path(ctx.weights), expect_scale=self._native_scale)
         # Weights stay float32: the pipeline runs us under autocast for bf16/fp16, which keeps
         # accumulations and the output in a safe precision. channels_last is faster on CPU and CUDA.
-        self._descriptor.model.to(device=device, memory_format=torch.channels_last)
+        self._descriptor.model.to(device=ctx.device, memory_format=torch.channels_last)
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
