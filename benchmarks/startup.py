@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -37,6 +38,18 @@ def run_once(python: str, args: list[str]) -> tuple[float, bool]:
     if done.returncode != 0:
         raise SystemExit(f"{python} {' '.join(args)} failed: {done.stderr}")
     return seconds, done.stdout.strip().splitlines()[-1] == "True"
+
+
+def cpu() -> str:
+    """The CPU's model name and the flags that decide remaster's precision choice."""
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+        if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+            model = line.partition(":")[2].strip()
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+    wanted = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{model} ({len(os.sched_getaffinity(0))} cores; flags: {' '.join(wanted) or 'none of avx2/avx512'}; no GPU used)"
 
 
 def load() -> str:
@@ -64,7 +77,7 @@ def main() -> int:
     lines = [BEGIN, "## CLI start-up", "",
              f"`{' '.join(['python', 'benchmarks/startup.py', *sys.argv[1:]])}`, "
              f"{datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()}, "
-             f"{platform.processor() or platform.machine()}, Python {platform.python_version()}; load average "
+             f"{cpu()}, Python {platform.python_version()}; load average "
              f"{load_start} at the start, {load()} at the end. Median wall time of {args.repeats} runs of "
              "`python -c 'from remaster.cli import main; main([...])'`, the interpreter's own start included; "
              "runs of the checkouts alternate.", "",
