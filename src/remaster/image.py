@@ -26,7 +26,11 @@ from PIL import Image as PILImage
 
 from .io import conversion, encoding
 
-__all__ = ["Image", "Meta"]
+__all__ = ["Image", "Meta", "LUMA_BT601"]
+
+#: ITU-R BT.601 luma weights for R, G, B: what Pillow uses for RGB -> L and OpenCV for BGR2GRAY (and so BasicSR),
+#: so that gray round trips match them.
+LUMA_BT601: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 
 @dataclass

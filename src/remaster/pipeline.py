@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from . import devices, io, tiling
 from .resample import resize
 from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
-from .image import Image
+from .image import LUMA_BT601, Image
 from .plugins import PluginHost, get_host
 from .stage import (PrepareContext, RunContext, Stage, StageInfo, StageSpec, Tiling, prepare_stage, scaled_size,
                     tile_overlap_of)
@@ -46,8 +46,6 @@ DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000
 # (e.g. 0-255 data), which clamping would turn silently into a white or black image.
 _PLAUSIBLE_LOW, _PLAUSIBLE_HIGH = -1.0, 2.0
 
-# BT.601 luma weights, the ones Pillow uses for RGB -> L, so gray round trips match.
-_LUMA = (0.299, 0.587, 0.114)
 
 
 
@@ -619,5 +617,5 @@ def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _to_gray(pixels: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_LUMA, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA_BT601, dtype=pixels.dtype, device=pixels.device).view(1, 3, 1, 1)
     return (pixels * weights).sum(dim=1, keepdim=True)

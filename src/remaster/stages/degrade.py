@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..image import LUMA_BT601
 from ..stage import RunContext, Stage, scaled_size
 from .interpolate import resize
 
@@ -34,9 +35,6 @@ NOISE_KINDS: tuple[str, ...] = ("gaussian", "poisson")
 #: Values ``Downsample(method=...)`` accepts.
 DOWNSAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 
-# Luma weights of cv2.COLOR_BGR2GRAY (ITU-R BT.601), which BasicSR uses for
-# gray noise; ordered for RGB pixels.
-_LUMA_RGB = (0.299, 0.587, 0.114)
 
 # Photon count per unit intensity for Poisson noise. BasicSR uses
 # 2 ** ceil(log2(number of distinct 8-bit values)), which is 256 for any
@@ -124,7 +122,8 @@ class Noise(Stage):
     def _poisson(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         """BasicSR's ``generate_poisson_noise`` for one ``(C, H, W)`` image."""
         if self.gray and image.shape[0] == 3:
-            image = np.tensordot(np.asarray(_LUMA_RGB, dtype=np.float32), image, axes=1)[None]
+            # BasicSR's gray noise uses cv2's BGR2GRAY, whose weights these are (ordered for RGB).
+            image = np.tensordot(np.asarray(LUMA_BT601, dtype=np.float32), image, axes=1)[None]
         elif self.gray:
             image = image[:1]
         # Photons are counted on the 8-bit image, as BasicSR rounds first.

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from ..image import LUMA_BT601
 from ..stage import RunContext, Stage, scaled_size
 from .degrade import jpeg_roundtrip, reflect_index
 
@@ -48,7 +49,6 @@ KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau
 _RESIZE_MODES = ("area", "bilinear", "bicubic")
 _KERNEL_SIZE = 21  # every kernel is padded to this size so a batch shares one convolution
 _KERNEL_SIZES = tuple(range(7, 22, 2))  # Real-ESRGAN's kernel_range: 7, 9, ..., 21
-_LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -241,7 +241,7 @@ def _filter(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 def _gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] != 3:
         return x[:, :1]
-    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA_BT601, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * weights).sum(dim=1, keepdim=True)
 
 
