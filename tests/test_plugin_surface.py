@@ -78,3 +78,10 @@ def test_a_plugin_written_for_api_1_still_loads(fault_host):
     """tests/fault_plugin imports from `remaster` and names precisions as torch dtypes, as API 1 plugins did."""
     assert fault_host.stages.get("fault.nan-low-precision").info.dtypes == ("fp32", "bf16")
     assert "sepia" in fault_host.stages  # and the example plugin, which imports only remaster.plugin
+
+
+def test_submodules_are_attributes_of_the_lazy_package():
+    """`import remaster; remaster.io.load(...)` worked when the package imported everything eagerly."""
+    code = ("import remaster\nassert callable(remaster.io.load) and callable(remaster.weights.get_manager)\n"
+            "assert remaster.devices.choose_precision and remaster.metrics.psnr")
+    assert "torch" in loaded_after(code)  # (they need torch; the point is that they are reachable)

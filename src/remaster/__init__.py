@@ -56,7 +56,17 @@ _LAZY = {
 }
 
 
+#: Submodules reachable as attributes (``remaster.io.load``), as they were when this package imported them eagerly.
+_SUBMODULES = frozenset({
+    "batch", "cli", "client", "devices", "errors", "evaluation", "hookspecs", "image", "io", "metrics", "pipeline",
+    "plugin", "plugins", "registry", "resample", "server", "stage", "stages", "stagestring", "testing", "tiling",
+    "training", "weights",
+})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # the import system sets the attribute too
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -66,7 +76,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 __all__ = [
     "Remasterer",
