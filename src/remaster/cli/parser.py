@@ -1,0 +1,61 @@
+"""What several commands share in their arguments: the parser class, the common and run options, ``--tile``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors, as one line with exit code 2
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    """Options every command understands (accepted before or after the command name)."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print nothing but errors")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print a machine-readable JSON summary on stdout")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output file (one input) or folder")
+    parser.add_argument("--tile", default="auto", metavar="N|auto",
+                        help="tile size in pixels, 'auto' (tile only when memory needs it) or 0 (never)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="compute precision; fp32 gives exact results (default: auto)")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="leave outputs that already exist as they are (run the same command again to resume)")
+    parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
+    parser.add_argument("--format", choices=["png", "jpg", "webp", "tif"],
+                        help="output format for folder runs (default: the input's, or PNG)")
+    parser.add_argument("--suffix", default="", metavar="TEXT",
+                        help="added to each output name in a folder: --suffix _x4 writes a.jpg as a_x4.jpg")
+    parser.add_argument("--name-template", metavar="TEMPLATE",
+                        help="name of each output in a folder, e.g. '{stem}_x4.{ext}'; fields: {stem} (input name "
+                             "without extension), {ext} (output format), {suffix} (--suffix)")
+    parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
+    parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
+    parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
+    _common(parser)
+
+
+def _parse_tile(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--tile must be 'auto' or a number of pixels, not {text!r}") from None
+    if value < 0:
+        raise UsageError("--tile must not be negative")
+    return value

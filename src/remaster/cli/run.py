@@ -1,0 +1,173 @@
+"""``upscale``, ``run`` and ``degrade``: the stages each asks for, run over the planned folder with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..batch import (FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, json_value, plan_outputs, summarize,
+                    write_report)
+from ..errors import RemasterError, UsageError
+from .console import _warn_plugin_errors
+from .parser import _parse_tile
+
+
+def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
+    from ..pipeline import default_upscaler, format_stage, resolve_spec
+    from ..plugins import get_host
+
+    name = args.model or default_upscaler(get_host())
+    spec = resolve_spec(name, get_host())
+    if args.scale is not None and args.scale <= 0:
+        raise UsageError(f"--scale must be positive, not {args.scale}")
+    # A plugin's options may turn the upscale into another pipeline (remaster-gfpgan's --face).
+    pipeline = get_host().upscale_pipeline(args, name, args.scale or spec.info.scale)
+    if pipeline is not None:
+        return pipeline
+    if args.scale is None:
+        return [name]
+    if spec.info.scale_param is not None:
+        return [format_stage(name, {spec.info.scale_param: args.scale})]
+    native = spec.info.scale
+    if abs(args.scale - native) < 1e-9:
+        return [name]
+    # A fixed-scale model runs at its native factor; a good filter covers the rest.
+    return [name, f"lanczos(scale={args.scale / native!r})"]
+
+
+def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
+    # Real-ESRGAN's first-order order: blur, resize, noise, then JPEG last as a camera/codec would.
+    stages = []
+    if args.blur:
+        stages.append(f"degrade.blur(sigma={args.blur!r})")
+    if args.downsample:
+        stages.append(f"degrade.downsample(scale={args.downsample!r})")
+    if args.noise:
+        stages.append(f"degrade.noise(sigma={args.noise!r}, seed={args.seed})")
+    if args.jpeg:
+        stages.append(f"degrade.jpeg(quality={args.jpeg})")
+    if not stages:
+        raise UsageError("nothing to do", hint="give at least one of --blur, --downsample, --noise, --jpeg")
+    return stages
+
+
+def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> int:
+    from tqdm import tqdm
+
+    from ..devices import describe_device
+    from ..pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+
+    items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format, name_template=args.name_template,
+                         suffix=args.suffix, folder=args.output.endswith(FOLDER_SEPARATORS))
+    check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
+    if args.skip_existing:
+        for item in items:  # outputs are written atomically: one that is there is complete
+            item.skipped = item.target.is_file()
+        if all(item.skipped for item in items):  # a finished run, resumed: no model is read at all
+            if not args.quiet and not args.json:
+                for item in items:
+                    print(_skipped_line(item), file=sys.stderr)
+            return _finish(args, items, interrupted=False)
+    try:
+        remasterer = Remasterer(
+            make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
+            max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
+        )
+        _warn_plugin_errors(args)
+        planned = [choice.name for choice in remasterer.precisions(8)]
+        if not args.quiet and not args.json:
+            print(f"remaster: {remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
+                  file=sys.stderr)
+        remasterer.prepare()  # missing weights stop the run here, before any image is read
+    except KeyboardInterrupt:  # while models load: the report still says that nothing was done
+        if args.report:
+            write_report(Path(args.report), summarize(items, interrupted=True))
+        raise
+    bar = tqdm(total=len(items), unit="img", disable=args.quiet or None, leave=False, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
+    interrupted = False
+    try:
+        for index, item in enumerate(items):
+            if item.skipped:
+                bar.n = index + 1
+                if not args.quiet and not args.json:
+                    bar.write(_skipped_line(item), file=sys.stderr)
+                continue
+            bar.set_postfix_str(item.source.name, refresh=False)
+
+            def progress(fraction: float, _index: int = index) -> None:
+                bar.n = _index + fraction
+                bar.refresh()
+
+            started = time.perf_counter()
+            try:
+                _, result = remasterer.run_file(item.source, item.target, overwrite=args.overwrite,
+                                                quality=args.quality, progress=progress)
+                item.ok, item.extras = True, dict(result.meta.extras)
+            except RemasterError as exc:
+                if args.debug:
+                    traceback.print_exc()
+                # A stage's error names the stage; the line must also name the file it happened to.
+                item.error = str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}"
+            except Exception as exc:  # keep a folder run going past one bad file, whatever broke
+                if args.debug:
+                    traceback.print_exc()
+                item.error = f"{item.source}: {type(exc).__name__}: {exc}"
+            item.seconds = time.perf_counter() - started
+            if item.error:
+                bar.write(f"remaster: error: {item.error}", file=sys.stderr)
+            elif not args.quiet and not args.json:
+                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_plugin_notes(item.extras, bar)}"
+                          f"{_precision_note(item.extras, planned)})", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    return _finish(args, items, interrupted)
+
+
+def _skipped_line(item: BatchItem) -> str:
+    return f"{item.source} -> {item.target} (skipped: already exists)"
+
+
+def _finish(args: argparse.Namespace, items: list[BatchItem], interrupted: bool) -> int:
+    """Report the run (--report, --json or the closing line) and return its exit code."""
+    summary = summarize(items, interrupted)
+    if args.report:
+        write_report(Path(args.report), summary)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=json_value))
+    elif not args.quiet:
+        done = summary["ok"]
+        print(f"{done} of {len(items)} image(s) written to {args.output}" + (
+            f", {summary['skipped']} skipped (already there)" if summary["skipped"] else "") + (
+            f", {summary['failed']} failed" if summary["failed"] else ""), file=sys.stderr)
+    if interrupted:
+        print("remaster: interrupted", file=sys.stderr)
+        return 130
+    return 1 if summary["failed"] else 0
+
+
+def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
+    """The precisions that ran, for the per-image line, when they are not the ones the header announced."""
+    ran = [str(entry.get("precision")) for entry in extras.get("stages", [])]
+    if not ran or ran == planned:
+        return ""
+    return f", ran in {' | '.join(ran)}"
+
+
+def _plugin_notes(extras: dict[str, Any], bar: Any) -> str:
+    """What plugins say about what their stages reported (``remaster_item_note``), for the per-image log line."""
+    from ..plugins import get_host
+
+    host = get_host()
+    known = len(host.warnings)
+    notes = host.item_notes(extras)
+    for warning in host.warnings[known:]:  # a note that broke is said once, and the run goes on
+        bar.write(f"remaster: warning: plugin {warning}", file=sys.stderr)
+    return "".join(f", {note}" for note in notes)

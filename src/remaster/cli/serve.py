@@ -1,0 +1,53 @@
+"""``serve``: the local HTTP service the GIMP and Krita plug-ins talk to."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .parser import _common
+
+
+def _serve_parser(commands: Any) -> None:
+    """The ``serve`` command: the local HTTP service the GIMP and Krita plug-ins talk to."""
+    serve = commands.add_parser("serve", help="run the local HTTP service for the GIMP/Krita plug-ins "
+                                              "(docs/editors.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    serve.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels "
+                                                                    "(default: 64,000,000)")
+    serve.add_argument("--max-output-pixels", type=int, metavar="N", help="largest result allowed, in pixels")
+    serve.add_argument("--max-request-bytes", type=int, metavar="N", help="largest request body, in bytes")
+    serve.add_argument("--max-queue", type=int, metavar="N", help="jobs that may wait before new ones get 503")
+    serve.add_argument("--server-file", metavar="PATH",
+                       help="where to write the address and token (mode 0600; default: see docs/editors.md)")
+    _common(serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..server import ServerConfig, is_loopback, serve
+
+    config = ServerConfig(host=args.host, port=args.port, device=args.device)
+    for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):
+        value = getattr(args, option)
+        if value is not None:
+            if value <= 0:
+                raise UsageError(f"--{option.replace('_', '-')} must be positive, not {value}")
+            setattr(config, option, value)
+    if args.server_file:
+        config.server_file = Path(args.server_file).expanduser()
+    if not is_loopback(args.host):
+        print(f"remaster: warning: listening on {args.host}, which other machines may reach; "
+              "anyone with the token can run jobs", file=sys.stderr)
+
+    def announce(url: str) -> None:
+        print(f"READY {url}", flush=True)
+        if not args.quiet:
+            print(f"remaster: serving on {url}; token in {config.server_file} (mode 0600); Ctrl-C stops",
+                  file=sys.stderr, flush=True)
+
+    return serve(config, announce=announce)
