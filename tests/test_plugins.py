@@ -243,3 +243,58 @@ def test_installed_plugins_register_the_editor_presets():
     by_id = {preset.name: preset for preset in host.presets}
     assert by_id["upscale-x4"].pipeline == "realesrgan-x4plus" and by_id["upscale-x4"].plugin == "realesrgan"
     assert by_id["upscale-x2-faces"].faces_of == "upscale-x2" and by_id["upscale-x2-faces"].plugin == "gfpgan"
+
+
+def _file_stage(name: str, plugin: str = "") -> StageSpec:
+    return StageSpec(name=name, kind=StageKind.FILTER, factory="remaster.stages.builtin:Identity", plugin=plugin)
+
+
+class _Declines:
+    @hookimpl
+    def remaster_stage_from_file(self, path):
+        return None
+
+
+def test_model_file_stage_is_checked_and_credited_to_the_plugin_that_answered(tmp_path):
+    class Answers:
+        @hookimpl
+        def remaster_stage_from_file(self, path):
+            return _file_stage("from-file", plugin="someone-else")
+
+    model = tmp_path / "model.pth"
+    model.write_bytes(b"")
+    # Registered after Answers, so pluggy asks _Declines first: the credit must go to the one that answered.
+    host = PluginHost(load_entry_points=False, extra_plugins=(Answers(), _Declines())).ensure_loaded()
+    spec = host.stage_from_file(model)
+    assert (spec.name, spec.plugin) == ("from-file", "Answers")
+    assert "from-file" not in host.stages  # it belongs to the pipeline that named the file, not to the registry
+
+
+@pytest.mark.parametrize("spec, message", [
+    (_file_stage("Not A Name"), "name 'Not A Name' is invalid"),
+    (StageSpec(name="x", kind="filter", factory="a.b:C"), "not a StageKind"),
+    ("a string", "gave str instead of a StageSpec"),
+])
+def test_invalid_model_file_stage_is_a_plugin_error_naming_plugin_and_file(tmp_path, spec, message):
+    class Invalid:
+        @hookimpl
+        def remaster_stage_from_file(self, path):
+            return spec
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"")
+    host = PluginHost(load_entry_points=False, extra_plugins=(Invalid(),)).ensure_loaded()
+    with pytest.raises(PluginError, match=message) as caught:
+        host.stage_from_file(model)
+    text = str(caught.value)
+    assert text.startswith("Invalid: ") and str(model) in text and "\n" not in text
+
+
+def test_model_file_no_plugin_recognises_is_a_stage_error(tmp_path):
+    from remaster import StageError
+
+    model = tmp_path / "unknown.pth"
+    model.write_bytes(b"")
+    host = PluginHost(load_entry_points=False, extra_plugins=(_Declines(),)).ensure_loaded()
+    with pytest.raises(StageError, match="unknown.pth: no installed plugin can run this model file"):
+        host.stage_from_file(model)

@@ -37,6 +37,7 @@ from remaster.weights import (
     cache_dir,
     expect_network,
     load_state_dict,
+    load_state_dict_layout,
     save_state_dict,
     sha256_file,
 )
@@ -391,7 +392,8 @@ class _Touch:
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch.save", "pickle"])
-def test_unsafe_pickle_is_refused_without_running_it(tmp_path, writer):
+@pytest.mark.parametrize("load", [load_state_dict, load_state_dict_layout])
+def test_unsafe_pickle_is_refused_without_running_it(tmp_path, writer, load):
     control = tmp_path / "control-marker"
     pickle.loads(pickle.dumps(_Touch(control)))
     assert control.exists()  # the payload is live: unpickling it for real does run code
@@ -403,10 +405,23 @@ def test_unsafe_pickle_is_refused_without_running_it(tmp_path, writer):
     else:
         evil.write_bytes(pickle.dumps(content, protocol=4))
     with pytest.raises(UnsafeWeightsError) as info:
-        load_state_dict(evil)
+        load(evil)  # the layout (a memory-mapped torch.save zip) goes through the same restricted unpickler
     message = str(info.value)
     assert str(evil) in message and "would run code" in message and ".safetensors" in message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["net.safetensors", "net.pth", "legacy.pth"])
+def test_layout_has_the_names_shapes_and_dtypes_and_no_data(tmp_path, name):
+    state = {"conv.weight": torch.ones(4, 3, 3, 3), "conv.bias": torch.zeros(4, dtype=torch.float16)}
+    path = tmp_path / name
+    if name.endswith(".safetensors"):
+        save_state_dict(state, path)
+    else:
+        torch.save({"params_ema": state}, path, _use_new_zipfile_serialization=name != "legacy.pth")
+    layout = load_state_dict_layout(path)
+    assert {k: (tuple(v.shape), v.dtype, v.device.type) for k, v in layout.items()} == {
+        "conv.weight": ((4, 3, 3, 3), torch.float32, "meta"), "conv.bias": ((4,), torch.float16, "meta")}
 
 
 def test_params_ema_is_preferred_and_containers_are_unwrapped(tmp_path):

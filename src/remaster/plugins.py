@@ -195,18 +195,40 @@ class PluginHost:
     def stage_from_file(self, path: Path) -> StageSpec:
         """The spec of a stage that runs the model file ``path``, from the first plugin that can.
 
+        The implementations are asked one by one, in pluggy's call order, so the answer is known to come from
+        one plugin: the spec passes the stage registry's checks (:meth:`StageRegistry.check`) and is credited
+        to that plugin, whatever its ``plugin`` field said. It is not added to the registry: it belongs to
+        the pipeline that named the file.
+
         Raises:
             InputError: the file does not exist.
             StageError: no installed plugin can run it.
+            PluginError: the plugin that answered gave an invalid spec, or raised something other than a
+                :class:`RemasterError` (which passes through: an unsafe or damaged file, say).
         """
         if not path.is_file():
             raise InputError("no such model file", path=path,
                              hint="give the path of a .pth or .safetensors file, or a stage name from 'remaster stages'")
-        spec = self.manager.hook.remaster_stage_from_file(path=path)
-        if spec is None:
-            raise StageError("no installed plugin can run this model file", path=path,
-                             hint="remaster-realesrgan runs ESRGAN-family upscalers; see 'remaster plugins'")
-        return spec
+        # pluggy calls the last registered first (tryfirst/trylast aside); get_hookimpls() lists them the other way.
+        for impl in reversed(self.manager.hook.remaster_stage_from_file.get_hookimpls()):
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                continue  # wrappers wrap a call; they answer nothing themselves
+            try:
+                spec = impl.function(*(path if arg == "path" else None for arg in impl.argnames))
+            except RemasterError:
+                raise
+            except Exception as exc:  # a broken plugin gets named, not a traceback
+                raise PluginError(f"raised {type(exc).__name__} on model file {path}: {exc}", path=impl.plugin_name,
+                                  hint="report it to the plugin's authors; 'remaster plugins' lists it") from exc
+            if spec is None:
+                continue
+            try:
+                return self.stages.check(spec, impl.plugin_name)
+            except PluginError as exc:
+                raise PluginError(f"gave an invalid stage for model file {path}: {exc.message}",
+                                  path=impl.plugin_name, hint=exc.hint) from None
+        raise StageError("no installed plugin can run this model file", path=path,
+                         hint="remaster-realesrgan runs ESRGAN-family upscalers; see 'remaster plugins'")
 
     def add_options(self, command: str, parser: argparse.ArgumentParser) -> None:
         """Let each plugin add options to the CLI command ``command`` (``remaster_add_options``).

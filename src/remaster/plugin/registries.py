@@ -57,21 +57,38 @@ class SpecRegistry(Generic[S]):
         """
         batch: dict[str, S] = {}
         for spec in specs:
-            if not isinstance(spec, self.spec_type):
-                raise PluginError(f"registered {type(spec).__name__!s} instead of a {self.spec_type.__name__}",
-                                  path=plugin)
-            name = getattr(spec, "name", None)
-            if not isinstance(name, str) or not NAME_PATTERN.match(name):
-                raise PluginError(f"{self.what} name {name!r} is invalid", path=plugin,
-                                  hint="use lower-case letters, digits, '.', '-' and '_'")
-            self._check(spec, plugin)
+            checked = self.check(spec, plugin, verb="registered")
+            name = getattr(checked, "name")
             if name in self._specs or name in batch:
                 owner = getattr(self._specs[name], "plugin") if name in self._specs else plugin
                 raise PluginError(f"{self.what} {name!r} is already registered by plugin {owner!r}", path=plugin,
                                   hint=f"rename the {self.what} or uninstall one of the plugins")
-            batch[name] = self._attributed(spec, plugin)
+            batch[name] = checked
         self._check_batch(batch, plugin)
         return batch
+
+    def check(self, spec: Any, plugin: str, *, verb: str = "gave") -> S:
+        """Validate one spec as :meth:`prepare` does, without adding it or comparing names with the registered ones.
+
+        For specs that live outside the registry (a stage built from a model file belongs to one pipeline).
+
+        Args:
+            verb: What the plugin did with ``spec``, for the message when it is no spec at all.
+
+        Returns:
+            ``spec`` credited to ``plugin`` (its own ``plugin`` field is overwritten).
+
+        Raises:
+            PluginError: the spec is invalid.
+        """
+        if not isinstance(spec, self.spec_type):
+            raise PluginError(f"{verb} {type(spec).__name__!s} instead of a {self.spec_type.__name__}", path=plugin)
+        name = getattr(spec, "name", None)
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise PluginError(f"{self.what} name {name!r} is invalid", path=plugin,
+                              hint="use lower-case letters, digits, '.', '-' and '_'")
+        self._check(spec, plugin)
+        return self._attributed(spec, plugin)
 
     def commit(self, batch: dict[str, S]) -> None:
         """Add specs that :meth:`prepare` validated."""

@@ -22,7 +22,8 @@ The package, one concern a module; every public name is re-exported here:
 - ``cache.py``: :class:`WeightsManager` (ensure, fetch, import, verify, pins,
   quarantine), :func:`get_manager`, :func:`cache_dir`, :func:`sha256_file`;
 - ``download.py``: the resumable HTTP download into a locked ``.part`` file;
-- ``serialize.py``: :func:`load_state_dict` and :func:`save_state_dict`;
+- ``serialize.py``: :func:`load_state_dict`, :func:`load_state_dict_layout` (names and shapes only) and
+  :func:`save_state_dict`;
 - ``networks.py``: :func:`load_network` and :func:`expect_network` (spandrel).
 
 This package is imported by the plugin host at start-up, so none of its
@@ -35,7 +36,7 @@ from __future__ import annotations
 from .cache import CACHE_ENV, QUARANTINE_DIR, WeightsManager, WeightsStatus, cache_dir, get_manager, sha256_file
 from .download import ProgressCallback
 from .networks import expect_network, load_network
-from .serialize import load_state_dict, save_state_dict
+from .serialize import load_state_dict, load_state_dict_layout, save_state_dict
 from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "get_manager",
     "sha256_file",
     "load_state_dict",
+    "load_state_dict_layout",
     "load_network",
     "expect_network",
     "save_state_dict",

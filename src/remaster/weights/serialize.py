@@ -19,7 +19,7 @@ from ..errors import UnsafeWeightsError, WeightsError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["load_state_dict", "save_state_dict"]
+__all__ = ["load_state_dict", "load_state_dict_layout", "save_state_dict"]
 
 _PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 # Keys under which training frameworks nest the state dict, in order of preference:
@@ -62,12 +62,60 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return _as_state_dict(_unwrap(state), file)
 
 
-def _load_pickle_safely(file: Path) -> Any:
+def load_state_dict_layout(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict's names, shapes and dtypes, as tensors on torch's ``meta`` device; no tensor data is read
+    where the format allows it.
+
+    For deciding what a file holds before building a network from it (e.g. with
+    spandrel's per-architecture ``detect``). ``.safetensors``: the header only.
+    Zip-format pickles (``torch.save`` since torch 1.6): the same ``weights_only``
+    unpickler as :func:`load_state_dict`, with the tensor data memory-mapped and
+    never touched. Older pickles are read whole (the format interleaves data and
+    structure).
+
+    Raises:
+        UnsafeWeightsError, WeightsError: as :func:`load_state_dict`.
+    """
+    import torch
+
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if not file.is_file():
+        raise WeightsError("no such weights file", path=file)
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                slices = {name: handle.get_slice(name) for name in handle.keys()}
+                return {name: torch.empty(part.get_shape(), device="meta",
+                                          dtype=getattr(torch, _SAFETENSORS_DTYPES.get(part.get_dtype(), "float32")))
+                        for name, part in slices.items()}
+        except Exception as exc:  # SafetensorError, OSError, ...: as load_state_dict
+            raise WeightsError(f"cannot read the safetensors file: {exc}", path=file,
+                               hint="the file is damaged; get it again") from None
+    if suffix not in _PICKLE_SUFFIXES:
+        raise WeightsError(f"unknown weights file type {file.suffix!r}", path=file,
+                           hint="give a .safetensors, .pth, .pt, .ckpt or .bin file")
+    import zipfile
+
+    state = _as_state_dict(_unwrap(_load_pickle_safely(file, mmap=zipfile.is_zipfile(file))), file)
+    return {name: torch.empty(tensor.shape, dtype=tensor.dtype, device="meta") for name, tensor in state.items()}
+
+
+#: safetensors' dtype names -> torch's; an unknown one only matters for its element size, which layout users ignore.
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+}
+
+
+def _load_pickle_safely(file: Path, *, mmap: bool = False) -> Any:
     import torch
 
     try:
         # weights_only=True is torch's restricted unpickler: tensors and plain containers, no imports.
-        return torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         reason = _weights_only_reason(str(exc))
         if any(marker in reason for marker in _CORRUPT_PICKLE):

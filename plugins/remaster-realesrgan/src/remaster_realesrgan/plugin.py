@@ -54,12 +54,18 @@ _TILING = {"SUPPORTED": Tiling.SUPPORTED, "DISCOURAGED": Tiling.DISCOURAGED, "IN
 
 @hookimpl
 def remaster_stage_from_file(path: Path) -> StageSpec | None:
-    """Run any single-image upscaler/restorer spandrel recognises (ESRGAN, Real-ESRGAN, compact, ...)."""
+    """Run any single-image upscaler/restorer spandrel recognises (ESRGAN, Real-ESRGAN, compact, ...).
+
+    Only the file's layout is read here (:mod:`.detect`); the network is built when a pipeline prepares the stage.
+    """
     if not path.name.lower().endswith(MODEL_FILE_SUFFIXES):
         return None
-    from .stage import load_descriptor
+    from .detect import detect_network
 
-    descriptor = load_descriptor(path)
+    detected = detect_network(path)
+    if detected is None:
+        return None
+    descriptor, built = detected
     if descriptor.purpose == "FaceSR" or descriptor.input_channels != descriptor.output_channels:
         return None  # face restorers and colourisers belong to other plugins
     size = descriptor.size_requirements
@@ -72,11 +78,13 @@ def remaster_stage_from_file(path: Path) -> StageSpec | None:
         alpha="process", dtypes=dtypes,
     )
     name = re.sub(r"[^a-z0-9_.\-]+", "-", path.stem.lower()).strip("-.") or "model"
+    # A descriptor built on the meta device has no weights: the stage builds the network from the file.
+    source = {"descriptor": descriptor} if built else {"path": path}
     return StageSpec(
         name=name, kind=StageKind.UPSCALER if descriptor.scale > 1 else StageKind.FILTER,
-        factory=Ref(_STAGE, descriptor=descriptor, native_scale=descriptor.scale),
+        factory=Ref(_STAGE, native_scale=descriptor.scale, **source),
         summary=f"{descriptor.architecture.name} x{descriptor.scale} from {path}",
-        params=upscaler_params(descriptor.scale), info=info, plugin="realesrgan",
+        params=upscaler_params(descriptor.scale), info=info,
     )
 
 

@@ -37,29 +37,34 @@ class SpandrelUpscaler(Stage):
 
     Args:
         weights: Weights names in order of preference (see ``catalogue.KnownModel``).
-        descriptor: An already loaded spandrel model (for ``--model PATH``).
+        path: A model file to build the network from (for ``--model PATH``).
+        descriptor: An already loaded spandrel model (for a ``--model PATH`` whose layout alone said too little).
         native_scale: The network's factor, checked against what the file holds.
         scale: Requested output factor (used by the pipeline).
         alpha: How alpha passes (used by the pipeline).
     """
 
-    def __init__(self, *, weights: tuple[str, ...] = (), descriptor: Any = None, native_scale: int | None = None,
-                 **params: Any):
+    def __init__(self, *, weights: tuple[str, ...] = (), path: Path | None = None, descriptor: Any = None,
+                 native_scale: int | None = None, **params: Any):
         super().__init__(**params)
         self._weights = weights
+        self._path = path
         self._native_scale = native_scale
         self._descriptor: Any = descriptor
         self._progress: ConvolutionProgress | None = None
         self._weights_manager: WeightsManager | None = None
 
     def weights_path(self, weights: WeightsManager | None = None) -> Path:
-        """The file this stage will load: the first cached choice, else the last producible one.
+        """The file this stage will load: the model file it was given, else the first cached choice, else the last
+        producible one.
 
         Args:
             weights: The manager to ask; default the one :meth:`prepare` was given,
                 else the process-wide one (for callers that ask before any pipeline
                 runs the stage, e.g. fine-tuning's look-up of a stage's weights).
         """
+        if self._path is not None:
+            return self._path
         manager = weights or self._weights_manager or get_manager()
         for name in self._weights:
             if manager.path(name).is_file():
