@@ -33,6 +33,8 @@ from .errors import (
     WrongWeightsError,
 )
 from .plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
+from .plugin.host import Host as _Host
+from .plugin.host import set_default_host_provider as _set_default_host_provider
 
 if TYPE_CHECKING:
     from .image import Image, Meta
@@ -43,6 +45,17 @@ try:
     __version__ = version("remaster")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
+
+
+def _process_host() -> _Host:
+    # The composition root wires the default host (see remaster.plugin.host): metrics and weights, below the
+    # host, ask the provider slot, and the import of the host happens here, on the first by-name look-up.
+    from .plugins import get_host
+
+    return get_host()
+
+
+_set_default_host_provider(_process_host)
 
 #: Names that need torch, and the module each comes from; imported when first asked for.
 _LAZY = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -30,6 +30,8 @@ from .errors import StageContractError
 from .plugin.specs import AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling
 
 if TYPE_CHECKING:  # types only, and only from layers below this one (the pipeline, above, is never imported)
+    from pathlib import Path
+
     from .image import Image
     from .plugins import PluginHost
     from .weights import WeightsManager
@@ -45,6 +47,7 @@ __all__ = [
     "RunContext",
     "PrepareContext",
     "SubPipeline",
+    "NetworkStage",
     "prepare_stage",
     "scaled_size",
     "tile_overlap_of",
@@ -191,6 +194,25 @@ class Stage:
         The input tensor must not be modified in place.
         """
         raise NotImplementedError
+
+
+@runtime_checkable
+class NetworkStage(Protocol):
+    """A stage that runs one network read from a weights file, and says which file.
+
+    Fine-tuning (``remaster finetune --model STAGE``) starts from that file: a
+    stage that implements this protocol can be fine-tuned by name. It is asked
+    on a stage built but not prepared, so it must not need :meth:`Stage.prepare`
+    to have run. The Real-ESRGAN plugin's upscaler implements it.
+    """
+
+    def network_file(self, weights: WeightsManager) -> Path:
+        """The verified local weights file the stage loads, obtained through ``weights`` (``ctx.weights``).
+
+        Raises:
+            WeightsNotFoundError, ChecksumError, WeightsError: as :meth:`WeightsManager.ensure`.
+        """
+        ...
 
 
 def prepare_stage(stage: Any, ctx: PrepareContext) -> None:

@@ -281,3 +281,38 @@ def test_cli_finetune_then_upscale_with_the_result(compact_file, photos, tmp_pat
     assert main(["finetune", "--model", str(compact_file), "--data", str(tmp_path / "nowhere"), "-o",
                  str(tmp_path / "r2"), "--losses", "l1=1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+class _ManagerUsed(Exception):
+    """Raised by the fake manager below: proof that training asked the run's manager, not the process-wide one."""
+
+
+class _FakeManager:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def ensure(self, name: str) -> Path:
+        raise _ManagerUsed(name)
+
+
+def test_a_stage_name_is_fine_tuned_from_the_file_the_runs_manager_gives(tmp_path):
+    with pytest.raises(_ManagerUsed, match="animevideov3"):
+        load_generator("realesr-animevideov3", weights_manager=_FakeManager(tmp_path))
+
+
+def test_a_stage_that_is_no_network_cannot_be_fine_tuned(tmp_path):
+    with pytest.raises(UsageError, match="not a network with weights"):
+        load_generator("bicubic", weights_manager=_FakeManager(tmp_path))
+
+
+def test_the_perceptual_loss_reads_vgg19_from_the_runs_manager(tmp_path):
+    from remaster.training.losses import check_perceptual_weights, perceptual_loss
+
+    x = torch.zeros(1, 3, 8, 8)
+    with pytest.raises(_ManagerUsed, match="torchvision-vgg19"):
+        perceptual_loss(x, x, weights_manager=_FakeManager(tmp_path))
+    with pytest.raises(_ManagerUsed, match="torchvision-vgg19"):
+        check_perceptual_weights(_FakeManager(tmp_path))

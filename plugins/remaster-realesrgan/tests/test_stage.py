@@ -286,3 +286,30 @@ def test_convolution_progress_is_a_share_of_multiply_adds():
     assert progress.cumulative[-1] == pytest.approx(1.0) and (steps > 0).all()
     # the convolutions after the x4 upsampling run on 16x the pixels: they weigh most
     assert steps[-1] > steps[0]
+
+
+class _Manager:
+    """Just enough of a WeightsManager: files in a folder, ``ensure`` records what was asked for."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.asked = folder, []
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def ensure(self, name: str) -> Path:
+        self.asked.append(name)
+        return self.path(name)
+
+
+def test_upscaler_is_a_network_stage_that_names_its_file_through_the_given_manager(tmp_path):
+    from remaster.stage import NetworkStage
+    from remaster_realesrgan.stage import SpandrelUpscaler
+
+    stage = SpandrelUpscaler(weights=("first", "second"))
+    assert isinstance(stage, NetworkStage)
+    manager = _Manager(tmp_path)
+    assert stage.network_file(manager) == tmp_path / "second"  # none cached: the last (producible) choice
+    (tmp_path / "first").write_bytes(b"")
+    assert stage.network_file(manager) == tmp_path / "first"  # the first cached choice
+    assert manager.asked == ["second", "first"]

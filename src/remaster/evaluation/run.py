@@ -20,6 +20,7 @@ from ..image import Image, Meta
 from ..metrics import MetricError
 from ..pipeline import Remasterer
 from ..plugins import PluginHost, get_host
+from ..weights import get_manager
 from .choices import MetricChoice, candidate_pipeline, check_metric_weights, parse_metrics
 from .defaults import COMPARE_METRICS, DEFAULT_DEGRADE, DEFAULT_METRICS
 from .machine import _setup
@@ -160,6 +161,7 @@ def evaluate(
         runners[label] = runner
 
     check_metric_weights(choices, host=host)  # fails now, not after an hour of upscaling
+    manager = get_manager(host)  # the metrics' weights come from this run's host, not the process-wide one
 
     items = _inputs(hr)
     infos: list[ImageInfo] = []
@@ -207,7 +209,7 @@ def evaluate(
 
         def measure(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, where: str) -> float:
             try:
-                return _score(choice, out, ref, crop_border=crop_border, y_channel=y_channel)
+                return _score(choice, out, ref, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
             except MetricError as exc:  # e.g. NIQE on an image too small for two 96x96 blocks
                 warnings.add(choice.label, where, exc)
                 return math.nan
@@ -276,6 +278,7 @@ def compare_images(a: Any, b: Any, *, metrics: str | Sequence[str] = COMPARE_MET
         raise UsageError(f"crop_border must be a non-negative integer, not {crop_border!r}")
     choices = parse_metrics(metrics, host=host)
     check_metric_weights(choices, host=host)
+    manager = get_manager(host)  # the metrics' weights come from this run's host, not the process-wide one
     first, second = io.load(a), io.load(b)
     if first.meta.bit_depth == second.meta.bit_depth:
         x, y = _as_array(first, first), _as_array(second, second)
@@ -289,8 +292,10 @@ def compare_images(a: Any, b: Any, *, metrics: str | Sequence[str] = COMPARE_MET
     results: dict[str, Any] = {}
     for choice in choices:
         if choice.spec.needs_reference:
-            results[choice.label] = _score(choice, x, y, crop_border=crop_border, y_channel=y_channel)
+            results[choice.label] = _score(choice, x, y, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
         else:
-            results[choice.label] = {"a": _score(choice, x, None, crop_border=crop_border, y_channel=y_channel),
-                                     "b": _score(choice, y, None, crop_border=crop_border, y_channel=y_channel)}
+            results[choice.label] = {"a": _score(choice, x, None, crop_border=crop_border, y_channel=y_channel,
+                                                  weights_manager=manager),
+                                     "b": _score(choice, y, None, crop_border=crop_border, y_channel=y_channel,
+                                                  weights_manager=manager)}
     return results

@@ -4,10 +4,16 @@ measured, collected as the report's warnings.
 
 from __future__ import annotations
 
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
 import numpy as np
 import torch
 
 from .choices import MetricChoice
+
+if TYPE_CHECKING:
+    from ..weights import WeightsManager
 
 
 def _data_range(array: np.ndarray) -> float:
@@ -18,9 +24,22 @@ def _crop(array: np.ndarray, border: int) -> np.ndarray:
     return array[border:array.shape[0] - border, border:array.shape[1] - border] if border else array
 
 
+def _takes_weights_manager(func: Callable[..., Any]) -> bool:
+    """Whether a metric function has a keyword parameter ``weights_manager`` (for the run's weights manager)."""
+    try:
+        parameter = inspect.signature(func).parameters.get("weights_manager")
+    except (TypeError, ValueError):  # a builtin or C function without a signature
+        return False
+    return parameter is not None and parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _score(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, *, crop_border: int,
-           y_channel: bool) -> float:
-    """One metric on numpy images (``ref=None`` for no-reference metrics); crop first, luma if asked."""
+           y_channel: bool, weights_manager: WeightsManager | None = None) -> float:
+    """One metric on numpy images (``ref=None`` for no-reference metrics); crop first, luma if asked.
+
+    A metric function with a keyword parameter ``weights_manager`` gets ``weights_manager``, the run's
+    manager (over the evaluation's host), rather than looking up the process-wide one.
+    """
     options = dict(choice.options)
     a = _crop(out, crop_border)
     b = None if ref is None else _crop(ref, crop_border)
@@ -30,6 +49,8 @@ def _score(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, *, cro
             a = np.repeat(a[..., None], 3, axis=2)
             b = None if b is None else np.repeat(b[..., None], 3, axis=2)
     func = choice.spec.load()
+    if weights_manager is not None and _takes_weights_manager(func):
+        options["weights_manager"] = weights_manager
     if b is None:
         value = func(a, data_range=_data_range(out), **options)
     else:

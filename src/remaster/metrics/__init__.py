@@ -20,7 +20,7 @@ from ..lazy import LazyExports
 from .registry import MetricError, MetricRegistry, MetricSpec, UnknownMetricError
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from ..plugin.host import Host
     from .no_reference import niqe
     from .perceptual import lpips, vgg_distance
     from .psnr_ssim import ms_ssim, psnr, ssim
@@ -61,30 +61,37 @@ def __dir__() -> list[str]:
     return _lazy.names()
 
 
-def _host(host: PluginHost | None) -> PluginHost:
-    if host is None:
-        from ..plugins import get_host
+def _registry(registry: MetricRegistry | None, host: Host | None) -> MetricRegistry:
+    # Code that has a host or registry passes it down; the by-name convenience for library users falls back to
+    # the process-wide host through the provider slot of remaster.plugin.host, so that this package imports no
+    # plugin host (the metrics contract in pyproject.toml holds with no exception).
+    if registry is not None:
+        return registry
+    from ..plugin.host import resolve_host
 
-        return get_host()
-    return host.ensure_loaded()
+    return resolve_host(host).metrics
 
 
-def get_metric(name: str, *, host: PluginHost | None = None) -> MetricSpec:
+def get_metric(name: str, *, host: Host | None = None, registry: MetricRegistry | None = None) -> MetricSpec:
     """The spec of the metric ``name`` (built-in or from a plugin).
+
+    Args:
+        host: The plugin host whose metrics to use; default the process-wide one.
+        registry: The metrics to look in (``host.metrics``); wins over ``host``.
 
     Raises:
         UnknownMetricError: no such metric; the hint lists the closest names.
     """
-    return _host(host).metrics.get(name)
+    return _registry(registry, host).get(name)
 
 
-def metric_specs(*, host: PluginHost | None = None) -> list[MetricSpec]:
-    """Every registered metric, sorted by name."""
-    return list(_host(host).metrics)
+def metric_specs(*, host: Host | None = None, registry: MetricRegistry | None = None) -> list[MetricSpec]:
+    """Every registered metric, sorted by name (of ``registry``, else of ``host``, else of the process-wide host)."""
+    return list(_registry(registry, host))
 
 
-def compute(name: str, a: Any, b: Any = None, *, data_range: float, host: PluginHost | None = None,
-            **options: Any) -> Any:
+def compute(name: str, a: Any, b: Any = None, *, data_range: float, host: Host | None = None,
+            registry: MetricRegistry | None = None, **options: Any) -> Any:
     """Compute the metric ``name``: ``func(a, b, data_range=..., **options)``, or ``func(a, ...)`` without reference.
 
     Args:
@@ -92,13 +99,15 @@ def compute(name: str, a: Any, b: Any = None, *, data_range: float, host: Plugin
         a: The image to measure (the restored one).
         b: The reference, for full-reference metrics; must be omitted for no-reference ones.
         data_range: The value of white (255 for 8-bit images, 1.0 for floats in [0, 1]).
+        host: The plugin host whose metrics to use; default the process-wide one.
+        registry: The metrics to look in (``host.metrics``); wins over ``host``.
         options: The metric's keyword options (``crop_border``, ``y_channel``, ``net``, ...).
 
     Raises:
         UnknownMetricError: no such metric.
         MetricError: a reference was missing or superfluous, or the inputs are unusable.
     """
-    spec = get_metric(name, host=host)
+    spec = get_metric(name, host=host, registry=registry)
     if spec.needs_reference and b is None:
         raise MetricError(f"metric {name!r} compares two images; give the reference as the second argument")
     if not spec.needs_reference and b is not None:

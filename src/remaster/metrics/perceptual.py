@@ -3,8 +3,8 @@
 The backbones are torchvision's architectures (``torchvision.models.vgg16`` /
 ``vgg19`` / ``alexnet``) with torchvision's official ImageNet weights, and
 LPIPS's linear layers are the official v0.1 ones; every file comes from the
-weights cache through :func:`remaster.weights.get_manager` (checked against its
-sha256) and is read with :func:`remaster.weights.load_state_dict` (never
+weights cache given as ``weights_manager`` (a run passes its own manager; default
+:func:`remaster.weights.get_manager`), checked against its sha256, and is read with :func:`remaster.weights.load_state_dict` (never
 unpickled). Nothing is downloaded here: a missing file raises
 :class:`~remaster.errors.WeightsNotFoundError` saying which command gets it.
 
@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ._common import check_data_range, check_reduction, finish, prepare
 from .registry import MetricError
+
+if TYPE_CHECKING:
+    from ..weights import WeightsManager
 
 __all__ = ["lpips", "vgg_distance", "VGG19_LAYERS", "clear_cache", "WEIGHTS"]
 
@@ -73,10 +76,15 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _weights_manager() -> Any:
+def _weights_manager() -> WeightsManager:
     from ..weights import get_manager
 
     return get_manager()
+
+
+def _manager(weights_manager: WeightsManager | None) -> WeightsManager:
+    # A caller with a context (evaluation, fine-tuning) passes its run's manager; library users get the default.
+    return weights_manager if weights_manager is not None else _weights_manager()
 
 
 def _file_key(manager: Any, name: str) -> tuple[Any, ...]:
@@ -152,8 +160,8 @@ class _LPIPSNet(torch.nn.Module):
         return total
 
 
-def _lpips_net(net: str, device: torch.device) -> _LPIPSNet:
-    manager = _weights_manager()
+def _lpips_net(net: str, device: torch.device, weights_manager: WeightsManager | None = None) -> _LPIPSNet:
+    manager = _manager(weights_manager)
     backbone = WEIGHTS["vgg16" if net == "vgg" else "alexnet"]
     linear = WEIGHTS[f"lpips-{net}"]
     key = ("lpips", net, str(device), _file_key(manager, backbone), _file_key(manager, linear))
@@ -187,7 +195,8 @@ def _three_channels(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def lpips(a: Any, b: Any, *, data_range: float, net: str = "alex", reduction: str = "none") -> Any:
+def lpips(a: Any, b: Any, *, data_range: float, net: str = "alex", reduction: str = "none",
+          weights_manager: WeightsManager | None = None) -> Any:
     """LPIPS v0.1 (Zhang et al. 2018), the learned perceptual distance: 0 for identical images, lower is better.
 
     The same computation as ``lpips.LPIPS(net=net, version='0.1')`` of the
@@ -202,6 +211,8 @@ def lpips(a: Any, b: Any, *, data_range: float, net: str = "alex", reduction: st
         net: ``"alex"`` (AlexNet, the reference package's default and the usual "LPIPS")
             or ``"vgg"`` (VGG16, "LPIPS-VGG").
         reduction: ``"none"`` or ``"mean"``, as :func:`remaster.metrics.psnr`.
+        weights_manager: The weights cache to take the networks from (a run's manager); default
+            :func:`remaster.weights.get_manager`.
 
     Returns:
         As :func:`remaster.metrics.psnr` (float32 tensors).
@@ -219,12 +230,12 @@ def lpips(a: Any, b: Any, *, data_range: float, net: str = "alex", reduction: st
     assert second is not None
     x = _three_channels(first.tensor.float()) * (2.0 / data_range) - 1.0
     y = _three_channels(second.tensor.float()) * (2.0 / data_range) - 1.0
-    model = _lpips_net(net, x.device)
+    model = _lpips_net(net, x.device, weights_manager)
     return finish(model(x, y), first, reduction)
 
 
-def _vgg19_net(depth: int, device: torch.device) -> torch.nn.Sequential:
-    manager = _weights_manager()
+def _vgg19_net(depth: int, device: torch.device, weights_manager: WeightsManager | None = None) -> torch.nn.Sequential:
+    manager = _manager(weights_manager)
     name = WEIGHTS["vgg19"]
     key = ("vgg19", str(device), _file_key(manager, name))
     with _lock:
@@ -237,7 +248,7 @@ def _vgg19_net(depth: int, device: torch.device) -> torch.nn.Sequential:
 
 def vgg_distance(a: Any, b: Any, *, data_range: float,
                  layers: Sequence[str] | Mapping[str, float] = ("conv5_4",), criterion: str = "l1",
-                 reduction: str = "none") -> Any:
+                 reduction: str = "none", weights_manager: WeightsManager | None = None) -> Any:
     """The "VGG loss" of SR papers: distance between VGG19 feature maps; 0 for identical images.
 
     The images are scaled to [0, 1] (``/ data_range``) and normalised with
@@ -258,6 +269,8 @@ def vgg_distance(a: Any, b: Any, *, data_range: float,
             or a mapping of such names to weights.
         criterion: ``"l1"`` or ``"l2"``.
         reduction: ``"none"`` or ``"mean"``, as :func:`remaster.metrics.psnr`.
+        weights_manager: The weights cache to take VGG19 from (a run's manager); default
+            :func:`remaster.weights.get_manager`.
 
     Returns:
         As :func:`remaster.metrics.psnr` (float32 tensors).
@@ -287,7 +300,7 @@ def vgg_distance(a: Any, b: Any, *, data_range: float,
     std = torch.tensor(_IMAGENET_STD, device=first.tensor.device).view(1, 3, 1, 1)
     x = (_three_channels(first.tensor.float()) / data_range - mean) / std
     y = (_three_channels(second.tensor.float()) / data_range - mean) / std
-    features = _vgg19_net(depth, x.device)
+    features = _vgg19_net(depth, x.device, weights_manager)
     n = x.shape[0]
     h = torch.cat([x, y])
     total = torch.zeros(n, dtype=h.dtype, device=h.device)

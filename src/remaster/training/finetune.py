@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from .data import PatchSampler, SkippedFile, TrainingImage, load_folder, load_pa
 from .losses import DEFAULT_LOSSES, UNetDiscriminatorSN, check_perceptual_weights, gan_loss, parse_losses, \
     perceptual_loss
 from .models import Generator, apply_freeze, load_generator
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "finetune", "CHECKPOINT_KEYS"]
 
@@ -185,10 +188,14 @@ def _restore_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: M
 class _Run:
     """One fine-tuning run: set-up, the training step, validation, checkpoints."""
 
-    def __init__(self, options: FinetuneOptions):
+    def __init__(self, options: FinetuneOptions, host: PluginHost | None = None):
         from ..devices import resolve_device, resolve_precision
+        from ..plugins import get_host
+        from ..weights import get_manager
 
         self.o = options
+        self.host = host = host.ensure_loaded() if host is not None else get_host()
+        self.manager = get_manager(host)  # every weights file of the run (base model, VGG19) comes from here
         self.dir = Path(options.output)
         self.weights = parse_losses(options.losses)
         self.kind, self.lr_dir = _degradation_kind(options.degradation)
@@ -198,9 +205,9 @@ class _Run:
         self.hash = options.config_hash()
         self._check_run_dir()
         if self.weights["perceptual"] > 0:
-            check_perceptual_weights()  # before anything slow: the one missing-file error, with what to do
+            check_perceptual_weights(self.manager)  # before anything slow: the one missing-file error, with what to do
 
-        self.generator = load_generator(options.model)
+        self.generator = load_generator(options.model, host=host, weights_manager=self.manager)
         scale = self.generator.scale
         multiple = scale * (8 if self.weights["gan"] > 0 else 1)
         if options.patch % multiple:
@@ -339,7 +346,7 @@ class _Run:
             total = total + w["l1"] * l1
             logs["l1"] = float(l1.detach())
         if w["perceptual"]:
-            perceptual = perceptual_loss(sr, hr)
+            perceptual = perceptual_loss(sr, hr, weights_manager=self.manager)
             total = total + w["perceptual"] * perceptual
             logs["perceptual"] = float(perceptual.detach())
         if self.disc is not None:
@@ -546,8 +553,11 @@ def _deferred_interrupt() -> Iterator[_Flag]:
         signal.signal(signal.SIGINT, previous)
 
 
-def finetune(options: FinetuneOptions) -> FinetuneResult:
+def finetune(options: FinetuneOptions, *, host: PluginHost | None = None) -> FinetuneResult:
     """Run (or resume) a fine-tuning as :class:`FinetuneOptions` describes; see the module docstring.
+
+    ``host`` is the plugin host the base model's stage name is looked up in, and whose weights
+    cache gives its file and VGG19's (default: the process-wide host).
 
     Raises:
         UsageError: bad options, data folders (one where no image can be read, say), or a run folder in the
@@ -561,7 +571,7 @@ def finetune(options: FinetuneOptions) -> FinetuneResult:
     from ..io import write_atomic
 
     _check_options(options)
-    run = _Run(options)
+    run = _Run(options, host)
     if options.resume:
         run.load_state()
     else:

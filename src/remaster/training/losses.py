@@ -8,6 +8,7 @@ vanilla GAN weight 0.1 with ``UNetDiscriminatorSN``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import UsageError, WeightsNotFoundError
+
+if TYPE_CHECKING:
+    from ..weights import WeightsManager
 
 __all__ = ["LOSS_NAMES", "DEFAULT_LOSSES", "parse_losses", "PERCEPTUAL_LAYERS", "perceptual_loss",
            "check_perceptual_weights", "UNetDiscriminatorSN", "gan_loss"]
@@ -55,16 +59,14 @@ def parse_losses(text: str) -> dict[str, float]:
     return weights
 
 
-def check_perceptual_weights() -> None:
-    """Fail before training when the VGG19 backbone is not in the weights cache.
+def check_perceptual_weights(weights_manager: WeightsManager) -> None:
+    """Fail before training when the VGG19 backbone is not in ``weights_manager``'s cache (the run's manager).
 
     Raises:
         WeightsNotFoundError: saying how to get the weights, or to set ``perceptual=0``.
     """
-    from ..weights import get_manager
-
     try:
-        get_manager().ensure(_VGG19)
+        weights_manager.ensure(_VGG19)
     except WeightsNotFoundError as exc:
         raise WeightsNotFoundError(
             f"the perceptual loss needs the VGG19 ImageNet weights {_VGG19!r}, which are not in the cache",
@@ -75,11 +77,16 @@ def check_perceptual_weights() -> None:
         ) from None
 
 
-def perceptual_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Real-ESRGAN's VGG19 feature loss, through :func:`remaster.metrics.vgg_distance` (gradients reach ``output``)."""
+def perceptual_loss(output: torch.Tensor, target: torch.Tensor, *,
+                    weights_manager: WeightsManager) -> torch.Tensor:
+    """Real-ESRGAN's VGG19 feature loss, through :func:`remaster.metrics.vgg_distance` (gradients reach ``output``).
+
+    ``weights_manager`` is the run's, which VGG19 is read from.
+    """
     from ..metrics import vgg_distance
 
-    return vgg_distance(output, target, data_range=1.0, layers=PERCEPTUAL_LAYERS, criterion="l1", reduction="mean")
+    return vgg_distance(output, target, data_range=1.0, layers=PERCEPTUAL_LAYERS, criterion="l1", reduction="mean",
+                        weights_manager=weights_manager)
 
 
 def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:

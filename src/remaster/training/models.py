@@ -18,11 +18,15 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
+    from ..weights import WeightsManager
 
 __all__ = ["Generator", "load_generator", "frozen_names", "apply_freeze"]
 
@@ -46,25 +50,36 @@ class Generator:
     base: str
 
 
-def _weights_file(model: str) -> Path:
+def _weights_file(model: str, host: PluginHost | None, weights_manager: WeightsManager | None) -> Path:
     path = Path(model).expanduser()
     if path.is_file():
         return path
     from ..pipeline import resolve_spec
     from ..plugins import get_host
+    from ..stage import NetworkStage
+    from ..weights import get_manager
 
-    spec = resolve_spec(model, get_host())  # UnknownStageError with close matches
+    host = host.ensure_loaded() if host is not None else get_host()
+    manager = weights_manager if weights_manager is not None else get_manager(host)
+
+    spec = resolve_spec(model, host)  # UnknownStageError with close matches
     stage = spec.load_factory()(**spec.resolve_params({}))
-    # Network stages that run from a weights file say which one (the Real-ESRGAN plugin's SpandrelUpscaler).
-    weights_path = getattr(stage, "weights_path", None)
-    if weights_path is None:
+    if not isinstance(stage, NetworkStage):
         raise UsageError(f"stage {model!r} is not a network with weights, so it cannot be fine-tuned",
                          hint="give a Real-ESRGAN-family stage (e.g. realesr-animevideov3) or a model file")
-    return Path(weights_path())
+    return Path(stage.network_file(manager))
 
 
-def load_generator(model: str) -> Generator:
+def load_generator(model: str, *, host: PluginHost | None = None,
+                   weights_manager: WeightsManager | None = None) -> Generator:
     """Build the network named by ``model`` (a stage name or a weights file) with its pretrained weights.
+
+    Args:
+        model: A weights file, or the name of a stage of ``host`` that implements
+            :class:`remaster.stage.NetworkStage`.
+        host: The plugin host the stage name is looked up in; default the process-wide one.
+        weights_manager: The run's weights manager, which the stage gets its file from; default
+            ``get_manager(host)``. Neither is used for a file.
 
     Raises:
         UsageError / UnknownStageError: the name is not a network stage or file.
@@ -73,7 +88,7 @@ def load_generator(model: str) -> Generator:
     """
     from ..weights import load_network
 
-    file = _weights_file(model)
+    file = _weights_file(model, host, weights_manager)
     descriptor = load_network(file)
     module = descriptor.model.float().train()
     for p in module.parameters():

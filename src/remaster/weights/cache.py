@@ -30,7 +30,7 @@ from .serialize import _first_line
 from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from ..plugin.host import Host
 
 __all__ = ["WeightsStatus", "WeightsManager", "cache_dir", "get_manager", "sha256_file", "CACHE_ENV",
            "QUARANTINE_DIR"]
@@ -513,10 +513,12 @@ def _copy_hashing(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def get_manager(host: PluginHost | None = None) -> WeightsManager:
+def get_manager(host: Host | None = None) -> WeightsManager:
     """A manager over ``host``'s weights (default: the process-wide plugin host) and the current cache folder."""
     if host is None:
-        from ..plugins import get_host
+        # The default comes through the provider slot of remaster.plugin.host, so that the weights package (below
+        # the host, and imported by metrics) imports no plugin host.
+        from ..plugin.host import default_host
 
-        host = get_host()
+        host = default_host()
     return WeightsManager(host.weights)

@@ -54,27 +54,29 @@ class SpandrelUpscaler(Stage):
         self._progress: ConvolutionProgress | None = None
         self._weights_manager: WeightsManager | None = None
 
-    def weights_path(self, weights: WeightsManager | None = None) -> Path:
-        """The file this stage will load: the model file it was given, else the first cached choice, else the last
+    def network_file(self, weights: WeightsManager) -> Path:
+        """The file this stage loads: the model file it was given, else the first cached choice, else the last
         producible one.
 
-        Args:
-            weights: The manager to ask; default the one :meth:`prepare` was given,
-                else the process-wide one (for callers that ask before any pipeline
-                runs the stage, e.g. fine-tuning's look-up of a stage's weights).
+        Implements :class:`remaster.stage.NetworkStage`, which fine-tuning asks (with its run's manager)
+        before any pipeline prepares the stage.
         """
         if self._path is not None:
             return self._path
-        manager = weights or self._weights_manager or get_manager()
         for name in self._weights:
-            if manager.path(name).is_file():
-                return manager.ensure(name)
-        return manager.ensure(self._weights[-1])
+            if weights.path(name).is_file():
+                return weights.ensure(name)
+        return weights.ensure(self._weights[-1])
+
+    def weights_path(self, weights: WeightsManager | None = None) -> Path:
+        """:meth:`network_file` with ``weights`` defaulting to the manager :meth:`prepare` was given, else the
+        process-wide one (kept for callers from before :class:`~remaster.stage.NetworkStage`)."""
+        return self.network_file(weights or self._weights_manager or get_manager())
 
     def prepare(self, ctx: PrepareContext) -> None:
         self._weights_manager = ctx.weights
         if self._descriptor is None:
-            self._descriptor = load_descriptor(self.weights_path(ctx.weights), expect_scale=self._native_scale)
+            self._descriptor = load_descriptor(self.network_file(ctx.weights), expect_scale=self._native_scale)
         # Weights stay float32: the pipeline runs us under autocast for bf16/fp16, which keeps
         # accumulations and the output in a safe precision. channels_last is faster on CPU and CUDA.
         self._descriptor.model.to(device=ctx.device, memory_format=torch.channels_last)
