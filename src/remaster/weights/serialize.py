@@ -42,10 +42,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             containers; it would run code if unpickled, so it is refused.
         WeightsError: the file is missing, damaged, of an unknown type, or holds no state dict.
     """
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if not file.is_file():
-        raise WeightsError("no such weights file", path=file)
+    file, suffix = _existing_weights_file(path)
     if suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -60,6 +57,14 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise WeightsError(f"unknown weights file type {file.suffix!r}", path=file,
                            hint="give a .safetensors, .pth, .pt, .ckpt or .bin file")
     return _as_state_dict(_unwrap(state), file)
+
+
+def _existing_weights_file(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The file and its lower-case suffix; refused when it is not there."""
+    file = Path(path)
+    if not file.is_file():
+        raise WeightsError("no such weights file", path=file)
+    return file, file.suffix.lower()
 
 
 def load_state_dict_layout(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -78,10 +83,7 @@ def load_state_dict_layout(path: str | os.PathLike[str]) -> dict[str, torch.Tens
     """
     import torch
 
-    file = Path(path)
-    suffix = file.suffix.lower()
-    if not file.is_file():
-        raise WeightsError("no such weights file", path=file)
+    file, suffix = _existing_weights_file(path)
     if suffix == ".safetensors":
         from safetensors import safe_open
 
