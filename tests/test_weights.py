@@ -523,7 +523,7 @@ def cli_host(monkeypatch):
     host = PluginHost(load_entry_points=False, extra_plugins=(make_plugin("CliPlugin", specs),)).ensure_loaded()
     import remaster.plugins as plugins_module
 
-    monkeypatch.setattr(plugins_module, "get_host", lambda: host)
+    monkeypatch.setattr(plugins_module, "_default_host", host)
     return host
 
 
@@ -734,7 +734,7 @@ def test_cli_import_replace(tmp_path, cache, monkeypatch, capsys):
 
     host = PluginHost(load_entry_points=False, extra_plugins=(make_plugin("CliPlugin", [x2_spec()]),))
     host.ensure_loaded()
-    monkeypatch.setattr(plugins_module, "get_host", lambda: host)
+    monkeypatch.setattr(plugins_module, "_default_host", host)
     first = tiny_esrgan(tmp_path / "a" / "RealESRGAN_x2plus.pth", 2)
     assert main(["weights", "import", str(first)]) == 0
     second = tmp_path / "b" / "RealESRGAN_x2plus.pth"

@@ -63,6 +63,13 @@ class UsageError(RemasterError):
     exit_code = 2
 
 
+class UnknownNameError(UsageError, KeyError):
+    """A name was asked for that no plugin registered (a metric, a preset, a command); the hint has close names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return UsageError.__str__(self)
+
+
 class InputError(RemasterError):
     """An input image could not be read or is not usable."""
 

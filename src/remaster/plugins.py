@@ -2,7 +2,9 @@
 
 Built-in stages and metrics are plugins like any other
 (``remaster.stages.builtin``, ``remaster.metrics.builtin``), registered through
-the same hooks as third-party ones. Third-party plugins are
+the same hooks as third-party ones; an application adds its own built-ins the
+same way (the ``remaster`` command registers its commands as
+``remaster.cli.commands``, see :func:`get_host`). Third-party plugins are
 modules published under the ``remaster`` entry-point group. A plugin that
 fails to import or registers something invalid is recorded with its error and
 left out; the others keep working.
@@ -17,14 +19,16 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pluggy
 
 from .errors import InputError, PluginError, RemasterError, StageError
 from .plugin import hookspecs
+from .plugin.commands import Command, CommandRegistry
 from .plugin.metrics import MetricRegistry, MetricSpec
 from .plugin.presets import Preset, PresetRegistry
+from .plugin.reference import load_reference
 from .plugin.registries import StageRegistry
 from .plugin.specs import StageSpec
 from .plugin.weights import WeightsRegistry, WeightsSpec
@@ -34,6 +38,7 @@ if TYPE_CHECKING:  # the CLI hooks' types; argparse itself is never needed here
 
 __all__ = ["PluginInfo", "PluginHost", "get_host"]
 
+#: The library's own plugins, loaded first by every host, in this order.
 BUILTIN_PLUGINS = ("remaster.stages.builtin", "remaster.metrics.builtin")
 
 
@@ -49,6 +54,7 @@ class PluginInfo:
         weights: Names of the weights files it registered.
         metrics: Names of the metrics it registered.
         presets: Ids of the editor presets it registered.
+        commands: Names of the ``remaster`` commands it registered.
         error: Why it was left out, if it was.
         warnings: Hooks of it that failed after it was loaded (its CLI options, a log note); it stays in.
     """
@@ -60,23 +66,31 @@ class PluginInfo:
     weights: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     presets: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     error: PluginError | None = None
     warnings: list[PluginError] = field(default_factory=list)
 
 
 class PluginHost:
-    """A pluggy manager plus the stage, weights, metric and preset registries it fills.
+    """A pluggy manager plus the stage, weights, metric, preset and command registries it fills.
+
+    Plugins load in this order: :data:`BUILTIN_PLUGINS`, ``builtins``, ``extra_plugins``, then the entry
+    points; a name an earlier plugin registered cannot be taken by a later one.
 
     Args:
         load_entry_points: Also load third-party plugins from the ``remaster``
             entry-point group (tests turn it off to get only built-ins).
         extra_plugins: Further plugin objects or modules to register, for
             tests and embedding applications.
+        builtins: Names of further modules an application ships as its own plugins (credited to the
+            ``remaster`` distribution), e.g. ``("remaster.cli.commands",)``.
     """
 
-    def __init__(self, *, load_entry_points: bool = True, extra_plugins: tuple[Any, ...] = ()):
+    def __init__(self, *, load_entry_points: bool = True, extra_plugins: tuple[Any, ...] = (),
+                 builtins: Sequence[str] = ()):
         self._load_entry_points = load_entry_points
         self._extra = extra_plugins
+        self._builtins = [*BUILTIN_PLUGINS, *(name for name in builtins if name not in BUILTIN_PLUGINS)]
         self._lock = threading.Lock()
         self._loaded = False
         self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -85,6 +99,7 @@ class PluginHost:
         self.weights = WeightsRegistry()
         self.metrics = MetricRegistry()
         self.presets = PresetRegistry()
+        self.commands = CommandRegistry()
         self.plugins: list[PluginInfo] = []
         self._warned: set[tuple[str, str]] = set()
 
@@ -96,12 +111,33 @@ class PluginHost:
                 self._loaded = True
         return self
 
-    def _load(self) -> None:
+    def add_builtin(self, module_name: str) -> PluginInfo | None:
+        """Make the module ``module_name`` one of this host's built-in plugins.
+
+        Before the host is loaded it joins the built-ins, ahead of third-party plugins; on a host already loaded
+        (one a test or an embedding application made) it is added now, unless it is there already.
+
+        Returns:
+            What it registered when added now; ``None`` when it waits for the load or was there already.
+        """
+        with self._lock:
+            if not self._loaded:
+                if module_name not in self._builtins:
+                    self._builtins.append(module_name)
+                return None
+        if any(p.name == module_name for p in self.plugins):
+            return None
+        return self._add_builtin(module_name)
+
+    def _add_builtin(self, module_name: str) -> PluginInfo:
         from importlib.metadata import version as dist_version
 
-        for module_name in BUILTIN_PLUGINS:
-            self.add_plugin(importlib.import_module(module_name), name=module_name, version=dist_version("remaster"),
-                            distribution="remaster")
+        return self.add_plugin(importlib.import_module(module_name), name=module_name,
+                               version=dist_version("remaster"), distribution="remaster")
+
+    def _load(self) -> None:
+        for module_name in self._builtins:
+            self._add_builtin(module_name)
         for plugin in self._extra:
             self.add_plugin(plugin, name=getattr(plugin, "__name__", type(plugin).__name__))
         if self._load_entry_points:
@@ -145,6 +181,7 @@ class PluginHost:
         collected_weights: list[WeightsSpec] = []
         collected_metrics: list[MetricSpec] = []
         collected_presets: list[Preset] = []
+        collected_commands: list[Command] = []
         what = "stages"
         try:
             impl = self._only(name, "remaster_register_stages")
@@ -162,15 +199,21 @@ class PluginHost:
             impl = self._only(name, "remaster_register_presets")
             if impl is not None:
                 impl(register=collected_presets.append)
+            what = "commands"
+            impl = self._only(name, "remaster_register_commands")
+            if impl is not None:
+                impl(register=collected_commands.append)
             # All or nothing per plugin: weights, metrics and presets are validated before the stages are added,
             # and added after.
             weights_batch = self.weights.prepare(collected_weights, plugin=name)
             metrics_batch = self.metrics.prepare(collected_metrics, plugin=name)
             presets_batch = self.presets.prepare(collected_presets, plugin=name)
+            commands_batch = self.commands.prepare(collected_commands, plugin=name)
             self.stages.add_all(collected, plugin=name)
             self.weights.commit(weights_batch)
             self.metrics.commit(metrics_batch)
             self.presets.commit(presets_batch)
+            self.commands.commit(commands_batch)
         except RemasterError as exc:
             info.error = exc if isinstance(exc, PluginError) else PluginError(str(exc), path=name)
         except Exception as exc:
@@ -182,6 +225,7 @@ class PluginHost:
         info.weights = [spec.name for spec in collected_weights]
         info.metrics = [spec.name for spec in collected_metrics]
         info.presets = [spec.name for spec in collected_presets]
+        info.commands = [spec.name for spec in collected_commands]
         return info
 
     def _only(self, plugin_name: str, hook_name: str) -> Any:
@@ -243,6 +287,60 @@ class PluginHost:
             except Exception as exc:  # a broken plugin must not take the command (or its --help) down
                 self._warn(info, f"remaster_add_options {command}",
                            f"cannot add its options to '{command}' ({type(exc).__name__}: {exc})")
+
+    def command_arguments(self, command: Command, parser: argparse.ArgumentParser, *,
+                          common: Callable[[argparse.ArgumentParser], None] | None = None) -> bool:
+        """Add the arguments of ``command`` to ``parser`` (its ``arguments`` reference), then ``common``'s.
+
+        Returns:
+            Whether they were added. A plugin's command whose ``arguments`` cannot be imported or raise (or
+            add an option ``common`` adds too) is recorded in :attr:`warnings` and ``False`` is returned: the
+            CLI leaves the command out and the others go on. remaster's own commands raise instead.
+        """
+        try:
+            if command.arguments is not None:
+                load_reference(command.arguments)(parser)
+            if common is not None:
+                common(parser)
+            return True
+        except Exception as exc:
+            if command.plugin in self._builtins:
+                raise
+            info = self._info(command.plugin)
+            self._warn(info, f"command {command.name}",
+                       f"command '{command.name}' left out: its arguments fail ({type(exc).__name__}: {exc})")
+            return False
+
+    def run_command(self, command: Command, args: argparse.Namespace) -> int:
+        """Run ``command`` with the parsed ``args`` and this host; returns its exit code (``None`` counts as 0).
+
+        Raises:
+            RemasterError: what the command raised.
+            PluginError: a plugin's command could not be imported, or raised something else (remaster's own
+                commands' other exceptions pass through: they are bugs, for the CLI's ``internal error`` line).
+        """
+        builtin = command.plugin in self._builtins
+        hint = f"report it to {self._info(command.plugin).distribution or command.plugin}"
+        try:
+            run = load_reference(command.run)
+        except Exception as exc:
+            if builtin:
+                raise
+            raise PluginError(f"cannot import command '{command.name}' ({type(exc).__name__}: {exc})",
+                              path=command.plugin, hint=hint) from exc
+        try:
+            code = run(args, self)
+        except RemasterError:
+            raise
+        except Exception as exc:
+            if builtin or isinstance(exc, BrokenPipeError):  # a closed stdout is the CLI's to handle, for all
+                raise
+            raise PluginError(f"command '{command.name}' raised {type(exc).__name__}: {exc}", path=command.plugin,
+                              hint=hint) from exc
+        return int(code or 0)
+
+    def _info(self, plugin_name: str | None) -> PluginInfo:
+        return next((p for p in self.plugins if p.name == plugin_name), PluginInfo(str(plugin_name)))
 
     def upscale_pipeline(self, args: argparse.Namespace, upscaler: str, scale: float) -> list[str] | None:
         """The pipeline the first plugin that answers ``remaster_upscale_pipeline`` gives, or ``None``.
@@ -307,10 +405,18 @@ _default_host: PluginHost | None = None
 _default_lock = threading.Lock()
 
 
-def get_host() -> PluginHost:
-    """The process-wide plugin host, loaded on first call."""
+def get_host(*, builtins: Sequence[str] = ()) -> PluginHost:
+    """The process-wide plugin host, loaded on first call.
+
+    Args:
+        builtins: Modules the calling application ships as its own plugins (see :meth:`PluginHost.add_builtin`):
+            loaded before third-party plugins when this call loads the host, added now to a host already loaded.
+    """
     global _default_host
     with _default_lock:
         if _default_host is None:
             _default_host = PluginHost()
-    return _default_host.ensure_loaded()
+        host = _default_host
+    for module_name in builtins:
+        host.add_builtin(module_name)
+    return host.ensure_loaded()

@@ -395,8 +395,9 @@ def available_presets(host: PluginHost) -> list[dict[str, Any]]:
             if preset.faces_of is None or (preset.faces_of in usable and usable[preset.faces_of].faces_of is None)]
 
 
-def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set[str]) -> Any:
-    """The Starlette application, wrapped in :class:`Guard`."""
+def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set[str],
+              host: PluginHost | None = None) -> Any:
+    """The Starlette application, wrapped in :class:`Guard`; ``host`` gives its stages (default: the process-wide one)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -404,7 +405,7 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     from starlette.responses import Response
     from starlette.routing import Route
 
-    host = get_host()
+    host = host.ensure_loaded() if host is not None else get_host()
     device = devices.resolve_device(config.device)
     device_text = devices.describe_device(device)
 
@@ -540,8 +541,13 @@ def _remove_server_file(path: Path, token: str) -> None:
             path.unlink()
 
 
-def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None) -> int:
-    """Run the server until interrupted; ``announce(url)`` is called once it accepts requests."""
+def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None,
+          host: PluginHost | None = None) -> int:
+    """Run the server until interrupted; ``announce(url)`` is called once it accepts requests.
+
+    Args:
+        host: The plugin host whose stages and presets it serves (default: the process-wide one).
+    """
     import uvicorn
 
     sock = _bind(config.host, config.port)
@@ -552,7 +558,7 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
     origins = {f"http://{name}:{port}" for name in names}
     token = secrets.token_urlsafe(32)
     queue = JobQueue(config.max_queue)
-    app = build_app(config, queue, token=token, origins=origins)
+    app = build_app(config, queue, token=token, origins=origins, host=host)
     _write_server_file(config.server_file, {"url": url, "token": token, "pid": os.getpid(), "version": __version__})
 
     class _Server(uvicorn.Server):

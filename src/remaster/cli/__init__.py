@@ -5,7 +5,9 @@ errors, 130 when interrupted, 141 when stdout was closed early (``| head``).
 Errors print as one line unless ``--debug``; so do warnings, through logging.
 
 One module per command (``run``: upscale/run/degrade, ``listing``: stages/plugins, ``weights``, ``serve``,
-``evaluate``: eval/compare, ``finetune``); ``main`` builds the parser and dispatches. Planning a folder run is
+``evaluate``: eval/compare, ``finetune``), registered as commands by the built-in plugin ``commands`` through
+``remaster_register_commands``, the hook plugins add theirs with; ``main`` builds the parser from the registered
+commands and dispatches to the one given. Planning a folder run is
 the library's (:mod:`remaster.batch`); its names are re-exported here for older imports.
 """
 

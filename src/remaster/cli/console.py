@@ -8,20 +8,21 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import RemasterWarning
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
 log = logging.getLogger("remaster")
 
 
-def _warn_plugin_errors(args: argparse.Namespace) -> None:
-    from ..plugins import get_host
-
+def _warn_plugin_errors(args: argparse.Namespace, host: PluginHost) -> None:
+    """One warning line per plugin left out or hook of a plugin that failed (nothing with ``--quiet``)."""
     if args.quiet:
         return
-    host = get_host()
     for error in [*host.errors, *host.warnings]:
         print(f"remaster: warning: plugin {error}", file=sys.stderr)
 

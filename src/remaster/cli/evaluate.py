@@ -6,20 +6,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..batch import collect_inputs
 from ..errors import UsageError
 from .console import _warn_plugin_errors
-from .parser import _common, _parse_tile
+from .parser import _parse_tile
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
-def _eval_parser(commands: Any) -> None:
-    """The ``eval`` command: degrade HR images, upscale them with each candidate, score, write a report."""
+def eval_arguments(evaluate: argparse.ArgumentParser) -> None:
+    """The ``eval`` command's arguments: degrade HR images, upscale them with each candidate, score, report."""
     from ..evaluation import DEFAULT_DEGRADE, DEFAULT_METRICS
 
-    evaluate = commands.add_parser("eval", help="degrade HR images, upscale them with each candidate, score and "
-                                                "compare (report.md/csv/json and comparison sheets)")
     evaluate.add_argument("--hr", nargs="+", required=True, metavar="HR",
                           help="high-resolution image files or folders (the originals)")
     evaluate.add_argument("--degrade", default=DEFAULT_DEGRADE, metavar="PIPELINE",
@@ -42,14 +43,12 @@ def _eval_parser(commands: Any) -> None:
     evaluate.add_argument("--no-sheets", action="store_true", help="do not draw the comparison sheets")
     evaluate.add_argument("--save-images", action="store_true",
                           help="also write every degraded input and output under REPORT_DIR/images/")
-    _common(evaluate)
 
 
-def _compare_parser(commands: Any) -> None:
-    """The ``compare`` command: score one image against a reference."""
+def compare_arguments(compare: argparse.ArgumentParser) -> None:
+    """The ``compare`` command's arguments: one image scored against a reference."""
     from ..evaluation import COMPARE_METRICS
 
-    compare = commands.add_parser("compare", help="score image A against the reference B (PSNR, SSIM, ...)")
     compare.add_argument("a", metavar="A", help="the image to score (e.g. a restored one)")
     compare.add_argument("b", metavar="B", help="the reference (e.g. the original)")
     compare.add_argument("--metrics", default=",".join(COMPARE_METRICS), metavar="LIST",
@@ -57,18 +56,19 @@ def _compare_parser(commands: Any) -> None:
                               "no-reference ones are given for each image")
     compare.add_argument("--crop-border", type=int, default=0, metavar="N", help="pixels cut from each edge")
     compare.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 luma")
-    _common(compare)
 
 
-def _eval(args: argparse.Namespace) -> int:
+def evaluate(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster eval``: the evaluation run, its table on stdout and its report files."""
     from tqdm import tqdm
 
-    from ..evaluation import evaluate, format_value, split_list
+    from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import format_value, split_list
 
     if args.crop_border < 0:
         raise UsageError("--crop-border must not be negative")
     hr = [(relative.as_posix(), path) for path, relative in collect_inputs(args.hr)]
-    _warn_plugin_errors(args)
+    _warn_plugin_errors(args, host)
     bar = None
 
     def progress(done: int, total: int, what: str) -> None:
@@ -79,10 +79,10 @@ def _eval(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        report = evaluate(hr, degrade=args.degrade, candidates=split_list(args.candidates), metrics=args.metrics,
+        report = run_evaluation(hr, degrade=args.degrade, candidates=split_list(args.candidates), metrics=args.metrics,
                           crop_border=args.crop_border, y_channel=args.y_channel, out_dir=args.output,
                           sheets=not args.no_sheets, save_images=args.save_images, device=args.device,
-                          precision=args.precision, tile=_parse_tile(args.tile), progress=progress)
+                          precision=args.precision, tile=_parse_tile(args.tile), progress=progress, host=host)
     finally:
         if bar is not None:
             bar.close()
@@ -102,7 +102,8 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
+def compare(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster compare A B``: the scores of A against the reference B."""
     from ..evaluation import compare_images, format_value
 
     if args.crop_border < 0:
@@ -111,7 +112,7 @@ def _compare(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
     scores = compare_images(args.a, args.b, metrics=args.metrics, crop_border=args.crop_border,
-                            y_channel=args.y_channel)
+                            y_channel=args.y_channel, host=host)
     if args.json:
         from ..evaluation import json_number as _json_number
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .console import _warn_plugin_errors
-from .parser import _common
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
-def _finetune_parser(commands: Any) -> None:
-    """The ``finetune`` command: transfer learning on a folder of the user's images (docs/finetuning.md)."""
-    tune = commands.add_parser("finetune", help="fine-tune a Real-ESRGAN-family model on your own images "
-                                                "(RUN_DIR/best.safetensors is then a --model)")
+def finetune_arguments(tune: argparse.ArgumentParser) -> None:
+    """The ``finetune`` command's arguments: transfer learning on a folder of the user's images (docs/finetuning.md)."""
     tune.add_argument("--model", required=True, metavar="NAME|PATH",
                       help="stage name (e.g. realesr-animevideov3, realesrgan-x4plus) or model file to start from")
     tune.add_argument("--data", required=True, metavar="HR_DIR", help="folder of high-resolution training images")
@@ -46,20 +46,21 @@ def _finetune_parser(commands: Any) -> None:
                       help="validation images are centre-cropped to at most PX pixels (default 256)")
     tune.add_argument("--log-every", type=int, default=10, metavar="K",
                       help="write the losses to RUN_DIR/log.jsonl every K steps (default 10)")
-    _common(tune)
 
 
-def _finetune(args: argparse.Namespace) -> int:
-    from ..training import FinetuneOptions, finetune
+def finetune(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster finetune``: the training run, with this host's stages and weights."""
+    from ..training import FinetuneOptions
+    from ..training import finetune as run_finetune
 
-    _warn_plugin_errors(args)
+    _warn_plugin_errors(args, host)
     options = FinetuneOptions(
         model=args.model, data=args.data, val=args.val, output=args.output, freeze=args.freeze, steps=args.steps,
         batch=args.batch, patch=args.patch, lr=args.lr, losses=args.losses, degradation=args.degradation,
         ema=args.ema, resume=args.resume, device=args.device, precision=args.precision, config=args.config,
         seed=args.seed, val_every=args.val_every, val_size=args.val_size, log_every=args.log_every,
         quiet=args.quiet or args.json)
-    result = finetune(options)
+    result = run_finetune(options, host=host)
     summary = {"run_dir": str(result.run_dir), "step": result.step, "best_step": result.best_step,
                "best_val_psnr": result.best_psnr, "initial": result.initial, "final": result.final,
                "trainable_parameters": result.trainable, "frozen_parameters": result.frozen,

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from .console import _warn_plugin_errors
 
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
-def _list_stages(args: argparse.Namespace) -> int:
-    from ..plugins import get_host
 
-    host = get_host()
-    _warn_plugin_errors(args)
+def stages(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster stages``: every stage, by kind, with its parameters."""
+    _warn_plugin_errors(args, host)
     specs = list(host.stages)
     if args.json:
         print(json.dumps([spec.as_json() for spec in specs], indent=2))
@@ -29,13 +31,13 @@ def _list_stages(args: argparse.Namespace) -> int:
     return 0
 
 
-def _list_plugins(args: argparse.Namespace) -> int:
-    from ..plugins import get_host
-
-    host = get_host()
+def plugins(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster plugins``: every plugin, where it came from and what it registered (or why it was left out)."""
     if args.json:
         print(json.dumps([{"name": p.name, "distribution": p.distribution, "version": p.version,
-                           "stages": p.stages, "weights": p.weights, "metrics": p.metrics, "error": str(p.error) if p.error else None}
+                           "stages": p.stages, "weights": p.weights, "metrics": p.metrics, "presets": p.presets,
+                           "commands": p.commands, "error": str(p.error) if p.error else None,
+                           "warnings": [w.message for w in p.warnings]}
                           for p in host.plugins], indent=2))
         return 0
     for plugin in host.plugins:
@@ -44,12 +46,13 @@ def _list_plugins(args: argparse.Namespace) -> int:
         if plugin.error:
             print(f"    error: {plugin.error}")
         else:
-            if plugin.stages or not (plugin.weights or plugin.metrics):
-                print(f"    stages: {', '.join(plugin.stages) or '(none)'}")
-            if plugin.weights:
-                print(f"    weights: {', '.join(plugin.weights)}")
-            if plugin.metrics:
-                print(f"    metrics: {', '.join(plugin.metrics)}")
+            listed = {"stages": plugin.stages, "weights": plugin.weights, "metrics": plugin.metrics,
+                      "presets": plugin.presets, "commands": plugin.commands}
+            if not any(listed.values()):
+                print("    stages: (none)")
+            for what, names in listed.items():
+                if names:
+                    print(f"    {what}: {', '.join(names)}")
             for warning in plugin.warnings:
                 print(f"    warning: {warning.message}")
     return 0

@@ -13,7 +13,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    """Options every command understands (accepted before or after the command name)."""
+    """Options every command understands (accepted before or after the command name; the CLI adds them to each)."""
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="print nothing but errors")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -46,7 +46,6 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
     parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
-    _common(parser)
 
 
 def _parse_tile(text: str) -> int | str:

@@ -8,25 +8,69 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..batch import (FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, json_value, plan_outputs, summarize,
                     write_report)
 from ..errors import RemasterError, UsageError
 from .console import _warn_plugin_errors
-from .parser import _parse_tile
+from .parser import _parse_tile, _run_options
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
-def _upscale_pipeline(args: argparse.Namespace) -> list[str]:
+def upscale_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``upscale`` command's arguments."""
+    parser.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
+    parser.add_argument("--scale", type=float, help="output scale; resampled from the model's native scale if different")
+    _run_options(parser)
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``run`` command's arguments."""
+    parser.add_argument("pipeline", help="stages separated by '|'")
+    _run_options(parser)
+
+
+def degrade_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``degrade`` command's arguments."""
+    parser.add_argument("--blur", type=float, metavar="SIGMA", help="Gaussian blur sigma in pixels")
+    parser.add_argument("--downsample", type=float, metavar="F", help="downsample factor, e.g. 0.25")
+    parser.add_argument("--noise", type=float, metavar="SIGMA", help="Gaussian noise sigma in 8-bit units")
+    parser.add_argument("--jpeg", type=int, metavar="Q", help="JPEG quality 1-100")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0: reproducible)")
+    _run_options(parser)
+
+
+def upscale(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster upscale``: the chosen upscaler, in the pipeline plugins make of it (``remaster_upscale_pipeline``)."""
+    return _process(args, lambda: _upscale_pipeline(args, host), host)
+
+
+def run(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster run``: the pipeline given."""
+    from ..pipeline import parse_pipeline
+
+    return _process(args, lambda: parse_pipeline(args.pipeline), host)
+
+
+def degrade(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster degrade``: the degradations asked for, in a fixed order."""
+    return _process(args, lambda: _degrade_pipeline(args), host)
+
+
+def _upscale_pipeline(args: argparse.Namespace, host: PluginHost | None = None) -> list[str]:
     from ..pipeline import default_upscaler, format_stage, resolve_spec
     from ..plugins import get_host
 
-    name = args.model or default_upscaler(get_host())
-    spec = resolve_spec(name, get_host())
+    host = host or get_host()
+    name = args.model or default_upscaler(host)
+    spec = resolve_spec(name, host)
     if args.scale is not None and args.scale <= 0:
         raise UsageError(f"--scale must be positive, not {args.scale}")
     # A plugin's options may turn the upscale into another pipeline (remaster-gfpgan's --face).
-    pipeline = get_host().upscale_pipeline(args, name, args.scale or spec.info.scale)
+    pipeline = host.upscale_pipeline(args, name, args.scale or spec.info.scale)
     if pipeline is not None:
         return pipeline
     if args.scale is None:
@@ -56,7 +100,7 @@ def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
     return stages
 
 
-def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> int:
+def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], host: PluginHost) -> int:
     from tqdm import tqdm
 
     from ..devices import describe_device
@@ -77,8 +121,9 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
         remasterer = Remasterer(
             make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
             max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
+            host=host,
         )
-        _warn_plugin_errors(args)
+        _warn_plugin_errors(args, host)
         planned = [choice.name for choice in remasterer.precisions(8)]
         if not args.quiet and not args.json:
             print(f"remaster: {remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
@@ -122,7 +167,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> 
             if item.error:
                 bar.write(f"remaster: error: {item.error}", file=sys.stderr)
             elif not args.quiet and not args.json:
-                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_plugin_notes(item.extras, bar)}"
+                bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_plugin_notes(item.extras, bar, host)}"
                           f"{_precision_note(item.extras, planned)})", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
@@ -161,11 +206,8 @@ def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
     return f", ran in {' | '.join(ran)}"
 
 
-def _plugin_notes(extras: dict[str, Any], bar: Any) -> str:
+def _plugin_notes(extras: dict[str, Any], bar: Any, host: PluginHost) -> str:
     """What plugins say about what their stages reported (``remaster_item_note``), for the per-image log line."""
-    from ..plugins import get_host
-
-    host = get_host()
     known = len(host.warnings)
     notes = host.item_notes(extras)
     for warning in host.warnings[known:]:  # a note that broke is said once, and the run goes on

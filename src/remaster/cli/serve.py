@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .parser import _common
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
-def _serve_parser(commands: Any) -> None:
-    """The ``serve`` command: the local HTTP service the GIMP and Krita plug-ins talk to."""
-    serve = commands.add_parser("serve", help="run the local HTTP service for the GIMP/Krita plug-ins "
-                                              "(docs/editors.md)")
+def serve_arguments(serve: argparse.ArgumentParser) -> None:
+    """The ``serve`` command's arguments: the local HTTP service the GIMP and Krita plug-ins talk to."""
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -25,11 +25,12 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--max-queue", type=int, metavar="N", help="jobs that may wait before new ones get 503")
     serve.add_argument("--server-file", metavar="PATH",
                        help="where to write the address and token (mode 0600; default: see docs/editors.md)")
-    _common(serve)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from ..server import ServerConfig, is_loopback, serve
+def serve(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster serve``: run the server with this host's stages and presets until interrupted."""
+    from ..server import ServerConfig, is_loopback
+    from ..server import serve as run_server
 
     config = ServerConfig(host=args.host, port=args.port, device=args.device)
     for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):
@@ -50,4 +51,4 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"remaster: serving on {url}; token in {config.server_file} (mode 0600); Ctrl-C stops",
                   file=sys.stderr, flush=True)
 
-    return serve(config, announce=announce)
+    return run_server(config, announce=announce, host=host)

@@ -6,17 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .console import _warn_plugin_errors
 from .parser import _Parser, _common
 
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
-def _weights_parser(commands: Any) -> None:
-    """The ``weights`` command group: list, fetch, import, verify, path."""
-    weights = commands.add_parser("weights", help="list, download, import and check model weights")
-    _common(weights)
-    actions = weights.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser, required=True)
+
+def weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``weights`` command group's actions: list, fetch, import, verify, path."""
+    actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser, required=True)
     listing = actions.add_parser("list", help="every known weights file: cached or not, size, sha256, license, URL")
     _common(listing)
     fetch = actions.add_parser("fetch", help="download weights into the cache (resumes; checked before use)")
@@ -38,12 +39,13 @@ def _weights_parser(commands: Any) -> None:
     _common(path)
 
 
-def _weights(args: argparse.Namespace) -> int:
+def weights(args: argparse.Namespace, host: PluginHost) -> int:
+    """``remaster weights ACTION``: the weights files the host's plugins registered, in the cache."""
     from ..weights import get_manager
 
-    manager = get_manager()
+    manager = get_manager(host)
     if args.weights_command != "path":  # 'path' output is meant for scripts: keep stderr quiet too
-        _warn_plugin_errors(args)
+        _warn_plugin_errors(args, host)
     handler = {"list": _weights_list, "fetch": _weights_fetch, "import": _weights_import,
                "verify": _weights_verify, "path": _weights_path}[args.weights_command]
     return handler(args, manager)

@@ -18,6 +18,7 @@ is imported by the module the factory names, on first use.
 
 from __future__ import annotations
 
+from .commands import Command, CommandRegistry
 from .markers import NAME, PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
 from .metrics import MetricRegistry, MetricSpec
 from .presets import Preset, PresetRegistry
@@ -46,6 +47,8 @@ __all__ = [
     "MetricSpec",
     "MetricRegistry",
     "Preset",
+    "Command",
+    "CommandRegistry",
     "PresetRegistry",
     "Ref",
     "Reference",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here n
     import argparse
     from pathlib import Path
 
+    from .commands import Command
     from .metrics import MetricSpec
     from .presets import Preset
     from .specs import StageSpec
@@ -33,6 +34,7 @@ __all__ = [
     "remaster_register_metrics",
     "remaster_stage_from_file",
     "remaster_register_presets",
+    "remaster_register_commands",
     "remaster_add_options",
     "remaster_upscale_pipeline",
     "remaster_item_note",
@@ -94,8 +96,19 @@ def remaster_register_presets(register: Callable[[Preset], None]) -> None:
 
 
 @hookspec
+def remaster_register_commands(register: Callable[[Command], None]) -> None:
+    """Add commands to the ``remaster`` program by calling ``register(command)`` once per command.
+
+    Must be cheap: data only (the command's ``arguments`` and ``run`` are
+    imported when needed). remaster's own commands are registered the same way,
+    first, so a name that is taken (``upscale``, or another plugin's) leaves
+    the plugin out with an error in ``remaster plugins``.
+    """
+
+
+@hookspec
 def remaster_add_options(command: str, parser: argparse.ArgumentParser) -> None:
-    """Add options to the ``remaster`` command named ``command`` (``"upscale"``, ``"run"``, ...).
+    """Add options to the ``remaster`` command named ``command`` (``"upscale"``, ``"run"``, a plugin's, ...).
 
     Called once per command while the CLI builds its parser (for ``--help``
     too), so it must be cheap and only add options: ``if command == "upscale":

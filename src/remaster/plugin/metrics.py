@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from ..errors import PluginError, StageParamError, UsageError
+from ..errors import PluginError, StageParamError, UnknownNameError, UsageError
 from .reference import Reference, is_reference, load_reference
 from .registries import SpecRegistry
 from .specs import Param
@@ -25,11 +25,8 @@ class MetricError(UsageError, ValueError):
     """
 
 
-class UnknownMetricError(UsageError, KeyError):
+class UnknownMetricError(UnknownNameError):
     """No metric is registered under the requested name."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return UsageError.__str__(self)
 
 
 @dataclass(frozen=True)

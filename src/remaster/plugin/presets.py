@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..errors import PluginError, UsageError
+from ..errors import PluginError, UnknownNameError
 from .registries import NAME_PATTERN, SpecRegistry
 
 __all__ = ["Preset", "PresetRegistry", "UnknownPresetError"]
 
 
-class UnknownPresetError(UsageError, KeyError):
+class UnknownPresetError(UnknownNameError):
     """No preset is registered under the requested name."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return UsageError.__str__(self)
 
 
 @dataclass(frozen=True)
