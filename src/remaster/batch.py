@@ -41,6 +41,7 @@ class BatchItem:
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False  # --skip-existing found the output already there: not written again, not a failure
+    exception: BaseException | None = field(default=None, repr=False, compare=False)  # what failed it (--debug)
 
     def as_json(self) -> dict[str, Any]:
         """One report entry; what stages reported (e.g. ``faces``) follows, never replacing these keys."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..batch import (FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, json_value, plan_outputs, summarize,
                     write_report)
-from ..errors import RemasterError, UsageError
+from ..errors import UsageError
 from .console import _warn_plugin_errors
 from .parser import _parse_tile, _run_options
 
@@ -104,6 +103,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
     from tqdm import tqdm
 
     from ..devices import describe_device
+    from ..overlap import run_items
     from ..pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format, name_template=args.name_template,
@@ -136,35 +136,24 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
     bar = tqdm(total=len(items), unit="img", disable=args.quiet or None, leave=False, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
     interrupted = False
+
+    def started(index: int, item: BatchItem) -> None:
+        bar.set_postfix_str(item.source.name, refresh=False)
+
+    def progress(index: int, fraction: float) -> None:
+        bar.n = index + fraction
+        bar.refresh()
+
     try:
-        for index, item in enumerate(items):
+        # Decoding the next images and writing finished ones overlap the network (remaster.overlap).
+        for item in run_items(remasterer, items, overwrite=args.overwrite, quality=args.quality,
+                              on_start=started, progress=progress):
             if item.skipped:
-                bar.n = index + 1
                 if not args.quiet and not args.json:
                     bar.write(_skipped_line(item), file=sys.stderr)
-                continue
-            bar.set_postfix_str(item.source.name, refresh=False)
-
-            def progress(fraction: float, _index: int = index) -> None:
-                bar.n = _index + fraction
-                bar.refresh()
-
-            started = time.perf_counter()
-            try:
-                _, result = remasterer.run_file(item.source, item.target, overwrite=args.overwrite,
-                                                quality=args.quality, progress=progress)
-                item.ok, item.extras = True, dict(result.meta.extras)
-            except RemasterError as exc:
-                if args.debug:
-                    traceback.print_exc()
-                # A stage's error names the stage; the line must also name the file it happened to.
-                item.error = str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}"
-            except Exception as exc:  # keep a folder run going past one bad file, whatever broke
-                if args.debug:
-                    traceback.print_exc()
-                item.error = f"{item.source}: {type(exc).__name__}: {exc}"
-            item.seconds = time.perf_counter() - started
-            if item.error:
+            elif item.error:
+                if args.debug and item.exception is not None:
+                    traceback.print_exception(item.exception)
                 bar.write(f"remaster: error: {item.error}", file=sys.stderr)
             elif not args.quiet and not args.json:
                 bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_plugin_notes(item.extras, bar, host)}"

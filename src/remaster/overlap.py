@@ -1,0 +1,203 @@
+"""Folder runs that hide I/O: the next images are decoded and finished ones encoded and written while the network runs.
+
+Three stages joined by small bounded queues: a reader thread decodes up to ``read_ahead`` images ahead, the
+caller's thread runs the pipeline (the network keeps every core busy, so it stays on one thread), and a writer
+thread encodes and writes up to ``write_behind`` results behind. Every item passes through all three in input
+order, so outcomes come back in input order and the report reads as a sequential run's. Memory is bounded by the
+queue sizes: at most ``read_ahead`` decoded inputs and ``write_behind`` results wait besides the one running.
+Outputs are written atomically by :func:`remaster.io.save` as before; on Ctrl-C (or any exception in the caller's
+thread) no new image is started, the results already computed are still written, the threads are joined, and the
+exception goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from . import io
+from .batch import BatchItem
+from .errors import RemasterError
+
+if TYPE_CHECKING:
+    from .image import Image
+    from .pipeline import Remasterer
+
+__all__ = ["run_items", "item_error"]
+
+#: What a reader or writer thread waits for at most per look at the stop flag (seconds); a bound, not a delay.
+_POLL = 0.1
+
+
+def item_error(item: BatchItem, exc: BaseException) -> str:
+    """The report's one-line error for ``exc`` raised on ``item``: it always names the file."""
+    if isinstance(exc, RemasterError):  # a stage's error names the stage; the line must name the file too
+        return str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}"
+    return f"{item.source}: {type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Work:
+    """One item on its way through the three stages."""
+
+    item: BatchItem
+    image: Image | None = None
+    result: Image | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+def run_items(
+    remasterer: Remasterer,
+    items: Sequence[BatchItem],
+    *,
+    overwrite: bool = False,
+    quality: int | None = None,
+    read_ahead: int = 2,
+    write_behind: int = 1,
+    on_start: Callable[[int, BatchItem], None] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Iterator[BatchItem]:
+    """Run ``remasterer`` on every item not marked ``skipped``, overlapping reading and writing with the work.
+
+    Yields each item, in input order, once its outcome is known: written (``ok``, ``extras`` from the stages),
+    failed (``error``: one line naming the file; ``exception``: what was raised), or skipped (passed through).
+    ``seconds`` is the item's own time: decoding, running and writing it.
+
+    Args:
+        remasterer: The pipeline, prepared or not.
+        items: The planned items (:func:`remaster.batch.plan_outputs`).
+        overwrite: Replace existing outputs; otherwise an existing one fails its item before it is read.
+        quality: JPEG/WebP quality of the outputs.
+        read_ahead: Inputs decoded ahead of the one running (at least 1).
+        write_behind: Results waiting to be written while the next image runs (at least 1).
+        on_start: Called with the index and item before the pipeline runs on it (in the caller's thread).
+        progress: Called with the index and the fraction of that item's pipeline done (in the caller's thread).
+    """
+    stop = threading.Event()
+    to_run: queue.Queue[_Work | None] = queue.Queue(max(1, read_ahead))
+    to_write: queue.Queue[_Work | None] = queue.Queue(max(1, write_behind))
+    done: queue.Queue[_Work] = queue.Queue()
+    fatal: list[BaseException] = []  # a KeyboardInterrupt or SystemExit raised in the writer: the caller's to raise
+
+    def put(target: queue.Queue[Any], value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                target.put(value, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                work = _Work(item)
+                if not item.skipped:
+                    started = time.perf_counter()
+                    try:
+                        if not overwrite:
+                            io.refuse_overwrite(item.target, item.source)
+                        work.image = io.load(item.source, max_pixels=remasterer.max_pixels)
+                    except Exception as exc:  # reported as the item's failure, in its turn
+                        work.error = exc
+                    work.seconds = time.perf_counter() - started
+                if not put(to_run, work):
+                    return
+        finally:
+            put(to_run, None)
+
+    def write() -> None:
+        while True:
+            work = to_write.get()
+            if work is None:
+                return
+            if work.result is not None:
+                started = time.perf_counter()
+                try:
+                    io.save(work.result, work.item.target, quality=quality, overwrite=overwrite)
+                    work.item.ok, work.item.extras = True, dict(work.result.meta.extras)
+                except Exception as exc:
+                    work.error = exc
+                except BaseException as exc:  # the item stays not done; its temporary file is already gone
+                    fatal.append(exc)
+                    stop.set()
+                    return
+                work.result = None  # the full-size result is not kept once written
+                work.seconds += time.perf_counter() - started
+            _settle(work)
+            done.put(work)
+
+    def hand_on(work: _Work | None) -> None:
+        """Give ``work`` to the writer; raise what ended the writer if it died."""
+        while True:
+            if fatal:
+                raise fatal[0]
+            try:
+                to_write.put(work, timeout=_POLL)
+                return
+            except queue.Full:
+                if not writer.is_alive() and not fatal:
+                    raise RuntimeError("the writer thread ended unexpectedly") from None
+
+    reader = threading.Thread(target=read, name="remaster-read", daemon=True)
+    writer = threading.Thread(target=write, name="remaster-write", daemon=True)
+    reader.start()
+    writer.start()
+    yielded = 0
+    try:
+        for index in range(len(items)):
+            work = to_run.get()
+            if work is None:  # the reader stopped early: only when told to
+                break
+            if work.image is not None:
+                if on_start is not None:
+                    on_start(index, work.item)
+                started = time.perf_counter()
+                try:
+                    work.result = remasterer.run_image(
+                        work.image, progress=None if progress is None else (lambda f, i=index: progress(i, f)))
+                except Exception as exc:  # keep a folder run going past one bad file, whatever broke
+                    work.error = exc
+                work.image = None
+                work.seconds += time.perf_counter() - started
+            hand_on(work)
+            while True:  # what the writer has finished so far, without waiting for it
+                try:
+                    finished = done.get_nowait()
+                except queue.Empty:
+                    break
+                yielded += 1
+                yield finished.item
+        hand_on(None)
+        writer.join()
+        if fatal:
+            raise fatal[0]
+        while yielded < len(items):
+            try:
+                finished = done.get_nowait()
+            except queue.Empty:
+                break
+            yielded += 1
+            yield finished.item
+    finally:
+        stop.set()  # the reader starts nothing more; results already computed are still written
+        if writer.is_alive():
+            with contextlib.suppress(BaseException):  # already unwinding: the first exception is the one to raise
+                hand_on(None)
+            writer.join()
+        reader.join(timeout=60)
+
+
+def _settle(work: _Work) -> None:
+    item = work.item
+    item.seconds = work.seconds
+    if work.error is not None:
+        item.ok = False
+        item.error = item_error(item, work.error)
+        item.exception = work.error
+
