@@ -123,12 +123,6 @@ def test_a_cluster_without_room_for_one_worker_says_so_instead_of_waiting(cluste
     assert not (tmp_path / "out").exists()
 
 
-def test_ray_options_need_the_ray_engine(tmp_path, capsys):
-    source = tiny_folder(tmp_path / "in", 1)
-    assert main(["run", "nearest", str(source), "-o", str(tmp_path / "out"), "--workers", "2"]) == 2
-    assert "--workers is for distributed runs" in capsys.readouterr().err
-
-
 def test_s3_round_trip_against_a_loopback_server_keeps_every_byte(cluster, tmp_path, monkeypatch):
     from moto.server import ThreadedMotoServer
     from pyarrow import fs
