@@ -34,13 +34,18 @@ def check_engine_options(args: argparse.Namespace) -> bool:
     return True
 
 
-def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -> int:
-    """Plan as a local run, run the items on Ray workers, report as a local run; returns the exit code."""
+def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *,
+               finish: Callable[[argparse.Namespace, list[BatchItem], bool], int],
+               skipped_line: Callable[[BatchItem], str], notes: Callable[[dict[str, Any], Any], str]) -> int:
+    """Plan as a local run, run the items on Ray workers, report as a local run; returns the exit code.
+
+    ``finish``, ``skipped_line`` and ``notes`` are the local loop's own (passed in, so that the two modules do not
+    import each other): the closing lines, report and exit code, the line of a skipped item, plugins' notes.
+    """
     from tqdm import tqdm
 
     from ..distributed import execute, make_spec, plan_run
     from ..distributed.cluster import connected
-    from .run import _finish, _plugin_notes, _skipped_line
 
     plan = plan_run(args.inputs, args.output, fmt=args.format, name_template=args.name_template, suffix=args.suffix,
                     skip_existing=args.skip_existing, report=args.report)
@@ -49,9 +54,9 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -
     if talk:
         for item in items:
             if item.skipped:
-                print(_skipped_line(item), file=sys.stderr)
+                print(skipped_line(item), file=sys.stderr)
     if all(item.skipped for item in items):  # a finished run, resumed: no cluster is started at all
-        return _finish(args, items, interrupted=False)
+        return finish(args, items, interrupted=False)
     spec = make_spec(make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
                      max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels,
                      overwrite=args.overwrite, quality=args.quality, cpus_per_worker=args.cpus_per_worker,
@@ -74,7 +79,7 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -
             bar.set_postfix_str(f"{failed} failed", refresh=False)
             bar.write(f"remaster: error: {item.error}", file=sys.stderr)
         elif talk:
-            bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_plugin_notes(item.extras, bar)})",
+            bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{notes(item.extras, bar)})",
                       file=sys.stderr)
 
     try:
@@ -89,4 +94,4 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]]) -
         raise
     finally:
         bar.close()
-    return _finish(args, items, interrupted)
+    return finish(args, items, interrupted)
