@@ -34,8 +34,9 @@ FOLDER_SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep} if sep)
 class BatchItem:
     """One input and its planned output; after the run, how it went (one entry of the report)."""
 
-    source: Path
-    target: Path
+    # Paths in a local run; a distributed run over object storage (remaster.distributed) keeps URIs as strings.
+    source: Path | str
+    target: Path | str
     ok: bool = False
     error: str | None = None
     seconds: float = 0.0

@@ -6,7 +6,9 @@ plugin is found the way any third-party plugin is (also by a real ``remaster`` s
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -73,6 +75,24 @@ class Slow(_Fault):
         return pixels.clone()
 
 
+class Crash(_Fault):
+    """Ends its whole process, as a segfault or the OOM killer would (tests/distributed).
+
+    Only on images ``width`` pixels wide (0: any); with ``marker``, only once: the first run creates the marker file.
+    """
+
+    def run(self, pixels, ctx):
+        width, marker = self.params.get("width", 0), self.params.get("marker", "")
+        if width and pixels.shape[-1] != width:
+            return pixels.clone()
+        if marker:
+            try:
+                Path(marker).touch(exist_ok=False)
+            except FileExistsError:
+                return pixels.clone()
+        os._exit(3)
+
+
 _LOW = (torch.float32, torch.bfloat16)
 
 
@@ -86,6 +106,8 @@ def remaster_register_stages(register):
         ("fault.nan-low-precision", NaNInReducedPrecision, StageInfo(dtypes=_LOW, tiling=Tiling.UNSUPPORTED), ()),
         ("fault.inf", AlwaysNaN, StageInfo(tiling=Tiling.UNSUPPORTED), ()),
         ("fault.faces", CountsFaces, StageInfo(), (Param("faces", int, 2, min=0),)),
+        ("fault.crash", Crash, StageInfo(tiling=Tiling.UNSUPPORTED),
+         (Param("width", int, 0, min=0), Param("marker", str, ""))),
         ("fault.slow", Slow, StageInfo(tiling=Tiling.UNSUPPORTED), (Param("seconds", float, 0.5, min=0),)),
     ]:
         register(StageSpec(name, StageKind.FILTER, factory, summary="misbehaves on purpose (tests)", info=info,

@@ -46,6 +46,23 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
     parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
+    _engine_options(parser)
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    """Where the items run: this process, or a Ray cluster (docs/distributed.md)."""
+    group = parser.add_argument_group("distributed runs (--engine ray, pip install 'remaster[ray]')")
+    group.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="run the items in this process (local, default) or on a Ray cluster (ray)")
+    group.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster: 'auto' (this machine's, after ray start) or ray://HEAD:10001 "
+                            "(default: a local cluster on 127.0.0.1)")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="Ray workers (default: one per GPU with --gpus-per-worker, else cores / --cpus-per-worker)")
+    group.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                       help="GPUs each Ray worker reserves (default 0: CPU workers)")
+    group.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
+                       help="CPUs each Ray worker reserves, and its threads (default 1)")
 
 
 def _parse_tile(text: str) -> int | str:

@@ -105,7 +105,13 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
     from ..devices import describe_device
     from ..overlap import run_items
     from ..pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+    from .distributed import check_engine_options
 
+    if check_engine_options(args):
+        from .distributed import run_on_ray
+
+        return run_on_ray(args, make_stages, finish=_finish, skipped_line=_skipped_line,
+                          notes=lambda extras, bar: _plugin_notes(extras, bar, host))
     items = plan_outputs(collect_inputs(args.inputs), Path(args.output), args.format, name_template=args.name_template,
                          suffix=args.suffix, folder=args.output.endswith(FOLDER_SEPARATORS))
     check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then

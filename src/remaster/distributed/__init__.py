@@ -1,0 +1,13 @@
+"""Folder and archive runs on a Ray cluster (``remaster ... --engine ray``); docs/distributed.md.
+
+Ray is imported only when a run starts (``pip install 'remaster[ray]'``), so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from .driver import Plan, execute, make_spec, plan_run, run_folder
+from .errors import ClusterCapacityError, ClusterError, EngineMissingError
+from .spec import RunSpec, WorkItem
+
+__all__ = ["run_folder", "plan_run", "execute", "make_spec", "Plan", "RunSpec", "WorkItem", "ClusterError",
+           "ClusterCapacityError", "EngineMissingError"]

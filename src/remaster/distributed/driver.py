@@ -1,0 +1,323 @@
+"""The driver: plan a folder run exactly as a local run does, then hand its items to a pool of Ray workers.
+
+Scheduling is a loop of our own over Ray Core actors (not Ray Data): each worker holds at most one item, so a
+worker that dies loses exactly that item, which goes back to the front of the queue for another worker. Outputs are
+written whole or not at all, and a retried item whose output is already complete counts as done, so Ray's
+at-least-once delivery never writes an item twice nor reports a finished one as failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Sequence
+
+from ..batch import (FOLDER_SEPARATORS, WRITABLE_SUFFIXES, BatchItem, check_writable, collect_inputs, plan_outputs,
+                     summarize, write_report)
+from ..errors import RemasterError
+from . import storage
+from .actors import remote_worker, row
+from .cluster import check_capacity, connected
+from .errors import ClusterCapacityError, ClusterError
+from .spec import RunSpec, WorkItem, driver_environment
+
+__all__ = ["Plan", "plan_run", "execute", "run_folder", "default_workers"]
+
+#: How often a report being written during a run is rewritten, at most.
+_REPORT_EVERY_S = 1.0
+
+
+@dataclass
+class Plan:
+    """The items of a run in the local run's order, and which outputs were already there when it was planned."""
+
+    items: list[BatchItem]
+    existed: list[bool]
+
+
+def plan_run(inputs: Sequence[str], output: str, *, fmt: str | None = None, name_template: str | None = None,
+             suffix: str = "", skip_existing: bool = False, report: str | None = None) -> Plan:
+    """Plan as ``remaster upscale INPUTS -o OUTPUT`` would: same inputs, names, collision rules and checks.
+
+    Local paths go through :func:`remaster.batch.plan_outputs` unchanged. Object-storage URIs are named by the
+    same function, against an empty placeholder folder, so that a bucket gets exactly the names a folder would.
+
+    Raises:
+        UsageError: As for a local run (no images, an unusable name template, ...).
+        OutputError: The output folder (or the report's) cannot be written.
+    """
+    inputs = [storage.local_path(text) for text in inputs]
+    output = storage.local_path(output)
+    folder = output.endswith(FOLDER_SEPARATORS)
+    if not any(storage.is_uri(text) for text in [*inputs, output]):
+        items = plan_outputs(collect_inputs(inputs), Path(output), fmt, name_template=name_template, suffix=suffix,
+                             folder=folder)
+        check_writable(items, report)
+        existed = [Path(item.target).is_file() for item in items]
+    else:
+        sources: list[tuple[str, PurePosixPath]] = []
+        for text in inputs:
+            if storage.is_uri(text):
+                sources.extend(storage.list_images(text))
+            else:
+                sources.extend((str(path), PurePosixPath(relative.as_posix())) for path, relative in collect_inputs([text]))
+        items = _plan_named(sources, output, fmt, name_template, suffix, folder)
+        if storage.is_uri(output):
+            there = storage.existing_under(output) | {item.target for item in items
+                                                      if item.target == output and storage.exists(output)}
+            existed = [item.target in there for item in items]
+            check_writable([], report)
+        else:
+            check_writable(items, report)
+            existed = [Path(item.target).is_file() for item in items]
+    if skip_existing:
+        for item, there in zip(items, existed):
+            item.skipped = there
+    return Plan(items, existed)
+
+
+def _plan_named(sources: list[tuple[str, PurePosixPath]], output: str, fmt: str | None, name_template: str | None,
+                suffix: str, folder: bool) -> list[BatchItem]:
+    """Outputs named by :func:`plan_outputs`; for a URI output, planned in an empty folder, then moved under it."""
+    placeholders = [(Path(relative), Path(relative)) for _, relative in sources]
+    if not storage.is_uri(output):
+        planned = plan_outputs(placeholders, Path(output), fmt, name_template=name_template, suffix=suffix,
+                               folder=folder)
+        return [BatchItem(source, Path(item.target)) for (source, _), item in zip(sources, planned)]
+    one_file = (len(sources) == 1 and not folder
+                and PurePosixPath(output.rsplit("/", 1)[-1]).suffix.lower() in WRITABLE_SUFFIXES)
+    if one_file:
+        plan_outputs(placeholders, Path(output.rsplit("/", 1)[-1]), fmt, name_template=name_template, suffix=suffix)
+        return [BatchItem(sources[0][0], output)]
+    with tempfile.TemporaryDirectory(prefix="remaster-plan-") as empty:
+        planned = plan_outputs(placeholders, Path(empty), fmt, name_template=name_template, suffix=suffix, folder=True)
+        return [BatchItem(source, storage.join(output, Path(item.target).relative_to(empty).as_posix()))
+                for (source, _), item in zip(sources, planned)]
+
+
+def default_workers(resources: dict[str, float], *, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """One worker per GPU share when workers take GPUs, else one per ``cpus_per_worker`` cores; at least one."""
+    if gpus_per_worker > 0:
+        return max(1, int(resources["GPU"] // gpus_per_worker))
+    return max(1, int(resources["CPU"] // max(cpus_per_worker, 1e-9)))
+
+
+def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, cpus_per_worker: float = 1.0,
+            gpus_per_worker: float = 0.0, max_attempts: int = 3, wait_for_workers: float = 300.0,
+            report: str | None = None, on_item: Callable[[BatchItem], None] | None = None,
+            on_start: Callable[[dict[str, Any]], None] | None = None) -> bool:
+    """Run the plan's items that are not skipped on a pool of workers; fills in each :class:`BatchItem`.
+
+    Args:
+        plan: From :func:`plan_run`.
+        spec: The pipeline every worker builds.
+        ray: The connected ``ray`` module (:func:`~remaster.distributed.cluster.connected`).
+        workers: Pool size (default :func:`default_workers`), never more than the items to do.
+        cpus_per_worker: CPUs each worker reserves (and its torch threads).
+        gpus_per_worker: GPUs each worker reserves; Ray gives each its own ``CUDA_VISIBLE_DEVICES``.
+        max_attempts: Tries of one item whose worker died; then it becomes an error row.
+        wait_for_workers: Seconds to wait with no worker alive before saying the cluster has no room.
+        report: Rewritten (atomically, at most once a second) while the run goes, so a killed driver leaves one.
+        on_item: Called with each item when it is done or failed.
+        on_start: Called once with what the first worker says about itself (device, pipeline with precisions).
+
+    Returns:
+        Whether the run was interrupted (Ctrl-C): submitting stopped, running items were abandoned and their
+        temporary files removed; finished outputs are kept.
+
+    Raises:
+        ClusterCapacityError: No worker of this size fits, or none started within ``wait_for_workers``.
+        RemasterError: What stopped the pipeline from being built on a worker (missing weights, a bad stage).
+    """
+    todo = collections.deque(WorkItem(index, str(item.source), str(item.target), existed=existed)
+                             for index, (item, existed) in enumerate(zip(plan.items, plan.existed))
+                             if not item.skipped)
+    if not todo:
+        return False
+    resources = check_capacity(ray, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    size = workers or default_workers(resources, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    size = min(size, len(todo))
+    actor_class = remote_worker(ray, cpus=cpus_per_worker, gpus=gpus_per_worker)
+    running: dict[Any, tuple[str, Any, WorkItem | None]] = {}  # object ref -> (what, actor, item)
+    alive: set[Any] = set()
+    setup_deaths = 0
+    last_report = 0.0
+    waiting_since = time.monotonic()
+
+    def start_worker() -> None:
+        actor = actor_class.remote(spec)
+        running[actor.setup.remote()] = ("setup", actor, None)
+
+    def give_work(actor: Any) -> None:
+        if todo:
+            item = todo.popleft()
+            running[actor.process.remote(item)] = ("item", actor, item)
+
+    def record(value: dict[str, Any]) -> None:
+        nonlocal last_report
+        item = plan.items[value["index"]]
+        item.ok, item.error, item.seconds, item.extras = value["ok"], value["error"], value["seconds"], value["extras"]
+        if on_item is not None:
+            on_item(item)
+        if report and time.monotonic() - last_report >= _REPORT_EVERY_S:
+            write_report(Path(report), summarize(plan.items, interrupted=False))
+            last_report = time.monotonic()
+
+    for _ in range(size):
+        start_worker()
+    try:
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            if not done:
+                if not alive and time.monotonic() - waiting_since > wait_for_workers:
+                    raise ClusterCapacityError(
+                        f"no worker started in {wait_for_workers:g} s: the cluster has no free "
+                        f"{cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU for one",
+                        hint="free or add nodes, or lower --workers, --cpus-per-worker or --gpus-per-worker")
+                continue
+            what, actor, item = running.pop(done[0])
+            try:
+                value = ray.get(done[0])
+            except ray.exceptions.RayActorError:  # the worker's process or node died
+                alive.discard(actor)
+                ray.kill(actor, no_restart=True)
+                if item is None:
+                    setup_deaths += 1
+                    if setup_deaths > 2 * size + max_attempts:
+                        raise ClusterError("workers keep dying while the pipeline is built", hint="see the Ray logs "
+                                           "(ray logs, or /tmp/ray/session_latest/logs on a node)") from None
+                elif item.attempt >= max_attempts:
+                    record(row(item, ok=False, error=f"{item.source}: its worker died {item.attempt} times while "
+                                                     "running it; not tried again"))
+                else:
+                    todo.appendleft(replace(item, attempt=item.attempt + 1))
+                if todo or any(kind == "item" for kind, _, _ in running.values()):
+                    if not alive:
+                        waiting_since = time.monotonic()
+                    start_worker()
+                continue
+            if what == "setup":
+                if isinstance(value, RemasterError):
+                    raise value
+                if on_start is not None and not alive and value is not None:
+                    on_start(value)
+                    on_start = None
+                alive.add(actor)
+            else:
+                record(value)
+            if todo:
+                give_work(actor)
+            else:
+                alive.discard(actor)
+                ray.kill(actor, no_restart=True)  # nothing left for it: free its CPUs/GPU for the others' retries
+    except KeyboardInterrupt:
+        _abandon(ray, running, plan, record)
+        return True
+    finally:
+        for _, actor, _ in list(running.values()):
+            ray.kill(actor, no_restart=True)
+        for actor in alive:
+            ray.kill(actor, no_restart=True)
+    return False
+
+
+def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], plan: Plan,
+             record: Callable[[dict[str, Any]], None]) -> None:
+    """Ctrl-C: stop every worker, keep what finished meanwhile, and remove the temporary files of the others."""
+    for _, actor, _ in running.values():
+        ray.kill(actor, no_restart=True)
+    refs = list(running)
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=10)  # the kills land: no worker writes after this
+    for ref in refs:
+        what, _, item = running[ref]
+        if what != "item" or item is None:
+            continue
+        try:
+            record(ray.get(ref, timeout=0))
+        except Exception:  # killed mid-item: nothing of it may stay
+            if not storage.is_uri(item.target):
+                target = Path(item.target)
+                for temp in target.parent.glob(f".{target.name}.*.tmp"):
+                    temp.unlink(missing_ok=True)
+    running.clear()
+
+
+def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[str],
+               address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
+               cpus_per_worker: float = 1.0, device: str = "auto", precision: str = "auto",
+               tile: int | str = "auto", max_pixels: int | None = None, max_output_pixels: int | None = None,
+               overwrite: bool = False, skip_existing: bool = False, quality: int | None = None,
+               fmt: str | None = None, name_template: str | None = None, suffix: str = "",
+               report: str | None = None, max_attempts: int = 3, wait_for_workers: float = 300.0) -> dict[str, Any]:
+    """Run a pipeline over files, folders or object-storage URIs on a Ray cluster.
+
+    Plans exactly as a local folder run (:mod:`remaster.batch`), runs the items on Ray actors that each build the
+    pipeline once, and returns the report a local run writes with ``--report``.
+
+    Args:
+        inputs: Files, folders, or ``s3://`` / ``gs://`` / ``file://`` URIs.
+        output: A folder, one file for one input, or a URI.
+        stages: A pipeline string or stage strings, as :class:`~remaster.pipeline.Remasterer` takes them.
+        address: ``None``: a local cluster on loopback (or the one this process is connected to); ``"auto"``,
+            ``"ray://head:10001"``: an existing cluster.
+        workers: Pool size (default: one per GPU share, else cores ÷ ``cpus_per_worker``).
+        gpus_per_worker: GPUs each worker reserves (0: CPU workers).
+        cpus_per_worker: CPUs each worker reserves; also its torch threads.
+        device, precision, tile, max_pixels, max_output_pixels: As for :class:`~remaster.pipeline.Remasterer`.
+        overwrite, skip_existing, quality, fmt, name_template, suffix: As the CLI options of the same names.
+        report: A JSON report file, rewritten atomically while the run goes and at its end.
+        max_attempts: Tries of an item whose worker died before it becomes an error row.
+        wait_for_workers: Seconds to wait for a first worker before saying the cluster has no room.
+
+    Returns:
+        ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``, as :func:`remaster.batch.summarize`.
+
+    Raises:
+        EngineMissingError: Ray is not installed.
+        ClusterError: The cluster cannot be reached, or has no room for one worker.
+        RemasterError: A planning error, or what stopped the pipeline from being built.
+    """
+    stage_list = _stage_strings(stages)
+    plan = plan_run([inputs] if isinstance(inputs, str) else list(inputs), output, fmt=fmt,
+                    name_template=name_template, suffix=suffix, skip_existing=skip_existing, report=report)
+    spec = make_spec(stage_list, device=device, precision=precision, tile=tile, max_pixels=max_pixels,
+                     max_output_pixels=max_output_pixels, overwrite=overwrite, quality=quality,
+                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+    interrupted = False
+    if not all(item.skipped for item in plan.items):
+        with connected(address) as ray:
+            interrupted = execute(plan, spec, ray, workers=workers, cpus_per_worker=cpus_per_worker,
+                                  gpus_per_worker=gpus_per_worker, max_attempts=max_attempts,
+                                  wait_for_workers=wait_for_workers, report=report)
+    summary = summarize(plan.items, interrupted)
+    if report:
+        write_report(Path(report), summary)
+    return summary
+
+
+def make_spec(stages: Sequence[str], *, device: str, precision: str, tile: int | str, max_pixels: int | None,
+              max_output_pixels: int | None, overwrite: bool, quality: int | None, cpus_per_worker: float,
+              gpus_per_worker: float) -> RunSpec:
+    """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
+    from ..pipeline import Remasterer
+
+    # Built on the CPU only to check names and parameters (nothing is loaded); the workers pick their own device.
+    Remasterer(list(stages), device="cpu", precision="fp32" if precision == "fp16" else precision, tile=tile,
+               max_pixels=max_pixels)
+    env = {**driver_environment(), **{key: os.environ[key] for key in storage.ENV_PASSED if key in os.environ}}
+    # A worker without a GPU share must not take a GPU it happens to see on its node.
+    worker_device = "cpu" if gpus_per_worker == 0 and device == "auto" else device
+    return RunSpec(tuple(stages), device=worker_device, precision=precision, tile=tile, max_pixels=max_pixels,
+                   max_output_pixels=max_output_pixels, overwrite=overwrite, quality=quality,
+                   threads=max(1, int(cpus_per_worker)), env=env)
+
+
+def _stage_strings(stages: str | Sequence[str]) -> list[str]:
+    from ..stagestring import parse_pipeline
+
+    return list(parse_pipeline(stages)) if isinstance(stages, str) else list(stages)

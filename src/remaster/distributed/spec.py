@@ -1,0 +1,82 @@
+"""What a worker needs to rebuild the pipeline: plain, picklable values only.
+
+A :class:`~remaster.pipeline.Remasterer` holds a lock and loaded networks, so it is never sent to a worker; each
+worker builds its own from a :class:`RunSpec`, once, and then runs :class:`WorkItem` after :class:`WorkItem`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..pipeline import Remasterer
+
+__all__ = ["RunSpec", "WorkItem", "driver_environment"]
+
+#: Environment variables of the driver that a worker takes over: the weights cache, the pixel limit, the CPU
+#: precision choice. Sharing the cache path is what keeps workers from converting or downloading weights each.
+_SHARED_PREFIX = "REMASTER_"
+
+
+def driver_environment() -> dict[str, str]:
+    """The driver's ``REMASTER_*`` variables, for :attr:`RunSpec.env`."""
+    return {key: value for key, value in os.environ.items() if key.startswith(_SHARED_PREFIX)}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The pipeline and output options of a run, as a worker rebuilds them.
+
+    Attributes:
+        stages: Stage strings, as :class:`~remaster.pipeline.Remasterer` takes them.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``; a GPU worker sees only the device Ray gave it, as ``cuda:0``.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        tile: ``"auto"``, a tile size, or 0.
+        max_pixels: Largest input, in pixels (``None``: the worker's default).
+        max_output_pixels: Largest output, in pixels.
+        overwrite: Replace existing outputs.
+        quality: JPEG/WebP quality, or ``None``.
+        threads: torch threads per worker (its CPUs in the cluster).
+        env: Environment variables set in the worker before anything is built.
+    """
+
+    stages: tuple[str, ...]
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int | str = "auto"
+    max_pixels: int | None = None
+    max_output_pixels: int | None = None
+    overwrite: bool = False
+    quality: int | None = None
+    threads: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+
+    def build(self) -> Remasterer:
+        """The pipeline, built and prepared (weights read) in this process."""
+        from ..pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+
+        return Remasterer(list(self.stages), device=self.device, precision=self.precision, tile=self.tile,
+                          max_pixels=self.max_pixels,
+                          max_output_pixels=self.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS).prepare()
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One planned input and output, by position in the plan.
+
+    Attributes:
+        index: Position in the plan (the report keeps the plan's order).
+        source: A local path or a URI (``s3://``, ``gs://``, ``file://``).
+        target: A local path or a URI.
+        attempt: 1 for the first try; more when a worker died while running it.
+        existed: The target was there before the run started: on a retry, only a target that was not there
+            before may count as this run's complete output.
+    """
+
+    index: int
+    source: str
+    target: str
+    attempt: int = 1
+    existed: bool = False
