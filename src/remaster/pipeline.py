@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -619,7 +619,9 @@ class Remasterer:
             def cropped_rows(top: int, band: torch.Tensor) -> None:
                 # Padding went to the bottom/right: only the top-left corner is wanted.
                 if rows is not None and top < wanted_h:
-                    rows(top, band[:, :, :wanted_h - top, :wanted_w])
+                    # In small chunks, so that the checks and the quantisation make no band-sized temporaries.
+                    for offset, chunk in _row_chunks(band[:, :, :wanted_h - top, :wanted_w]):
+                        rows(top + offset, chunk)
 
             result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
                                              overlap=overlap, multiple_of=info.multiple_of,
@@ -662,11 +664,17 @@ class _BandChecks:
                                                      "report it to its plugin's author")
 
 
-def _write_bands(rows: tiling.RowsFn, pixels: torch.Tensor) -> None:
-    """Hand a whole float result to ``rows`` a few MB at a time, so that no full-size float copy is made."""
+def _row_chunks(pixels: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(offset, rows)`` views of ``(1, C, H, W)`` pixels, a few MB of float32 at a time."""
     step = max(1, (4 << 20) // max(1, pixels.shape[1] * pixels.shape[-1] * 4))
     for top in range(0, pixels.shape[-2], step):
-        rows(top, pixels[:, :, top:top + step])
+        yield top, pixels[:, :, top:top + step]
+
+
+def _write_bands(rows: tiling.RowsFn, pixels: torch.Tensor) -> None:
+    """Hand a whole float result to ``rows`` a few MB at a time, so that no full-size float copy is made."""
+    for top, chunk in _row_chunks(pixels):
+        rows(top, chunk)
 
 
 def _ran(stage: ConfiguredStage, device: torch.device, dtype: torch.dtype) -> dict[str, str]:

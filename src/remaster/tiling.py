@@ -231,6 +231,8 @@ def run_tiled(
     step = max(1, batch)
     win_h, win_w = rows[0].size, cols[0].size  # all windows share one shape (see module docstring)
     band_row, band_top = -1, 0  # with emit: the tile row whose band ``out`` is, and its first output row
+    band_rows = max(span.hi - span.lo for span in rows) * scale
+    storage: torch.Tensor | None = None  # with emit: the one band buffer, reused for every tile row
 
     for first in range(0, len(tiles), step):
         group = tiles[first:first + step]
@@ -249,8 +251,10 @@ def run_tiled(
         for k, (n, r, c) in enumerate(group):
             ys, xs = rows[r], cols[c]
             if emit is not None and r != band_row:
-                out = _next_band(out, band_top, ys.lo * scale, ys.hi * scale, result.shape[1], out_w, emit,
-                                 pixels.device)
+                if storage is None:
+                    storage = torch.empty(1, result.shape[1], band_rows, out_w, dtype=torch.float32,
+                                          device=pixels.device)
+                out = _next_band(storage, out, band_top, ys.lo * scale, ys.hi * scale, emit)
                 out_channels = out.shape[1]
                 band_row, band_top = r, ys.lo * scale
             assert out is not None
@@ -275,18 +279,21 @@ def run_tiled(
     return out
 
 
-def _next_band(band: torch.Tensor | None, band_top: int, top: int, bottom: int, channels: int, width: int,
-               emit: RowsFn, device: torch.device) -> torch.Tensor:
-    """The float band for output rows ``[top, bottom)``, after emitting the rows of ``band`` above ``top``.
+def _next_band(storage: torch.Tensor, band: torch.Tensor | None, band_top: int, top: int, bottom: int,
+               emit: RowsFn) -> torch.Tensor:
+    """The float band for output rows ``[top, bottom)`` in ``storage``, after emitting the rows of ``band`` above ``top``.
 
     The rows ``band`` shares with the new one keep their partial sums, so accumulation goes on exactly as
-    it would in a full-size buffer.
+    it would in a full-size buffer. Only those few shared rows are copied aside; the band itself is reused.
     """
-    if band is not None and top > band_top:
-        emit(band_top, band[:, :, :top - band_top])
-    new = torch.zeros(1, channels, bottom - top, width, dtype=torch.float32, device=device)
+    carried = None
     if band is not None:
-        carried = band[:, :, top - band_top:]
+        if top > band_top:
+            emit(band_top, band[:, :, :top - band_top])
+        carried = band[:, :, top - band_top:].clone()
+    new = storage[:, :, :bottom - top]
+    new.zero_()
+    if carried is not None:
         new[:, :, :carried.shape[-2]].copy_(carried)
     return new
 

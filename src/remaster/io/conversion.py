@@ -55,7 +55,8 @@ def quantise(values: torch.Tensor, dtype: Any) -> torch.Tensor:
     if dtype not in _TORCH_INTEGERS:
         raise TypeError(f"quantise: dtype {dtype} is not uint8 or uint16")
     peak = float(np.iinfo(dtype).max)
-    return torch.round(values.float().clamp(0.0, 1.0) * peak).to(_TORCH_INTEGERS[dtype])
+    # clamp makes the one temporary; the rest works in it (the same float32 operations, in place).
+    return values.float().clamp(0.0, 1.0).mul_(peak).round_().to(_TORCH_INTEGERS[dtype])
 
 
 def is_quantised(image: Image) -> bool:
