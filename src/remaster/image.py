@@ -7,6 +7,17 @@ resizes or processes it alongside the colour as each stage asks. Everything
 needed to write the image back the way it came in (bit depth, colour mode, ICC
 profile, EXIF, DPI) rides along in :class:`Meta`.
 
+**Integer images.** The result of a run that is wanted as integers
+(:meth:`remaster.Remasterer.run_file`, or ``run_image(..., quantise=True)``)
+is already quantised: ``pixels`` and ``alpha`` are ``uint8`` (values 0-255) or
+``uint16`` (0-65535) tensors, views of one ``(H, W, C)`` host array with alpha
+as the last channel, which the pipeline's last stage filled band by band.
+Their values are exactly what :func:`~remaster.io.to_numpy` would have made of
+the float result. ``to_numpy``, ``to_pil``, ``save`` and ``encode`` take them
+without converting back to floats; :func:`remaster.io.dequantised` is the
+explicit way back, and :meth:`remaster.Remasterer.run_image` applies it to an
+integer image it is given, so stages always see float images.
+
 ``Image.save``, ``Image.to_pil`` and ``Image.to_numpy`` are the functions of
 :mod:`remaster.io.encoding` and :mod:`remaster.io.conversion` (re-exported by
 :mod:`remaster.io`) as methods, so a result of ``Remasterer().run("photo.jpg")``
@@ -72,8 +83,9 @@ class Image:
     and :meth:`to_numpy`.
 
     Attributes:
-        pixels: ``(1, C, H, W)`` float tensor in ``[0, 1]``, C in {1, 3}.
-        alpha: ``(1, 1, H, W)`` float tensor in ``[0, 1]``, or ``None``.
+        pixels: ``(1, C, H, W)`` float tensor in ``[0, 1]``, C in {1, 3}; in an
+            integer image (see the module docstring) ``uint8``/``uint16``, already quantised.
+        alpha: ``(1, 1, H, W)`` tensor like ``pixels``, or ``None``.
         meta: Source description used when converting back.
     """
 

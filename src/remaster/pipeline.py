@@ -13,12 +13,16 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import devices, io, tiling
+from .io.conversion import returns_integers
+from .io.encoding import saves_integers
+from .io.intbuffer import IntegerBuffer
 from .resample import resize
 from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
 from .image import LUMA_BT601, Image
@@ -338,11 +342,14 @@ class Remasterer:
             PIL in → PIL out, numpy → numpy of the same dtype and layout,
             tensor → tensor on the same device; a path, bytes or Image gives an
             :class:`~remaster.Image` (use :func:`remaster.io.save` to write it).
+            For uint8/uint16 arrays and 8-bit PIL images the last stage writes
+            the integers directly (``run_image(..., quantise=True)``), which
+            gives the same values in less memory.
         """
         if isinstance(img, torch.Tensor) and img.ndim == 4 and img.shape[0] > 1:
             return torch.cat([self.run(item[None], progress=progress) for item in img])
         image = io.load(img, max_pixels=self.max_pixels)
-        result = self.run_image(image, progress=progress)
+        result = self.run_image(image, progress=progress, quantise=returns_integers(img, image.meta.bit_depth))
         return io.convert_like(result, img)
 
     def run_file(self, source: str | os.PathLike[str], target: str | os.PathLike[str], *, overwrite: bool = False,
@@ -351,7 +358,11 @@ class Remasterer:
 
         Returns:
             The path written and the result image (its ``meta.extras`` holds
-            what stages reported).
+            what stages reported). Where saving quantises the result to the
+            source's depth anyway (:func:`remaster.io.encoding.saves_integers`:
+            8- and 16-bit sources, except JPEG with alpha and 16-bit into
+            JPEG/WebP), it is an integer image written band by band by the
+            last stage, so a huge result never exists as floats.
 
         Raises:
             OutputError: ``target`` exists (or is ``source``) without
@@ -360,23 +371,36 @@ class Remasterer:
         if not overwrite:
             io.refuse_overwrite(Path(target), Path(source))
         image = io.load(source, max_pixels=self.max_pixels)
-        result = self.run_image(image, progress=progress)
+        quantise = saves_integers(image.meta.bit_depth, image.alpha is not None, target)
+        result = self.run_image(image, progress=progress, quantise=quantise)
         return io.save(result, target, quality=quality, overwrite=overwrite), result
 
     def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None,
-                  precision: str | None = None) -> Image:
+                  precision: str | None = None, quantise: bool = False) -> Image:
         """Run every stage on an :class:`Image` (the internal representation).
 
         Args:
             image: The input; its ``meta.bit_depth`` takes part in the ``auto`` precision choice.
+                An integer image is converted to floats first (:func:`remaster.io.dequantised`):
+                stages always get float images.
             progress: As in :meth:`run`.
             precision: Overrides the precision request for this call (a stage that runs
                 a pipeline of its own passes down what the user asked for).
+            quantise: Return an integer image (:mod:`remaster.image`): ``uint8`` for 8-bit
+                sources, ``uint16`` for 16-bit; float (32-bit) sources stay float. A tiled
+                last stage then writes each finished band of rows straight into it,
+                quantised on its device, instead of making a full-size float result; the
+                integers are exactly ``to_numpy`` of the float result.
 
         The result's ``meta.extras["stages"]`` lists, per stage, the device and the
         precision it actually ran in (after any fp32 retry).
         """
-        self.plan(image.height, image.width, image.channels)
+        image = io.dequantised(image)
+        out_h, out_w, _ = self.plan(image.height, image.width, image.channels)
+        writer = None
+        if quantise and image.meta.bit_depth in (8, 16):
+            writer = IntegerBuffer(out_h, out_w, np.uint8 if image.meta.bit_depth == 8 else np.uint16,
+                                   alpha=image.alpha is not None)
         requested = self.precision if precision is None else devices.check_precision_name(precision)
         sizes = self.output_sizes(image.height, image.width)
         pixels, alpha = image.pixels, image.alpha
@@ -401,17 +425,23 @@ class Remasterer:
             ctx = RunContext(device=device, dtype=choice.dtype, precision=requested, bit_depth=image.meta.bit_depth,
                              out_size=sizes[index])
             try:
-                pixels, alpha = self._run_stage(stage, pixels, alpha, ctx, stage_progress)
+                last = index == total - 1
+                pixels, alpha = self._run_stage(stage, pixels, alpha, ctx, stage_progress,
+                                                writer=writer if last else None, gray=image.meta.grayscale)
                 stage_progress(1.0)
             except _CallerStop as stop:
                 raise stop.error from None
             extras.update(ctx.report)
             ran.append(_ran(stage, device, ctx.dtype))
         extras["stages"] = ran
+        meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
+        if writer is not None:
+            return writer.image(meta)
+        assert pixels is not None
         if image.meta.grayscale and pixels.shape[1] == 3:
             pixels = _to_gray(pixels)  # grayscale stays grayscale even when a stage needed RGB
         result = image.with_pixels(pixels.float().cpu(), None if alpha is None else alpha.float().cpu())
-        result.meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
+        result.meta = meta
         return result
 
     def _prepare_context(self, device: torch.device, dtype: torch.dtype) -> PrepareContext:
@@ -429,8 +459,14 @@ class Remasterer:
             raise UsageError(exc.message, path=stage.name, hint=exc.hint) from None
 
     def _run_stage(self, stage: ConfiguredStage, pixels: torch.Tensor, alpha: torch.Tensor | None, ctx: RunContext,
-                   progress: Callable[[float], None]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run one stage on colour (and alpha); the result has the size ``ctx.out_size`` (the pipeline's plan)."""
+                   progress: Callable[[float], None], *, writer: IntegerBuffer | None = None,
+                   gray: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Run one stage on colour (and alpha); the result has the size ``ctx.out_size`` (the pipeline's plan).
+
+        With ``writer`` (the last stage of a run that wants integers) the result goes into it instead, and
+        ``(None, None)`` is returned: colour folded to gray when ``gray`` (the source was), as
+        :meth:`run_image` does with a float result. A tiled stage at its planned size writes band by band.
+        """
         info = stage.info
         assert ctx.out_size is not None
         final_size = ctx.out_size
@@ -446,31 +482,61 @@ class Remasterer:
         ctx.progress = lambda fraction: progress(share * fraction)
         if alpha is not None and info.fill_transparent and stage.run_scale != 1:
             pixels = _fill_transparent(pixels, alpha.to(ctx.device))
-        result = self._checked_run(stage, pixels, ctx)
+        colour_rows = alpha_rows = None
+        if writer is not None:
+            def colour_rows(top: int, rows: torch.Tensor) -> None:
+                rows = rows.clamp(0.0, 1.0)
+                writer.write(top, _to_gray(rows) if gray and rows.shape[1] == 3 else rows)
+
+            def alpha_rows(top: int, rows: torch.Tensor) -> None:
+                rows = rows.clamp(0.0, 1.0)
+                # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
+                writer.write(top, _to_gray(rows) if rows.shape[1] == 3 else rows, alpha=True)
+        # Band by band only when no resampling follows: the stage's own rows are then the final ones.
+        banded = writer is not None and stage.run_scale == stage.scale and scaled_size(
+            height, width, stage.run_scale) == final_size
+        result = self._checked_run(stage, pixels, ctx, rows=colour_rows if banded else None)
+        if result is not None and result.shape[-2:] != final_size:  # a fixed-scale network ran natively;
+            result = _resample(result, final_size)                    # a good filter does the rest
+        if result is not None and colour_rows is not None:
+            _write_bands(colour_rows, result)
+            result = None
         if alpha is not None:
             alpha = alpha.to(ctx.device)
             if alpha_runs:
-                gray = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
+                gray_alpha = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
                 alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2))
-                alpha = self._checked_run(stage, gray, alpha_ctx)
+                alpha = self._checked_run(stage, gray_alpha, alpha_ctx, rows=alpha_rows if banded else None)
                 # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
-                alpha = _to_gray(alpha) if alpha.shape[1] == 3 else alpha
-        if result.shape[-2:] != final_size:  # a fixed-scale network ran natively; a good filter does the rest
-            result = _resample(result, final_size)
+                alpha = _to_gray(alpha) if alpha is not None and alpha.shape[1] == 3 else alpha
         if alpha is not None and alpha.shape[-2:] != final_size:
             alpha = _resample(alpha, final_size)
+        if alpha is not None and alpha_rows is not None:
+            _write_bands(alpha_rows, alpha)
+            alpha = None
         ctx.out_size = final_size
         return result, alpha
 
-    def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+    def _checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
+                     rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
         """Run one stage and hold it to its contract; retry in fp32 if reduced precision gives NaN/Inf.
 
         The output must be ``ctx.out_size``, or ``round(input size × the stage's own scale)``
         for a stage that ignores ``ctx.out_size`` (the pipeline then resamples it).
+
+        With ``rows``, a tiled stage hands its output over in bands of rows instead (None is
+        returned); the same checks then run on the bands, after the last one.
         """
         native = scaled_size(pixels.shape[-2], pixels.shape[-1], stage.run_scale)
+        checks = _BandChecks()
+
+        def checked_rows(top: int, band: torch.Tensor) -> None:
+            checks.add(top, band)
+            assert rows is not None
+            rows(top, band)
+
         try:
-            result = self._execute(stage, pixels, ctx)
+            result = self._execute(stage, pixels, ctx, rows=checked_rows if rows is not None else None)
         except RemasterError as exc:
             if exc.path is None:  # e.g. the tiler's shape check: say which stage it was about
                 exc.path = stage.name
@@ -481,32 +547,40 @@ class Remasterer:
                                  path=stage.name, hint="use a smaller --tile, or a smaller image") from exc
             raise StageError(f"failed: {type(exc).__name__}: {exc}", path=stage.name,
                              hint="run with --debug for the traceback and report it to the stage's author") from exc
+        if result is None:  # went to ``rows`` band by band
+            if not checks.finite:
+                return self._retry_in_fp32(stage, pixels, ctx, rows)
+            checks.plausible(stage.name)
+            return None
         if result.ndim != 4 or tuple(result.shape[-2:]) not in {native, ctx.out_size} or result.shape[0] != pixels.shape[0]:
             out_size = ctx.out_size or native
             raise StageContractError(
                 f"returned shape {tuple(result.shape)}, expected (N, C, {out_size[0]}, {out_size[1]})",
                 path=stage.name, hint="this is a bug in the stage; report it to its plugin's author",
             )
-        # A sum is NaN/Inf exactly when some element is (values are bounded), without a full-size mask.
-        if not bool(torch.isfinite(result.sum(dtype=torch.float64))):
-            if ctx.dtype != torch.float32:
-                log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
-                ctx.dtype = torch.float32
-                return self._checked_run(stage, pixels, ctx)
-            raise StageContractError("produced NaN or Inf values", path=stage.name,
-                                     hint="try --precision fp32, or report it to the plugin's author")
+        checks.add(0, result)
+        if not checks.finite:
+            return self._retry_in_fp32(stage, pixels, ctx, rows)
         result = result.float()
-        low, high = (float(v) for v in torch.aminmax(result))
-        if low < _PLAUSIBLE_LOW or high > _PLAUSIBLE_HIGH:
-            raise StageContractError(f"returned values in [{low:.4g}, {high:.4g}], expected [0, 1]", path=stage.name,
-                                     hint="this is a bug in the stage (pixels scaled to 0-255?); "
-                                          "report it to its plugin's author")
+        checks.plausible(stage.name)
         shares_input = result.untyped_storage().data_ptr() == pixels.untyped_storage().data_ptr()
         if result.is_inference() or shares_input:  # spandrel returns inference tensors; never clamp the input
             return result.clamp(0.0, 1.0)
         return result.clamp_(0.0, 1.0)  # in place: the output is the one full-size buffer we keep
 
-    def _execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+    def _retry_in_fp32(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
+                       rows: tiling.RowsFn | None) -> torch.Tensor | None:
+        """After NaN/Inf: the stage once more in fp32, or the error if it already ran in fp32."""
+        if ctx.dtype != torch.float32:
+            log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
+            ctx.dtype = torch.float32
+            return self._checked_run(stage, pixels, ctx, rows)
+        raise StageContractError("produced NaN or Inf values", path=stage.name,
+                                 hint="try --precision fp32, or report it to the plugin's author")
+
+    def _execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
+                 rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
+        """Run the stage, tiled where it may be; with ``rows``, a tiled run emits its (cropped) rows there."""
         info = stage.info
         instance = stage.instance(ctx.device, ctx.dtype, self._prepare_context)
         padded, pad = _pad_to_requirements(pixels, info.min_size, info.multiple_of)
@@ -540,17 +614,67 @@ class Remasterer:
             tile = self.tile
             if tile == "auto":
                 tile = tiling.auto_tile_size(padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap)
+            wanted_h, wanted_w = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
+
+            def cropped_rows(top: int, band: torch.Tensor) -> None:
+                # Padding went to the bottom/right: only the top-left corner is wanted.
+                if rows is not None and top < wanted_h:
+                    # In small chunks, so that the checks and the quantisation make no band-sized temporaries.
+                    for offset, chunk in _row_chunks(band[:, :, :wanted_h - top, :wanted_w]):
+                        rows(top + offset, chunk)
+
             result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
                                              overlap=overlap, multiple_of=info.multiple_of,
                                              # Batching tiles fills a GPU; on a CPU it only adds memory.
                                              batch=1 if ctx.device.type == "cpu" else 4,
-                                             progress=ctx.progress)
+                                             progress=ctx.progress, emit=cropped_rows if rows is not None else None)
+            if result is None:
+                return None
         else:
             result = call(padded)
         if any(pad):  # padding went to the bottom/right, so the wanted output is the top-left corner
             height, width = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
             result = result[..., :height, :width]
         return result
+
+
+class _BandChecks:
+    """The pipeline's checks on a stage's values (finite, plausible range), gathered band by band.
+
+    A band at row 0 starts a new pass (the tiler's retry after out-of-memory starts over).
+    """
+
+    def __init__(self) -> None:
+        self.finite, self.low, self.high = True, math.inf, -math.inf
+
+    def add(self, top: int, band: torch.Tensor) -> None:
+        if top == 0:
+            self.finite, self.low, self.high = True, math.inf, -math.inf
+        # A sum is NaN/Inf exactly when some element is (values are bounded), without a full-size mask.
+        self.finite = self.finite and bool(torch.isfinite(band.sum(dtype=torch.float64)))
+        if self.finite and band.numel():
+            low, high = (float(v) for v in torch.aminmax(band.float()))
+            self.low, self.high = min(self.low, low), max(self.high, high)
+
+    def plausible(self, name: str) -> None:
+        """Raise when the values seen are outside what clamping may silently fix."""
+        if self.low < _PLAUSIBLE_LOW or self.high > _PLAUSIBLE_HIGH:
+            raise StageContractError(f"returned values in [{self.low:.4g}, {self.high:.4g}], expected [0, 1]",
+                                     path=name, hint="this is a bug in the stage (pixels scaled to 0-255?); "
+                                                     "report it to its plugin's author")
+
+
+def _row_chunks(pixels: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(offset, rows)`` views of ``(1, C, H, W)`` pixels, a few MB of float32 at a time."""
+    step = max(1, (4 << 20) // max(1, pixels.shape[1] * pixels.shape[-1] * 4))
+    for top in range(0, pixels.shape[-2], step):
+        yield top, pixels[:, :, top:top + step]
+
+
+def _write_bands(rows: tiling.RowsFn, pixels: torch.Tensor) -> None:
+    """Hand a whole float result to ``rows`` a few MB at a time, so that no full-size float copy is made."""
+    for top, chunk in _row_chunks(pixels):
+        rows(top, chunk)
 
 
 def _ran(stage: ConfiguredStage, device: torch.device, dtype: torch.dtype) -> dict[str, str]:

@@ -30,6 +30,14 @@ Design, and why:
 * **Back-off.** Memory use is hard to predict (cuDNN workspaces,
   fragmentation), so :func:`run_with_backoff` treats the tile size as a guess
   and halves it on out-of-memory rather than trying to be exact up front.
+* **Finished rows can leave early.** Tiles run row by row, and only
+  neighbouring tile rows overlap, so output rows above the next tile row's
+  band are final. With ``emit``, :func:`run_tiled` accumulates into a float
+  band one tile row high instead of a full-size buffer and hands each
+  finished stretch of rows on (the pipeline quantises them straight into the
+  final integer image). The band carries the rows it shares with the next
+  tile row over, so every output pixel gets the same float additions, in the
+  same order, as in the full-size buffer: the results are bit-identical.
 """
 
 from __future__ import annotations
@@ -44,11 +52,13 @@ import torch
 
 from .errors import StageContractError
 
-__all__ = ["run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory"]
+__all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
+#: Receives ``(top, rows)``: finished output rows ``[top, top + rows.shape[-2])``, full width, top to bottom.
+RowsFn = Callable[[int, torch.Tensor], None]
 
 #: Smallest tile :func:`run_with_backoff` goes down to before giving up.
 MIN_TILE = 32
@@ -149,7 +159,8 @@ def run_tiled(
     progress: Callable[[float], None] | None = None,
     feather: int | None = None,
     multiple_of: int = 1,
-) -> torch.Tensor:
+    emit: RowsFn | None = None,
+) -> torch.Tensor | None:
     """Run ``fn`` over ``pixels`` tile by tile and blend the tiles without seams.
 
     Args:
@@ -168,13 +179,19 @@ def run_tiled(
             ``overlap // 2``. 0 gives hard (still exact for local ops) cuts.
         multiple_of: Tile windows are made a multiple of this in both
             dimensions (for stages with size requirements).
+        emit: Instead of returning the result, hand it on in finished bands
+            of rows: ``emit(top, rows)`` with ``rows`` a float32
+            ``(1, C', h, W * scale)`` view that is only valid during the
+            call, from row 0 down; no full-size buffer is allocated. Each
+            attempt starts again at row 0. Needs ``N == 1`` and no ``out``.
 
     Returns:
-        ``out`` if given, else a new float32 tensor ``(N, C', H * scale, W * scale)``.
-        An image that fits in one tile is passed to ``fn`` whole.
+        ``out`` if given, else a new float32 tensor ``(N, C', H * scale, W * scale)``;
+        ``None`` with ``emit``. An image that fits in one tile is passed to ``fn`` whole.
 
     Raises:
-        ValueError: for a non-integer scale, negative overlap, or an ``out`` of the wrong shape.
+        ValueError: for a non-integer scale, negative overlap, an ``out`` of the wrong shape,
+            or ``emit`` with ``out`` or several images.
         StageContractError: when ``fn`` returns a tensor of the wrong shape.
     """
     scale = _check_scale(scale)
@@ -189,6 +206,8 @@ def run_tiled(
         raise ValueError(f"out has shape {tuple(out.shape)}, expected ({images}, C, {out_h}, {out_w})")
     if out is not None:
         out_channels = out.shape[1]
+    if emit is not None and (out is not None or images != 1):
+        raise ValueError(f"emit needs one image and no out buffer, got {images} images and out={out is not None}")
 
     feather = overlap // 2 if feather is None else feather
     rows, half_y = _plan_axis(height, tile, overlap, feather, max(1, multiple_of))
@@ -199,6 +218,9 @@ def run_tiled(
         _check_output(result, images, out_channels, out_h, out_w)
         if progress is not None:
             progress(1.0)
+        if emit is not None:
+            emit(0, result.float())
+            return None
         if out is None:
             return result.float()
         return out.copy_(result)
@@ -208,6 +230,9 @@ def run_tiled(
     tiles = [(n, r, c) for n in range(images) for r in range(len(rows)) for c in range(len(cols))]
     step = max(1, batch)
     win_h, win_w = rows[0].size, cols[0].size  # all windows share one shape (see module docstring)
+    band_row, band_top = -1, 0  # with emit: the tile row whose band ``out`` is, and its first output row
+    band_rows = max(span.hi - span.lo for span in rows) * scale
+    storage: torch.Tensor | None = None  # with emit: the one band buffer, reused for every tile row
 
     for first in range(0, len(tiles), step):
         group = tiles[first:first + step]
@@ -217,17 +242,26 @@ def run_tiled(
         ])
         result = fn(inputs)
         _check_output(result, len(group), out_channels, win_h * scale, win_w * scale)
-        if out is None:
+        if emit is None and out is None:
             # Allocated only now because C' may come from the first tile.
             out = torch.zeros(images, result.shape[1], out_h, out_w, dtype=torch.float32, device=pixels.device)
             out_channels = out.shape[1]
-        elif first == 0:
+        elif emit is None and first == 0:
             out.zero_()
         for k, (n, r, c) in enumerate(group):
             ys, xs = rows[r], cols[c]
+            if emit is not None and r != band_row:
+                if storage is None:
+                    storage = torch.empty(1, result.shape[1], band_rows, out_w, dtype=torch.float32,
+                                          device=pixels.device)
+                out = _next_band(storage, out, band_top, ys.lo * scale, ys.hi * scale, emit)
+                out_channels = out.shape[1]
+                band_row, band_top = r, ys.lo * scale
+            assert out is not None
             src = result[k, :, (ys.lo - ys.start) * scale:(ys.hi - ys.start) * scale,
                          (xs.lo - xs.start) * scale:(xs.hi - xs.start) * scale].to(out.dtype)
-            dst = out[n, :, ys.lo * scale:ys.hi * scale, xs.lo * scale:xs.hi * scale]
+            dst = out[n if emit is None else 0, :, ys.lo * scale - band_top:ys.hi * scale - band_top,
+                      xs.lo * scale:xs.hi * scale]
             wy, wx = row_weights[r], col_weights[c]
             if wy is None and wx is None:
                 dst.add_(src)
@@ -239,7 +273,29 @@ def run_tiled(
         if progress is not None:
             progress((first + len(group)) / len(tiles))
     assert out is not None
+    if emit is not None:
+        emit(band_top, out)
+        return None
     return out
+
+
+def _next_band(storage: torch.Tensor, band: torch.Tensor | None, band_top: int, top: int, bottom: int,
+               emit: RowsFn) -> torch.Tensor:
+    """The float band for output rows ``[top, bottom)`` in ``storage``, after emitting the rows of ``band`` above ``top``.
+
+    The rows ``band`` shares with the new one keep their partial sums, so accumulation goes on exactly as
+    it would in a full-size buffer. Only those few shared rows are copied aside; the band itself is reused.
+    """
+    carried = None
+    if band is not None:
+        if top > band_top:
+            emit(band_top, band[:, :, :top - band_top])
+        carried = band[:, :, top - band_top:].clone()
+    new = storage[:, :, :bottom - top]
+    new.zero_()
+    if carried is not None:
+        new[:, :, :carried.shape[-2]].copy_(carried)
+    return new
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -269,11 +325,13 @@ def run_with_backoff(
     feather: int | None = None,
     multiple_of: int = 1,
     min_tile: int = MIN_TILE,
-) -> torch.Tensor:
+    emit: RowsFn | None = None,
+) -> torch.Tensor | None:
     """:func:`run_tiled`, retried with smaller tiles when memory runs out.
 
     On out-of-memory the batch is halved first (when above 1), then the tile
-    size, and the whole image is redone from scratch (progress starts over).
+    size, and the whole image is redone from scratch (progress starts over;
+    with ``emit``, rows are emitted again from row 0).
     ``tile=0`` tries the whole image first. Gives up, re-raising the error,
     when the tile would go below ``min_tile``.
 
@@ -281,14 +339,14 @@ def run_with_backoff(
     """
     scale = _check_scale(scale)
     height, width = pixels.shape[-2:]
-    if out is None and out_channels is not None:
+    if out is None and out_channels is not None and emit is None:
         # Allocated once here so that retries reuse it instead of reallocating the largest buffer.
         out = torch.empty(pixels.shape[0], out_channels, height * scale, width * scale,
                           dtype=torch.float32, device=pixels.device)
     while True:
         try:
             return run_tiled(fn, pixels, scale=scale, tile=tile, overlap=overlap, out=out, out_channels=out_channels,
-                             batch=batch, progress=progress, feather=feather, multiple_of=multiple_of)
+                             batch=batch, progress=progress, feather=feather, multiple_of=multiple_of, emit=emit)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

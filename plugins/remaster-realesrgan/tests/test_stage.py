@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from skimage import data
 
 from remaster import (ChecksumError, Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError,
-                      WrongWeightsError)
+                      WrongWeightsError, io)
 from remaster.testing import check_stage
 from remaster.registry import import_reference
 from remaster.weights import get_manager, load_state_dict, save_state_dict, sha256_file
@@ -313,3 +313,16 @@ def test_upscaler_is_a_network_stage_that_names_its_file_through_the_given_manag
     (tmp_path / "first").write_bytes(b"")
     assert stage.network_file(manager) == tmp_path / "first"  # the first cached choice
     assert manager.asked == ["second", "first"]
+
+
+@pytest.mark.parametrize("stage", ["realesr-animevideov3", "realesr-animevideov3(scale=2)"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_integer_result_equals_the_float_path(stage, alpha):
+    # Tiled (tile 16 on 30x40): the native-scale run writes integer bands, the resampled one quantises at the end.
+    rgb = crop(30, 40)
+    array = np.dstack([rgb, np.linspace(0, 255, 40).astype(np.uint8)[None].repeat(30, 0)]) if alpha else rgb
+    remasterer = Remasterer(stage, precision="fp32", tile=16)
+    image = io.load(array)
+    integer = remasterer.run_image(image, quantise=True)
+    assert io.is_quantised(integer)
+    assert np.array_equal(io.to_numpy(integer), io.to_numpy(remasterer.run_image(image)))

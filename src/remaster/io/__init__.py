@@ -14,7 +14,10 @@ Each concern has its module, and everything public is re-exported here, so
   orientation, ICC/EXIF/DPI), :func:`max_pixels_from_env`,
   :data:`DEFAULT_MAX_PIXELS`;
 * :mod:`~remaster.io.conversion`: :func:`to_numpy`, :func:`to_pil`,
-  :func:`to_tensor`, :func:`convert_like`;
+  :func:`to_tensor`, :func:`convert_like`, :func:`quantise` (the one
+  quantisation), :func:`is_quantised`, :func:`dequantised`;
+* :mod:`~remaster.io.intbuffer`: :class:`~remaster.io.intbuffer.IntegerBuffer`,
+  the final integer image filled band by band (imported by the pipeline, not here);
 * :mod:`~remaster.io.encoding`: :func:`save`, :func:`encode`,
   :data:`SAVE_FORMATS` (the PNG/JPEG/WebP/TIFF writers);
 * :mod:`~remaster.io.atomic`: :func:`write_atomic`, :func:`refuse_overwrite`.
@@ -32,7 +35,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .atomic import refuse_overwrite, write_atomic
-from .conversion import convert_like, to_numpy, to_pil, to_tensor
+from .conversion import convert_like, dequantised, is_quantised, quantise, to_numpy, to_pil, to_tensor
 from .encoding import SAVE_FORMATS, encode, save
 
 if TYPE_CHECKING:
@@ -50,6 +53,9 @@ __all__ = [
     "to_numpy",
     "to_tensor",
     "convert_like",
+    "quantise",
+    "is_quantised",
+    "dequantised",
     "refuse_overwrite",
 ]
 

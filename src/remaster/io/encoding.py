@@ -26,12 +26,12 @@ from PIL import Image as PILImage
 
 from ..errors import OutputError, RemasterWarning, UsageError
 from .atomic import refuse_overwrite, write_atomic
-from .conversion import _metadata, to_numpy, to_pil
+from .conversion import _metadata, dequantised, to_numpy, to_pil
 
 if TYPE_CHECKING:  # annotations only: importing the class would make image -> io -> image a cycle
     from ..image import Image
 
-__all__ = ["SAVE_FORMATS", "save", "encode"]
+__all__ = ["SAVE_FORMATS", "save", "encode", "saves_integers"]
 
 #: Output extensions :func:`save` understands, and the format each one means.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -112,6 +112,23 @@ def encode(image: Image, format: str, *, quality: int | None = None) -> bytes:
     return _encode_checked(image, fmt, quality, Path(name), path=None)
 
 
+def saves_integers(bit_depth: int, has_alpha: bool, path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`save` writes such an image to ``path`` by quantising it to its own depth, as a whole.
+
+    True for 8- and 16-bit images, except where saving computes on the float
+    pixels first or takes fewer bits: JPEG with alpha (composited onto white)
+    and 16-bit images in JPEG or WebP (8-bit formats). For those, an integer
+    image of the source's depth (:mod:`remaster.image`) gives the same file as
+    the float one, so the pipeline can make it directly.
+    """
+    fmt = SAVE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None or bit_depth not in (8, 16):
+        return False
+    if fmt == "JPEG" and has_alpha:
+        return False
+    return bit_depth == 8 or fmt in ("PNG", "TIFF")
+
+
 def _encode_checked(image: Image, fmt: str, quality: int | None, target: Path, *, path: Path | None) -> bytes:
     try:
         return _encode(image, fmt, _DEFAULT_QUALITY if quality is None else quality, target)
@@ -125,6 +142,7 @@ def _encode(image: Image, fmt: str, quality: int, target: Path) -> bytes:
     if fmt == "JPEG" and image.alpha is not None:
         _warn(f"{target}: JPEG cannot store transparency, alpha dropped (composited onto white); "
               "use .png/.webp/.tif to keep it", stacklevel=5)
+        image = dequantised(image)  # compositing computes on floats
         white = 1.0 - image.alpha
         image = image.with_pixels(image.pixels * image.alpha + white.to(image.pixels), None)
     deep = image.meta.bit_depth > 8 and fmt in ("PNG", "TIFF")

@@ -1,0 +1,136 @@
+"""Peak memory of huge upscales against the size of the final integer image (issue 15's target).
+
+    .venv/bin/python benchmarks/memory.py [--tile 256] [--x4plus] [--write]
+
+Each case runs in a fresh subprocess on the CPU in fp32 and reports its peak RSS (``VmHWM`` of
+``/proc/self/status``), once per path:
+
+* ``float``: the path every run took before integer results: ``run_image`` makes the full-size
+  float32 result and ``io.save`` quantises it (what ``run_file`` did);
+* ``integer``: ``Remasterer.run_file``, where the last stage writes each finished band of rows
+  straight into the final uint8 image.
+
+The input is ``skimage.data.astronaut()`` resized with Pillow and written as PNG; the output is PNG.
+Target: peak RSS <= 2 x the final uint8 image + 1.2 GB. ``--x4plus`` adds realesrgan-x4plus at
+2000x1500 (about 30 minutes on a 2-core CPU). ``--write`` replaces the "Memory on huge images"
+section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
+CASES = [("realesr-animevideov3", 1000, 750), ("realesr-animevideov3", 2000, 1500)]
+X4PLUS = ("realesrgan-x4plus", 2000, 1500)
+SLACK = 1.2e9
+
+
+def child(model: str, width: int, height: int, path: str, tile: int, folder: str) -> None:
+    """One case, in this (fresh) process; prints a JSON line."""
+    import numpy as np
+    from PIL import Image as PILImage
+    from skimage import data
+
+    from remaster import Remasterer, io
+
+    source, target = Path(folder) / "in.png", Path(folder) / "out.png"
+    PILImage.fromarray(data.astronaut()).resize((width, height), PILImage.BICUBIC).save(source)
+    remasterer = Remasterer([model], device="cpu", precision="fp32", tile=tile)
+    remasterer.prepare()
+    started = time.perf_counter()
+    if path == "float":
+        io.save(remasterer.run_image(io.load(source)), target)
+    else:
+        remasterer.run_file(source, target)
+    seconds = time.perf_counter() - started
+    with PILImage.open(target) as written:
+        out_w, out_h = written.size
+        channels = len(written.getbands())
+    status = Path("/proc/self/status").read_text()
+    peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+    print(json.dumps({"peak": peak, "seconds": seconds, "out": [out_w, out_h],
+                      "final": out_w * out_h * channels * np.dtype(np.uint8).itemsize}))
+
+
+def run_case(model: str, width: int, height: int, path: str, tile: int) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run([sys.executable, __file__, "--child", model, str(width), str(height), path, str(tile),
+                               folder], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{model} {width}x{height} {path} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_flags() -> str:
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.partition(":")[2].split())
+    return " ".join(sorted(flag for flag in ("avx2", "avx512_bf16", "amx_bf16") if flag in flags)) or "none"
+
+
+def table(rows: list[tuple[str, int, int, str, dict]], tile: int) -> str:
+    mib = 1 << 20
+    lines = ["| model | input | output | path | tile | time s | peak RSS MiB | final uint8 MiB | target MiB | "
+             "peak / target |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for model, width, height, path, result in rows:
+        target = 2 * result["final"] + SLACK
+        lines.append(f"| {model} | {width}x{height} | {result['out'][0]}x{result['out'][1]} | {path} | {tile} | "
+                     f"{result['seconds']:.1f} | {result['peak'] / mib:.0f} | {result['final'] / mib:.0f} | "
+                     f"{target / mib:.0f} | {result['peak'] / target:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        model, width, height, path, tile, folder = sys.argv[2:8]
+        child(model, int(width), int(height), path, int(tile), folder)
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tile", type=int, default=256, help="tile size in input pixels (default 256)")
+    parser.add_argument("--x4plus", action="store_true", help="also realesrgan-x4plus at 2000x1500 (~30 min)")
+    parser.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
+    args = parser.parse_args()
+    rows = []
+    for model, width, height in CASES + ([X4PLUS] if args.x4plus else []):
+        for path in ("float", "integer"):
+            result = run_case(model, width, height, path, args.tile)
+            rows.append((model, width, height, path, result))
+            print(f"{model} {width}x{height} {path}: peak {result['peak'] / (1 << 20):.0f} MiB, "
+                  f"{result['seconds']:.1f} s", flush=True)
+    command = "python benchmarks/memory.py" + (f" --tile {args.tile}" if args.tile != 256 else "") + \
+        (" --x4plus" if args.x4plus else "") + (" --write" if args.write else "")
+    section = "\n".join([
+        BEGIN, "## Memory on huge images", "",
+        f"`{command}`, {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, "
+        f"{os.cpu_count()} cores, CPU flags (`grep -o 'avx2\\|avx512_bf16\\|amx_bf16' /proc/cpuinfo | sort -u`): "
+        f"{cpu_flags()}; no GPU used. fp32 on the CPU, tile {args.tile}, PNG in and out. Each row is one fresh "
+        "process; *peak RSS* is its `VmHWM`. *float*: `run_image` + `io.save` (the full-size float32 result, "
+        "then quantised: what every run did before); *integer*: `run_file`, whose last stage writes finished "
+        "bands of rows straight into the uint8 image. *Target*: 2 x the final uint8 image + 1.2 GB.", "",
+        table(rows, args.tile), END])
+    print(section)
+    if args.write:
+        doc = ROOT / "docs" / "benchmarks.md"
+        text = doc.read_text()
+        if BEGIN in text:
+            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+        doc.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
