@@ -30,11 +30,13 @@ class Watched(Remasterer):
     def __init__(self, *, fail_on: int | None = None, interrupt_on: int | None = None):
         super().__init__(["nearest(scale=2)"], precision="fp32")
         self.ran: list[int] = []
+        self.quantised: list[bool] = []
         self.fail_on, self.interrupt_on = fail_on, interrupt_on
 
-    def run_image(self, image, **kwargs):
+    def run_image(self, image, **kwargs):  # what run_for_file calls
         index = int(Path(image.meta.source).stem)
         self.ran.append(index)
+        self.quantised.append(kwargs.get("quantise", False))
         if index == self.fail_on:
             raise ValueError("broken on purpose")
         if index == self.interrupt_on:
@@ -46,8 +48,10 @@ class Watched(Remasterer):
 def test_outcomes_come_in_input_order_and_equal_a_sequential_run(tmp_path):
     items = make_items(tmp_path, 7)
     items[2].skipped = True
-    yielded = [item.source.name for item in run_items(Watched(), items)]
+    remasterer = Watched()
+    yielded = [item.source.name for item in run_items(remasterer, items)]
     assert yielded == [item.source.name for item in items]
+    assert remasterer.quantised == [True] * 6  # PNG of an 8-bit source: the integer result, as run_file makes it
     assert [item.ok for item in items] == [True, True, False, True, True, True, True]
     sequential = Remasterer(["nearest(scale=2)"], precision="fp32")
     for item in items:

@@ -100,9 +100,7 @@ def run_items(
                 if not item.skipped:
                     started = time.perf_counter()
                     try:
-                        if not overwrite:
-                            io.refuse_overwrite(item.target, item.source)
-                        work.image = io.load(item.source, max_pixels=remasterer.max_pixels)
+                        work.image = remasterer.read_file(item.source, item.target, overwrite=overwrite)
                     except Exception as exc:  # reported as the item's failure, in its turn
                         work.error = exc
                     work.seconds = time.perf_counter() - started
@@ -159,8 +157,9 @@ def run_items(
                     on_start(index, work.item)
                 started = time.perf_counter()
                 try:
-                    work.result = remasterer.run_image(
-                        work.image, progress=None if progress is None else (lambda f, i=index: progress(i, f)))
+                    work.result = remasterer.run_for_file(
+                        work.image, work.item.target,
+                        progress=None if progress is None else (lambda f, i=index: progress(i, f)))
                 except Exception as exc:  # keep a folder run going past one bad file, whatever broke
                     work.error = exc
                 work.image = None

@@ -368,12 +368,27 @@ class Remasterer:
             OutputError: ``target`` exists (or is ``source``) without
                 ``overwrite``: checked before any work.
         """
-        if not overwrite:
-            io.refuse_overwrite(Path(target), Path(source))
-        image = io.load(source, max_pixels=self.max_pixels)
-        quantise = saves_integers(image.meta.bit_depth, image.alpha is not None, target)
-        result = self.run_image(image, progress=progress, quantise=quantise)
+        image = self.read_file(source, target, overwrite=overwrite)
+        result = self.run_for_file(image, target, progress=progress)
         return io.save(result, target, quality=quality, overwrite=overwrite), result
+
+    def read_file(self, source: str | os.PathLike[str], target: str | os.PathLike[str] | None = None, *,
+                  overwrite: bool = False) -> Image:
+        """The first part of :meth:`run_file`: read ``source`` (within ``max_pixels``) for a run that writes ``target``.
+
+        Raises:
+            OutputError: ``target`` exists (or is ``source``) without ``overwrite``, before the file is read.
+        """
+        if target is not None and not overwrite:
+            io.refuse_overwrite(Path(target), Path(source))
+        return io.load(source, max_pixels=self.max_pixels)
+
+    def run_for_file(self, image: Image, target: str | os.PathLike[str], *,
+                     progress: Callable[[float], None] | None = None) -> Image:
+        """The middle of :meth:`run_file`: :meth:`run_image` with the integer result wherever saving ``target``
+        quantises to the source's depth anyway (write it with :func:`remaster.io.save`)."""
+        quantise = saves_integers(image.meta.bit_depth, image.alpha is not None, target)
+        return self.run_image(image, progress=progress, quantise=quantise)
 
     def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None,
                   precision: str | None = None, quantise: bool = False) -> Image:
