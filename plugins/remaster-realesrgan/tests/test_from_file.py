@@ -77,3 +77,29 @@ def test_model_file_is_detected_without_building_its_network(tmp_path, monkeypat
     out = Remasterer([str(path)], precision="fp32").run(data.astronaut()[:8, :12])
     assert out.shape == (8 * spec.info.scale, 12 * spec.info.scale, 3)
     assert len(built) == 1  # built once, by the stage's prepare
+
+
+def test_find_and_load_network_checks_the_file_in_another_thread_and_passes_its_errors(tmp_path):
+    import threading
+
+    from remaster.errors import WeightsNotFoundError
+    from remaster.weights import find_and_load_network
+
+    path = tmp_path / "compact.safetensors"
+    _safetensors(path, _compact())
+    threads = []
+
+    def find() -> Path:
+        threads.append(threading.current_thread())
+        return path
+
+    found, descriptor = find_and_load_network(find)
+    assert found == path and descriptor.scale == 4 and threads[0] is not threading.main_thread()
+    with torch.no_grad():
+        assert torch.equal(descriptor.model(torch.ones(1, 3, 8, 8)), load_network(path).model(torch.ones(1, 3, 8, 8)))
+
+    def missing() -> Path:
+        raise WeightsNotFoundError("weights 'x' are not in the cache")
+
+    with pytest.raises(WeightsNotFoundError, match="not in the cache"):
+        find_and_load_network(missing)

@@ -24,7 +24,7 @@ The package, one concern a module; every public name is re-exported here:
 - ``download.py``: the resumable HTTP download into a locked ``.part`` file;
 - ``serialize.py``: :func:`load_state_dict`, :func:`load_state_dict_layout` (names and shapes only) and
   :func:`save_state_dict`;
-- ``networks.py``: :func:`load_network` and :func:`expect_network` (spandrel).
+- ``networks.py``: :func:`load_network`, :func:`find_and_load_network` (the file checked while spandrel loads) and :func:`expect_network` (spandrel).
 
 This package is imported by the plugin host at start-up, so none of its
 modules imports torch, safetensors or spandrel at module level.
@@ -35,7 +35,7 @@ from __future__ import annotations
 # CACHE_ENV, QUARANTINE_DIR and PINS_FILE stay importable from here, outside __all__, as before the split.
 from .cache import CACHE_ENV, QUARANTINE_DIR, WeightsManager, WeightsStatus, cache_dir, get_manager, sha256_file
 from .download import ProgressCallback
-from .networks import expect_network, load_network
+from .networks import expect_network, find_and_load_network, load_network
 from .serialize import load_state_dict, load_state_dict_layout, save_state_dict
 from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
 
@@ -51,6 +51,7 @@ __all__ = [
     "load_state_dict",
     "load_state_dict_layout",
     "load_network",
+    "find_and_load_network",
     "expect_network",
     "save_state_dict",
 ]

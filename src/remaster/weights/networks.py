@@ -7,14 +7,15 @@ spandrel (and through it torch) is imported only when a file is read.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..errors import StageError, WrongWeightsError
 from .serialize import load_state_dict
 
-__all__ = ["load_network", "expect_network"]
+__all__ = ["load_network", "find_and_load_network", "expect_network"]
 
 
 def load_network(path: str | os.PathLike[str], *, hint: str | None = None) -> Any:
@@ -39,6 +40,28 @@ def load_network(path: str | os.PathLike[str], *, hint: str | None = None) -> An
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise StageError(f"is a {type(descriptor).__name__}, not an image-to-image network", path=file)
     return descriptor
+
+
+def find_and_load_network(find: Callable[[], Path], *, hint: str | None = None) -> tuple[Path, Any]:
+    """``load_network(find())``, with spandrel imported while ``find`` runs.
+
+    ``find`` is typically ``lambda: manager.ensure(name)``, which reads the whole weights file to check its
+    sha256 (a quarter of a second for realesrgan-x4plus); hashing releases the GIL, so on a first use in a
+    process the check costs nothing next to importing spandrel (over a second), and the file is still checked
+    on every run.
+
+    Returns:
+        The file ``find`` gave and the network, as :func:`load_network` builds it.
+
+    Raises:
+        Whatever ``find`` raises (e.g. ``WeightsNotFoundError``), then as :func:`load_network`.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="remaster-weights") as pool:
+        found = pool.submit(find)
+        import spandrel  # noqa: F401  (the slow import, in parallel with the hash)
+
+        path = found.result()
+    return path, load_network(path, hint=hint)
 
 
 def expect_network(path: str | os.PathLike[str], architectures: str | Iterable[str], *,

@@ -10,7 +10,10 @@ from typing import Any, Callable, Iterator
 import torch
 
 from remaster import PrepareContext, RunContext, Stage, StageError
-from remaster.weights import WeightsManager, get_manager, load_network
+from remaster.weights import WeightsManager, find_and_load_network, get_manager, load_network
+
+#: What the errors of a file spandrel does not know suggest.
+_SUPPORTED = "ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported"
 
 
 def load_descriptor(path: Path, *, expect_scale: int | None = None) -> Any:
@@ -20,7 +23,11 @@ def load_descriptor(path: Path, *, expect_scale: int | None = None) -> Any:
         StageError: when spandrel does not recognise the file or it is not an
             image-to-image upscaler with the expected scale.
     """
-    descriptor = load_network(path, hint="ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported")
+    return _checked(load_network(path, hint=_SUPPORTED), path, expect_scale=expect_scale)
+
+
+def _checked(descriptor: Any, path: Path, *, expect_scale: int | None) -> Any:
+    """``descriptor`` in eval mode without gradients, once its scale is the expected one."""
     if expect_scale is not None and descriptor.scale != expect_scale:
         raise StageError(f"holds an x{descriptor.scale} network, expected x{expect_scale}", path=path,
                          hint="run 'remaster weights verify' to quarantine it and drop its pin, then fetch or "
@@ -76,7 +83,11 @@ class SpandrelUpscaler(Stage):
     def prepare(self, ctx: PrepareContext) -> None:
         self._weights_manager = ctx.weights
         if self._descriptor is None:
-            self._descriptor = load_descriptor(self.network_file(ctx.weights), expect_scale=self._native_scale)
+            if self._path is not None:
+                self._descriptor = load_descriptor(self._path, expect_scale=self._native_scale)
+            else:  # the cached file's sha256 is checked while spandrel is imported
+                path, descriptor = find_and_load_network(lambda: self.network_file(ctx.weights), hint=_SUPPORTED)
+                self._descriptor = _checked(descriptor, path, expect_scale=self._native_scale)
         # Weights stay float32: the pipeline runs us under autocast for bf16/fp16, which keeps
         # accumulations and the output in a safe precision. channels_last is faster on CPU and CUDA.
         self._descriptor.model.to(device=ctx.device, memory_format=torch.channels_last)

@@ -1,0 +1,150 @@
+"""Time from process start to the first output of ``remaster upscale small.png -o out.png``, and where it goes.
+
+    .venv/bin/python benchmarks/first_output.py [--before OTHER_CHECKOUT/.venv/bin/python] [--repeats 5] [--write]
+
+With the default upscaler's weights cached (made once before timing), each interpreter runs, ``--repeats`` times
+and alternating so that a busy moment hits all alike:
+
+* ``python -c pass`` and ``python -c "import torch"`` (the issue's target: first output <= import torch + 1 s);
+* the whole command, ``remaster upscale small.png -o out.png`` on a 64x64 PNG (``main()`` in a fresh process);
+* a breakdown in a fresh process that does what the command does, in its order, with a clock between the steps:
+  the CLI and the plugin host, ``import torch``, the pipeline object, ``prepare()`` (weights checked, spandrel
+  imported, the network built), and the first image read, run and written.
+
+Medians are given. ``--write`` replaces the "First output" section of docs/benchmarks.md. Measure on a quiet
+machine: the load average at the start and end is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- first-output:begin -->", "<!-- first-output:end -->"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from startup import cpu, load  # noqa: E402
+
+CLI = ("import sys\nfrom remaster.cli import main\n"
+       "sys.exit(main(sys.argv[1:]))")
+STEPS = r"""
+import json, sys, time
+clock = [("start", time.perf_counter())]
+def step(name):
+    clock.append((name, time.perf_counter()))
+from remaster.cli.main import build_parser
+parser = build_parser()
+args = parser.parse_args(["upscale", sys.argv[1], "-o", sys.argv[2], "--overwrite", "-q"])
+step("CLI and plugin host")
+import torch
+step("import torch")
+from remaster import Remasterer
+from remaster.pipeline import default_upscaler
+from remaster.plugins import get_host
+remasterer = Remasterer([default_upscaler(get_host())])
+step("pipeline built (no network yet)")
+remasterer.prepare()
+step("prepare: weights checked, spandrel imported, network built")
+remasterer.run_file(sys.argv[1], sys.argv[2], overwrite=True)
+step("first image read, run and written")
+print(json.dumps([(name, t - clock[0][1]) for name, t in clock[1:]]))
+"""
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd="/tmp")
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])}... failed: {done.stderr[-2000:]}")
+    return seconds
+
+
+def steps(python: str, image: Path, out: Path) -> list[tuple[str, float]]:
+    done = subprocess.run([python, "-c", STEPS, str(image), str(out)], capture_output=True, text=True, timeout=600,
+                          cwd="/tmp")
+    if done.returncode != 0:
+        raise SystemExit(f"breakdown failed: {done.stderr[-2000:]}")
+    return [tuple(pair) for pair in json.loads(done.stdout.strip().splitlines()[-1])]  # type: ignore[misc]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", metavar="PYTHON", help="the interpreter of another checkout, measured alike")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+
+    from PIL import Image
+    from skimage import data
+
+    work = Path(tempfile.mkdtemp(prefix="remaster-first-"))
+    image, out = work / "small.png", work / "out.png"
+    Image.fromarray(data.astronaut()).resize((64, 64), Image.LANCZOS).save(image)
+    pythons = {"after": sys.executable}
+    if args.before:
+        pythons = {"before": args.before, **pythons}
+    for python in pythons.values():  # weights made and cached, files warm in the page cache
+        timed([python, "-c", CLI, "upscale", str(image), "-o", str(out), "--overwrite", "-q"])
+    load_before = load()
+    results: dict[str, dict[str, list[float]]] = {label: {} for label in pythons}
+    breakdowns: dict[str, list[list[tuple[str, float]]]] = {label: [] for label in pythons}
+    for _ in range(args.repeats):
+        for label, python in pythons.items():
+            row = results[label]
+            row.setdefault("python -c pass", []).append(timed([python, "-c", "pass"]))
+            row.setdefault("import torch", []).append(timed([python, "-c", "import torch"]))
+            row.setdefault("remaster upscale small.png -o out.png", []).append(
+                timed([python, "-c", CLI, "upscale", str(image), "-o", str(out), "--overwrite", "-q"]))
+            breakdowns[label].append(steps(python, image, out))
+    load_after = load()
+
+    lines = ["## First output", "",
+             f"`python benchmarks/first_output.py {' '.join(sys.argv[1:])}`".replace(" `", "`") +
+             f" on {datetime.date.today()}: median of {args.repeats}, each a fresh process, the default upscaler's "
+             f"weights cached, a 64×64 PNG. Machine: {cpu()}; load average {load_before} before, {load_after} "
+             "after.", "",
+             "| | " + " | ".join(pythons) + " |", "|---|" + "---|" * len(pythons)]
+    for name in results["after"]:
+        lines.append(f"| {name} | " + " | ".join(f"{statistics.median(results[l][name]):.2f} s" for l in pythons)
+                     + " |")
+    lines += ["", "Where the command's time goes (seconds since the interpreter started running the script, median "
+              "per step; the interpreter's own start is the `python -c pass` row):", "",
+              "| step | " + " | ".join(pythons) + " |", "|---|" + "---|" * len(pythons)]
+    names = [name for name, _ in breakdowns["after"][0]]
+    for index, name in enumerate(names):
+        cells = []
+        for label in pythons:
+            ends = [run[index][1] for run in breakdowns[label]]
+            starts = [run[index - 1][1] if index else 0.0 for run in breakdowns[label]]
+            cells.append(f"{statistics.median(e - s for e, s in zip(ends, starts)):.2f} s")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    after = {name: statistics.median(values) for name, values in results["after"].items()}
+    target = after["import torch"] + 1.0
+    lines += ["", f"Target (issue 15): first output ≤ `import torch` + 1 s = {target:.2f} s; measured "
+                  f"{after['remaster upscale small.png -o out.png']:.2f} s."]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        doc = ROOT / "docs" / "benchmarks.md"
+        current = doc.read_text()
+        section = f"{BEGIN}\n{text}\n{END}"
+        if BEGIN in current:
+            head, _, rest = current.partition(BEGIN)
+            current = head + section + rest.partition(END)[2]
+        else:
+            current = current.rstrip("\n") + "\n\n" + section + "\n"
+        doc.write_text(current)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
