@@ -386,7 +386,8 @@ class Remasterer:
     def run_for_file(self, image: Image, target: str | os.PathLike[str], *,
                      progress: Callable[[float], None] | None = None) -> Image:
         """The middle of :meth:`run_file`: :meth:`run_image` with the integer result wherever saving ``target``
-        quantises to the source's depth anyway (write it with :func:`remaster.io.save`)."""
+        quantises to the source's depth anyway (write it with :func:`remaster.io.save`). Only ``target``'s
+        extension counts: ``"result.png"`` for a result that :func:`remaster.io.encode` makes a PNG."""
         quantise = saves_integers(image.meta.bit_depth, image.alpha is not None, target)
         return self.run_image(image, progress=progress, quantise=quantise)
 

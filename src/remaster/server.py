@@ -260,7 +260,9 @@ class JobQueue:
         state, result, error = "done", None, None
         try:
             assert job.image is not None
-            image = self._remasterer_for(job).run_image(job.image, progress=progress)
+            # The integer result wherever the encoding quantises anyway: a huge result never exists as floats.
+            image = self._remasterer_for(job).run_for_file(job.image, f"result.{job.result_format}",
+                                                           progress=progress)
             job.stages = list(image.meta.extras.get("stages", job.stages))
             progress(1.0)
             result = io.encode(image, job.result_format)
