@@ -33,11 +33,11 @@ __all__ = ["run_items", "item_error"]
 _POLL = 0.1
 
 
-def item_error(item: BatchItem, exc: BaseException) -> str:
-    """The report's one-line error for ``exc`` raised on ``item``: it always names the file."""
+def item_error(source: object, exc: BaseException) -> str:
+    """The report's one-line error for ``exc`` raised on the input ``source`` (a path or URI): it names the file."""
     if isinstance(exc, RemasterError):  # a stage's error names the stage; the line must name the file too
-        return str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}"
-    return f"{item.source}: {type(exc).__name__}: {exc}"
+        return str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+    return f"{source}: {type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -197,6 +197,6 @@ def _settle(work: _Work) -> None:
     item.seconds = work.seconds
     if work.error is not None:
         item.ok = False
-        item.error = item_error(item, work.error)
+        item.error = item_error(item.source, work.error)
         item.exception = work.error
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError, RemasterError
+from ..overlap import item_error
 from . import storage
 from .spec import RunSpec, WorkItem
 
@@ -66,11 +67,8 @@ class Worker:
                            extras={"recovered": "the output was complete when its worker died"})
             extras = self._run(item)
             return row(item, ok=True, seconds=time.perf_counter() - started, extras=extras)
-        except RemasterError as exc:
-            text = str(exc)
-            error = text if item.source in text else f"{item.source}: {text}"
         except Exception as exc:  # keep the run going past one bad file, whatever broke
-            error = f"{item.source}: {type(exc).__name__}: {exc}"
+            error = item_error(item.source, exc)
         return row(item, ok=False, error=error, seconds=time.perf_counter() - started)
 
     def _run(self, item: WorkItem) -> dict[str, Any]:
@@ -84,7 +82,7 @@ class Worker:
         if not spec.overwrite and self._exists(item.target):
             raise OutputError("already exists", path=item.target, hint="pass --overwrite or choose another name")
         source: Any = storage.read_bytes(item.source) if storage.is_uri(item.source) else item.source
-        result = self.remasterer.run_image(io.load(source, max_pixels=self.remasterer.max_pixels))
+        result = self.remasterer.run_for_file(io.load(source, max_pixels=self.remasterer.max_pixels), item.target)
         if storage.is_uri(item.target):
             fmt = Path(item.target.rsplit("/", 1)[-1]).suffix.lstrip(".")
             storage.write_bytes(item.target, io.encode(result, fmt, quality=spec.quality))
