@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
+X4_BEGIN, X4_END = "<!-- memory-x4plus:begin -->", "<!-- memory-x4plus:end -->"
 CASES = [("realesr-animevideov3", 1000, 750), ("realesr-animevideov3", 2000, 1500)]
 X4PLUS = ("realesrgan-x4plus", 2000, 1500)
 SLACK = 1.2e9
@@ -100,8 +101,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile", type=int, default=256, help="tile size in input pixels (default 256)")
     parser.add_argument("--x4plus", action="store_true", help="also realesrgan-x4plus at 2000x1500 (~30 min)")
+    parser.add_argument("--x4plus-only", action="store_true",
+                        help="only realesrgan-x4plus at 2000x1500, integer path (~30 min); --write puts its row in a "
+                             "section of its own, after the one above")
     parser.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
     args = parser.parse_args()
+    if args.x4plus_only:
+        return x4plus_only(args.tile, args.write)
     rows = []
     for model, width, height in CASES + ([X4PLUS] if args.x4plus else []):
         for path in ("float", "integer"):
@@ -128,6 +134,31 @@ def main() -> int:
             text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
         else:
             text = text.rstrip("\n") + "\n\n" + section + "\n"
+        doc.write_text(text)
+    return 0
+
+
+def x4plus_only(tile: int, write: bool) -> int:
+    """realesrgan-x4plus 2000x1500 -> 8000x6000 on the integer path alone, in a section of its own."""
+    model, width, height = X4PLUS
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    result = run_case(model, width, height, "integer", tile)
+    command = "python benchmarks/memory.py --x4plus-only" + (f" --tile {tile}" if tile != 256 else "") + \
+        (" --write" if write else "")
+    section = "\n".join([
+        X4_BEGIN, "### realesrgan-x4plus, 2000x1500 -> 8000x6000", "",
+        f"`{command}`, {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, the machine "
+        f"above (CPU flags {cpu_flags()}), load average {load_before} at the start: the integer path only "
+        f"(the float path holds the full-size float32 result besides: {width * 4 * height * 4 * 3 * 4 / (1 << 20):.0f} MiB).", "",
+        table([(model, width, height, "integer", result)], tile), X4_END])
+    print(section)
+    if write:
+        doc = ROOT / "docs" / "benchmarks.md"
+        text = doc.read_text()
+        if X4_BEGIN in text:
+            text = text[:text.index(X4_BEGIN)] + section + text[text.index(X4_END) + len(X4_END):]
+        else:
+            text = text[:text.index(END) + len(END)] + "\n\n" + section + text[text.index(END) + len(END):]
         doc.write_text(text)
     return 0
 
