@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import devices, io, tiling
+from . import devices, io, tiling, transfer
 from .io.conversion import returns_integers
 from .io.encoding import saves_integers
 from .io.intbuffer import IntegerBuffer
@@ -221,6 +221,7 @@ class Remasterer:
         self.max_pixels = max_pixels if max_pixels is not None else io.max_pixels_from_env()
         self.max_output_pixels = max_output_pixels
         self._noted: set[tuple[int, str]] = set()
+        self._copy_engines: dict[torch.device, transfer.CopyEngine | None] = {}
         for stage in self.stages:  # a stage that cannot run on its device at all fails now, not after loading images
             self._choice_for(stage, self._device_for(stage), bit_depth=8, requested=self.precision)
 
@@ -414,8 +415,10 @@ class Remasterer:
         out_h, out_w, _ = self.plan(image.height, image.width, image.channels)
         writer = None
         if quantise and image.meta.bit_depth in (8, 16):
+            # The last stage's rows cross to the host through pinned buffers when it runs on a GPU.
+            copier = transfer.DeviceToHost(self._copy_engine(self._device_for(self.stages[-1])))
             writer = IntegerBuffer(out_h, out_w, np.uint8 if image.meta.bit_depth == 8 else np.uint16,
-                                   alpha=image.alpha is not None)
+                                   alpha=image.alpha is not None, copier=copier)
         requested = self.precision if precision is None else devices.check_precision_name(precision)
         sizes = self.output_sizes(image.height, image.width)
         pixels, alpha = image.pixels, image.alpha
@@ -463,6 +466,12 @@ class Remasterer:
         return prepare_context(device, dtype, host=self.host, tile=self.tile, max_pixels=self.max_pixels,
                                max_output_pixels=self.max_output_pixels)
 
+    def _copy_engine(self, device: torch.device) -> transfer.CopyEngine | None:
+        """The pinned-memory copy engine for ``device`` (one per device and pipeline: it owns a CUDA stream)."""
+        if device not in self._copy_engines:
+            self._copy_engines[device] = transfer.engine_for(device)
+        return self._copy_engines[device]
+
     def _device_for(self, stage: ConfiguredStage) -> torch.device:
         return self.device if self.device.type in stage.info.devices else torch.device("cpu")
 
@@ -485,7 +494,8 @@ class Remasterer:
         info = stage.info
         assert ctx.out_size is not None
         final_size = ctx.out_size
-        pixels = pixels.to(ctx.device)
+        engine = self._copy_engine(ctx.device)
+        pixels = transfer.to_device(pixels, ctx.device, engine)
         if pixels.shape[1] not in info.in_channels:
             pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
         height, width = pixels.shape[-2:]
@@ -496,7 +506,8 @@ class Remasterer:
         share = 0.5 if alpha_runs else 1.0
         ctx.progress = lambda fraction: progress(share * fraction)
         if alpha is not None and info.fill_transparent and stage.run_scale != 1:
-            pixels = _fill_transparent(pixels, alpha.to(ctx.device))
+            alpha = transfer.to_device(alpha, ctx.device, engine)
+            pixels = _fill_transparent(pixels, alpha)
         colour_rows = alpha_rows = None
         if writer is not None:
             def colour_rows(top: int, rows: torch.Tensor) -> None:
@@ -517,7 +528,7 @@ class Remasterer:
             _write_bands(colour_rows, result)
             result = None
         if alpha is not None:
-            alpha = alpha.to(ctx.device)
+            alpha = transfer.to_device(alpha, ctx.device, engine)
             if alpha_runs:
                 gray_alpha = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
                 alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2))
