@@ -24,7 +24,6 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.slow
 def test_the_compiled_stage_gives_the_eager_pixels():
     overlap = Remasterer(MODEL, device="cpu").stages[0].info.tile_overlap
     side = fixed_window_size(32, overlap)
