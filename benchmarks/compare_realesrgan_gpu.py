@@ -199,7 +199,7 @@ def machine() -> dict[str, str]:
 def markdown(result: dict[str, Any]) -> str:
     m, peak = result["machine"], result["tensor_peak_tflops"]
     peak_text = f"{peak:.0f} TFLOP/s dense fp16 tensor peak" if peak else "tensor peak unknown (--peak-tflops)"
-    lines = [START_MARKER, "", "### GPU: ours against the official RealESRGANer(half=True)", "",
+    lines = [START_MARKER, "", "## GPU: ours against the official RealESRGANer(half=True)", "",
              f"{m['device']}, torch {m['torch']}, CUDA {m['cuda']}, {m['date']}; {peak_text}. Command: "
              f"`{result['command']}`", "",
              "| model | input | method | images/s | × official tile=0 | TFLOP/s | % of peak | peak GPU memory | "
