@@ -34,3 +34,18 @@ def test_the_compiled_stage_gives_the_eager_pixels():
     ran = result.meta.extras["stages"][0]
     assert ran["compiled"] == "aot_eager" and ran["compile_seconds"] > 0 and "compile_failed" not in ran
     assert np.abs(io.to_numpy(result).astype(int) - eager.astype(int)).max() <= 1
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_inductor_on_the_gpu_in_fp16_gives_the_eager_pixels_within_rounding():
+    image = np.tile(data.astronaut(), (2, 2, 1))[:600, :600].copy()  # larger than one 584-pixel window
+    eager = Remasterer(MODEL, device="cuda", precision="fp16", tile=512).run(image)
+    result = Remasterer(MODEL, device="cuda", precision="fp16", tile=512, compile=True).run_image(io.load(image))
+    ran = result.meta.extras["stages"][0]
+    assert ran["compiled"] == "inductor" and ran["compile_seconds"] > 0
+    # Eager batches four tiles, compiled runs them one by one on 584-pixel windows: fp16 rounding apart, the same
+    # (the bound of tests/test_cuda.py for fp16 against fp32).
+    mse = np.mean((io.to_numpy(result).astype(np.float64) - eager.astype(np.float64)) ** 2)
+    assert mse == 0 or 10 * np.log10(255.0**2 / mse) >= 35

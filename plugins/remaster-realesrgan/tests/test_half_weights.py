@@ -6,6 +6,7 @@ Tiny inputs only: bf16 is emulated, and slow, on CPUs without AVX512-BF16/AMX.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from skimage import data
 
@@ -46,3 +47,14 @@ def test_after_half_weights_a_16_bit_image_runs_with_the_exact_float32_weights()
     assert "weights" not in deep.meta.extras["stages"][0]
     expected = Remasterer(MODEL, device="cpu", precision="fp32", tile=0).run(crop(16))
     assert np.array_equal(io.to_numpy(deep), expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_fp16_weights_on_the_gpu_agree_with_fp16_autocast():
+    image = data.astronaut()[160:224, 180:244].copy()
+    expected = Remasterer(MODEL, device="cpu", precision="fp32", tile=0).run(image)
+    result = Remasterer(MODEL, device="cuda", precision="fp16", tile=0, half_weights=True).run_image(io.load(image))
+    assert result.meta.extras["stages"][0]["weights"] == "fp16"
+    autocast = Remasterer(MODEL, device="cuda", precision="fp16", tile=0).run(image)
+    assert psnr(io.to_numpy(result), expected) >= 35 and psnr(autocast, expected) >= 35
