@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench gpu-check clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
+.PHONY: demo test install bench gpu-check gpu-compare clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
 
 install: $(STAMP)
 
@@ -48,6 +48,12 @@ gpu-check: $(STAMP)
 	@mkdir -p gpu-check
 	$(BIN)/python -m pytest -m cuda -p no:cacheprovider --junitxml=gpu-check/tests.xml $(PYTEST_ARGS)
 	$(BIN)/python benchmarks/gpu_check.py --out gpu-check/bench.json
+
+# On a machine with an NVIDIA GPU: ours (fp16 autocast, fp16 weights, bf16; eager and --compile) against the
+# official RealESRGANer(half=True), written into docs/benchmarks.md. Results also in gpu-check/compare.json and .md.
+gpu-compare: $(STAMP)
+	@mkdir -p gpu-check
+	$(BIN)/python benchmarks/compare_realesrgan_gpu.py --out gpu-check/compare.json --docs docs/benchmarks.md
 
 # Editors for the plug-in tests (docs/editors.md). Neither step fails the build: without Krita or the GIMP 3
 # chroot the editor tests skip and say why. The chroot (~700 MB, a few minutes once) lives outside git.

@@ -283,3 +283,37 @@ def test_naming_options_with_a_one_file_output_are_refused(tmp_path, capsys):
     source = write_png(tmp_path / "in.png")
     assert main(["run", "nearest(scale=1)", str(source), "-o", str(tmp_path / "o.png"), "--suffix", "_x4"]) == 2
     assert "one output file" in capsys.readouterr().err
+
+
+def test_half_weights_and_compile_reach_the_pipeline_and_its_report(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png", width=20, height=18)
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", "realesr-animevideov3",
+                 "--device", "cpu", "--precision", "bf16", "--half-weights", "--tile", "16", "--compile",
+                 "--compile-backend", "aot_eager", "--json"]) == 0
+    captured = capsys.readouterr()
+    ran = json.loads(captured.out)["items"][0]["stages"][0]
+    assert ran["precision"] == "bf16" and ran["weights"] == "bf16"
+    assert ran["compiled"] == "aot_eager" and ran["compile_seconds"] > 0
+    assert PILImage.open(tmp_path / "out.png").size == (80, 72)
+
+
+def test_the_per_image_line_says_how_long_compiling_took(tmp_path, capsys):
+    from remaster.cli.run import _precision_note
+
+    extras = {"stages": [{"precision": "fp16", "compiled": "inductor", "compile_seconds": 12.34}]}
+    assert _precision_note(extras, ["fp16"]) == ", compiling took 12.3 s"
+    assert _precision_note({"stages": [{"precision": "fp32"}]}, ["fp16"]) == ", ran in fp32"
+
+
+@pytest.mark.parametrize("option", ["--half-weights", "--compile"])
+def test_gpu_options_are_refused_on_ray_rather_than_ignored(tmp_path, capsys, option):
+    source = write_png(tmp_path / "in.png")
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--engine", "ray", option]) == 2
+    assert f"{option} is for local runs" in capsys.readouterr().err
+
+
+def test_compile_with_tile_0_is_a_usage_error(tmp_path, capsys):
+    source = write_png(tmp_path / "in.png")
+    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", "nearest", "--compile",
+                 "--tile", "0"]) == 2
+    assert "compiling needs tiles of one fixed size" in capsys.readouterr().err

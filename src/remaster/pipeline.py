@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import devices, io, tiling
+from . import devices, io, tiling, transfer
+from .compiling import DEFAULT_COMPILE_TILE, CompiledRun
 from .io.conversion import returns_integers
 from .io.encoding import saves_integers
 from .io.intbuffer import IntegerBuffer
@@ -86,6 +87,7 @@ class ConfiguredStage:
     params: dict[str, Any]
     _instance: Stage | None = field(default=None, repr=False)
     _prepared_for: tuple[torch.device, torch.dtype] | None = field(default=None, repr=False)
+    _compiled: CompiledRun | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -113,6 +115,24 @@ class ConfiguredStage:
     def __str__(self) -> str:
         changed = {k: v for k, v in self.params.items() if any(p.name == k and p.default != v for p in self.spec.params)}
         return self.name + (f"({', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else "")
+
+    def run_notes(self, dtype: torch.dtype) -> dict[str, Any]:
+        """What ``meta.extras["stages"]`` says about how the last run in ``dtype`` went, besides device and precision:
+        ``weights`` (``"fp16"``/``"bf16"``) when the stage ran with half weights; with ``compile``, ``compiled``
+        (the backend, or ``"eager"`` after a failure) and ``compile_seconds`` on the run that compiled."""
+        notes: dict[str, Any] = {}
+        weights = getattr(self._instance, "weights_dtype", None)
+        if weights is not None and weights == dtype != torch.float32:
+            notes["weights"] = devices.precision_name(weights)
+        if self._compiled is not None:
+            notes.update(self._compiled.take_report())
+        return notes
+
+    def compiled_run(self, instance: Stage, backend: str | Callable[..., Any]) -> CompiledRun:
+        """The stage's ``run`` compiled (once per pipeline; compilation itself happens on the first call)."""
+        if self._compiled is None:
+            self._compiled = CompiledRun(instance.run, name=self.name, backend=backend)
+        return self._compiled
 
     def instance(self, device: torch.device, dtype: torch.dtype,
                  context: Callable[[torch.device, torch.dtype], PrepareContext] | None = None) -> Stage:
@@ -142,16 +162,21 @@ class ConfiguredStage:
 
 
 def prepare_context(device: torch.device, dtype: torch.dtype, *, host: PluginHost, tile: int | str = "auto",
-                    max_pixels: int | None = None,
-                    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS) -> PrepareContext:
-    """The :class:`PrepareContext` for a stage on ``device``/``dtype`` in a pipeline over ``host`` with these limits."""
+                    max_pixels: int | None = None, max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+                    half_weights: bool = False, compile: bool = False,
+                    compile_backend: str | Callable[..., Any] = "inductor") -> PrepareContext:
+    """The :class:`PrepareContext` for a stage on ``device``/``dtype`` in a pipeline over ``host`` with these settings.
+
+    A pipeline the stage builds (:meth:`PrepareContext.pipeline`) inherits them, precision aside.
+    """
     def build(stages: str | Sequence[str | Stage], **options: Any) -> Remasterer:
         inherited: dict[str, Any] = {"host": host, "device": device, "tile": tile, "max_pixels": max_pixels,
-                                     "max_output_pixels": max_output_pixels}
+                                     "max_output_pixels": max_output_pixels, "half_weights": half_weights,
+                                     "compile": compile, "compile_backend": compile_backend}
         return Remasterer(stages, **{**inherited, **options})
 
     return PrepareContext(device=device, dtype=dtype, precision=devices.precision_name(dtype),
-                          weights=get_manager(host), host=host, build_pipeline=build)
+                          weights=get_manager(host), host=host, build_pipeline=build, half_weights=half_weights)
 
 
 def _default_context(device: torch.device, dtype: torch.dtype) -> PrepareContext:
@@ -187,6 +212,20 @@ class Remasterer:
         max_output_pixels: Largest output a run may produce; checked before
             any stage runs.
         host: Plugin host to take stages from (default: the process-wide one).
+        half_weights: Network stages that support it (the Real-ESRGAN ones)
+            hold their weights in fp16/bf16 when they run in it and compute
+            without autocast, instead of float32 weights under autocast: the
+            two ways of running in reduced precision, to measure against each
+            other (docs/usage.md). No effect on stages that run in fp32.
+        compile: ``torch.compile`` the stages that declare themselves
+            compilable (:attr:`Stage.compilable`: network stages), run on
+            tiles of one fixed size so that only one shape compiles; the
+            first tile pays the compilation, reported as ``compile_seconds``
+            in ``meta.extras["stages"]``. If compiling fails the stage runs
+            eagerly, with one warning.
+        compile_backend: The ``torch.compile`` backend (``"inductor"``, the
+            default, needs a C++ compiler on the CPU; ``"aot_eager"`` and
+            ``"eager"`` compile nothing and serve for tests).
 
     Example:
         >>> out = Remasterer(["degrade.downsample(scale=0.25)", "bicubic(scale=4)"]).run(pil_img)
@@ -202,6 +241,9 @@ class Remasterer:
         max_pixels: int | None = None,
         max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
         host: PluginHost | None = None,
+        half_weights: bool = False,
+        compile: bool = False,
+        compile_backend: str | Callable[..., Any] = "inductor",
     ):
         self.host = host.ensure_loaded() if host is not None else get_host()
         if stages is None:
@@ -217,10 +259,17 @@ class Remasterer:
                              hint="fp16 is for CUDA devices (--device cuda)")
         if not (tile == "auto" or (isinstance(tile, int) and tile >= 0)):
             raise UsageError(f"tile must be 'auto' or a size in pixels, not {tile!r}")
+        if compile and tile == 0:
+            raise UsageError("compiling needs tiles of one fixed size, not --tile 0",
+                             hint="give a tile size (e.g. --tile 512) or leave --tile auto with --compile")
         self.tile = tile
+        self.half_weights = bool(half_weights)
+        self.compile = bool(compile)
+        self.compile_backend = compile_backend
         self.max_pixels = max_pixels if max_pixels is not None else io.max_pixels_from_env()
         self.max_output_pixels = max_output_pixels
         self._noted: set[tuple[int, str]] = set()
+        self._copy_engines: dict[torch.device, transfer.CopyEngine | None] = {}
         for stage in self.stages:  # a stage that cannot run on its device at all fails now, not after loading images
             self._choice_for(stage, self._device_for(stage), bit_depth=8, requested=self.precision)
 
@@ -415,13 +464,15 @@ class Remasterer:
         out_h, out_w, _ = self.plan(image.height, image.width, image.channels)
         writer = None
         if quantise and image.meta.bit_depth in (8, 16):
+            # The last stage's rows cross to the host through pinned buffers when it runs on a GPU.
+            copier = transfer.DeviceToHost(self._copy_engine(self._device_for(self.stages[-1])))
             writer = IntegerBuffer(out_h, out_w, np.uint8 if image.meta.bit_depth == 8 else np.uint16,
-                                   alpha=image.alpha is not None)
+                                   alpha=image.alpha is not None, copier=copier)
         requested = self.precision if precision is None else devices.check_precision_name(precision)
         sizes = self.output_sizes(image.height, image.width)
         pixels, alpha = image.pixels, image.alpha
         extras = dict(image.meta.extras)
-        ran: list[dict[str, str]] = []
+        ran: list[dict[str, Any]] = []
         total = len(self.stages)
         for index, stage in enumerate(self.stages):
             def stage_progress(fraction: float, _index: int = index) -> None:
@@ -448,7 +499,7 @@ class Remasterer:
             except _CallerStop as stop:
                 raise stop.error from None
             extras.update(ctx.report)
-            ran.append(_ran(stage, device, ctx.dtype))
+            ran.append({**_ran(stage, device, ctx.dtype), **stage.run_notes(ctx.dtype)})
         extras["stages"] = ran
         meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
         if writer is not None:
@@ -462,7 +513,14 @@ class Remasterer:
 
     def _prepare_context(self, device: torch.device, dtype: torch.dtype) -> PrepareContext:
         return prepare_context(device, dtype, host=self.host, tile=self.tile, max_pixels=self.max_pixels,
-                               max_output_pixels=self.max_output_pixels)
+                               max_output_pixels=self.max_output_pixels, half_weights=self.half_weights,
+                               compile=self.compile, compile_backend=self.compile_backend)
+
+    def _copy_engine(self, device: torch.device) -> transfer.CopyEngine | None:
+        """The pinned-memory copy engine for ``device`` (one per device and pipeline: it owns a CUDA stream)."""
+        if device not in self._copy_engines:
+            self._copy_engines[device] = transfer.engine_for(device)
+        return self._copy_engines[device]
 
     def _device_for(self, stage: ConfiguredStage) -> torch.device:
         return self.device if self.device.type in stage.info.devices else torch.device("cpu")
@@ -486,7 +544,8 @@ class Remasterer:
         info = stage.info
         assert ctx.out_size is not None
         final_size = ctx.out_size
-        pixels = pixels.to(ctx.device)
+        engine = self._copy_engine(ctx.device)
+        pixels = transfer.to_device(pixels, ctx.device, engine)
         if pixels.shape[1] not in info.in_channels:
             pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
         height, width = pixels.shape[-2:]
@@ -497,7 +556,8 @@ class Remasterer:
         share = 0.5 if alpha_runs else 1.0
         ctx.progress = lambda fraction: progress(share * fraction)
         if alpha is not None and info.fill_transparent and stage.run_scale != 1:
-            pixels = _fill_transparent(pixels, alpha.to(ctx.device))
+            alpha = transfer.to_device(alpha, ctx.device, engine)
+            pixels = _fill_transparent(pixels, alpha)
         colour_rows = alpha_rows = None
         if writer is not None:
             def colour_rows(top: int, rows: torch.Tensor) -> None:
@@ -518,7 +578,7 @@ class Remasterer:
             _write_bands(colour_rows, result)
             result = None
         if alpha is not None:
-            alpha = alpha.to(ctx.device)
+            alpha = transfer.to_device(alpha, ctx.device, engine)
             if alpha_runs:
                 gray_alpha = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
                 alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2))
@@ -609,15 +669,22 @@ class Remasterer:
         if ctx.out_size is not None and ctx.out_size != exact and isinstance(self.tile, str):
             tileable = False
         tiled = tileable and self.tile != 0
+        # Compiled: tiles of one fixed size, one at a time, so that a single shape compiles for every image.
+        compiled = self.compile and tiled and bool(getattr(instance, "compilable", False))
+        run = stage.compiled_run(instance, self.compile_backend) if compiled else instance.run
         # A stage reports progress of its own only when it gets the whole image in one call; per tile, the tiler does.
         # Neither a tile, the tiler's single call, nor a padded image can be resized to the planned size of the whole.
         tile_ctx = replace(ctx, progress=None, out_size=None)
         whole_ctx = ctx if not (any(pad) or tiled) else replace(ctx, out_size=None)
 
+        # A stage holding its weights in the compute precision casts for itself (half weights): no autocast.
+        casts_itself = getattr(instance, "weights_dtype", None) == ctx.dtype != torch.float32
+        autocast_dtype = torch.float32 if casts_itself else ctx.dtype
+
         def call(x: torch.Tensor) -> torch.Tensor:
             whole = x.shape[-2:] == padded.shape[-2:] and x.shape[0] == padded.shape[0]
-            with torch.no_grad(), devices.autocast_context(ctx.device, ctx.dtype):
-                out = instance.run(x, whole_ctx if whole else tile_ctx)
+            with torch.no_grad(), devices.autocast_context(ctx.device, autocast_dtype):
+                out = run(x, whole_ctx if whole and not compiled else tile_ctx)
             if not isinstance(out, torch.Tensor) or not out.is_floating_point():  # checked per tile: the tiler casts
                 got = out.dtype if isinstance(out, torch.Tensor) else type(out).__name__
                 raise StageContractError(f"returned {got} pixels instead of a float tensor", path=stage.name,
@@ -629,7 +696,8 @@ class Remasterer:
             overlap = tile_overlap_of(instance, info)  # the built stage knows its parameters; the spec does not
             tile = self.tile
             if tile == "auto":
-                tile = tiling.auto_tile_size(padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap)
+                tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
+                    padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap)
             wanted_h, wanted_w = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
 
             def cropped_rows(top: int, band: torch.Tensor) -> None:
@@ -642,8 +710,9 @@ class Remasterer:
             result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
                                              overlap=overlap, multiple_of=info.multiple_of,
                                              # Batching tiles fills a GPU; on a CPU it only adds memory.
-                                             batch=1 if ctx.device.type == "cpu" else 4,
-                                             progress=ctx.progress, emit=cropped_rows if rows is not None else None)
+                                             batch=1 if ctx.device.type == "cpu" or compiled else 4,
+                                             progress=ctx.progress, emit=cropped_rows if rows is not None else None,
+                                             fixed_window=compiled)
             if result is None:
                 return None
         else:

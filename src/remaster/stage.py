@@ -130,6 +130,12 @@ class PrepareContext:
         build_pipeline: Builds a :class:`~remaster.Remasterer` like :meth:`pipeline`
             does; injected by the pipeline (this module sits below it and does
             not import it). Use :meth:`pipeline` rather than calling it.
+        half_weights: The user asked for network weights in the reduced compute
+            precision (``Remasterer(half_weights=True)``, ``--half-weights``). A
+            network stage that can honour it converts its weights to :attr:`dtype`
+            when that is fp16 or bf16, computes in it, and sets
+            :attr:`Stage.weights_dtype`; when prepared again for fp32 (a 16-bit
+            image, a NaN retry) it goes back to its exact float32 weights.
     """
 
     device: torch.device
@@ -138,6 +144,7 @@ class PrepareContext:
     weights: WeightsManager
     host: PluginHost
     build_pipeline: Callable[..., SubPipeline] = field(repr=False)
+    half_weights: bool = False
 
     def pipeline(self, stages: str | Sequence[str | Stage], **options: Any) -> SubPipeline:
         """A pipeline of the stage's own (e.g. a face stage's background upscaler): a :class:`~remaster.Remasterer`.
@@ -167,9 +174,20 @@ class Stage:
             stage whose reach depends on its parameters (a blur's radius grows
             with sigma): set it in ``__init__``, where the parameters are known.
             ``None`` (the default) leaves :attr:`StageInfo.tile_overlap` in force.
+        weights_dtype: Set by :meth:`prepare` when the stage holds its weights in
+            the reduced precision it was prepared for and casts its input to it
+            itself (:attr:`PrepareContext.half_weights`); the pipeline then runs it
+            without autocast. ``None`` (the default): float32 weights, and the
+            pipeline's autocast does the reduced-precision work.
+        compilable: ``True`` for a stage whose :meth:`run` is a network's forward
+            pass that ``torch.compile`` can trace (no host round trips, no
+            per-call Python state). ``Remasterer(compile=True)`` compiles such a
+            stage's ``run`` for fixed-size tiles; other stages run eagerly.
     """
 
     tile_overlap: int | None = None
+    weights_dtype: torch.dtype | None = None
+    compilable: bool = False
 
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = params

@@ -52,7 +52,7 @@ import torch
 
 from .errors import StageContractError
 
-__all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory"]
+__all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory", "fixed_window_size"]
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,13 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _plan_axis(length: int, tile: int, overlap: int, feather: int, multiple_of: int) -> tuple[list[_Span], int]:
-    """Cut one axis into spans; returns them and the feather half-width used."""
+def _plan_axis(length: int, tile: int, overlap: int, feather: int, multiple_of: int,
+               window: int | None = None) -> tuple[list[_Span], int]:
+    """Cut one axis into spans; returns them and the feather half-width used.
+
+    With ``window`` (at least the largest window this tile size makes), an axis at least that long gets
+    windows of exactly that size: more context than needed, never less, and no padding.
+    """
     whole = [_Span(0, length, 0, length, None, None)]
     if tile <= 0 or length <= tile:
         return whole, 0
@@ -101,6 +106,8 @@ def _plan_axis(length: int, tile: int, overlap: int, feather: int, multiple_of: 
     half = min(feather, (length // count) // 2)
     reach = overlap + half
     size = _round_up(math.ceil(length / count) + 2 * reach, multiple_of)
+    if window is not None and length >= window:
+        size = max(size, window)
     if size >= length:  # every window would be the whole axis anyway
         return whole, 0
     spans = []
@@ -160,6 +167,7 @@ def run_tiled(
     feather: int | None = None,
     multiple_of: int = 1,
     emit: RowsFn | None = None,
+    fixed_window: bool = False,
 ) -> torch.Tensor | None:
     """Run ``fn`` over ``pixels`` tile by tile and blend the tiles without seams.
 
@@ -184,6 +192,15 @@ def run_tiled(
             ``(1, C', h, W * scale)`` view that is only valid during the
             call, from row 0 down; no full-size buffer is allocated. Each
             attempt starts again at row 0. Needs ``N == 1`` and no ``out``.
+        fixed_window: Call ``fn`` on windows of one size only, whatever the
+            image: :func:`fixed_window_size` square. An axis at least that
+            long gets windows of exactly that size (more context, same
+            result); a shorter one is padded at the bottom/right by reflection
+            (replication where the pad exceeds the side) and the padding's
+            output cropped away. For a compiled ``fn``, so that only one shape
+            compiles; near a padded edge (images smaller than the window) the
+            network sees reflected context instead of its own zero padding.
+            Needs ``tile > 0``.
 
     Returns:
         ``out`` if given, else a new float32 tensor ``(N, C', H * scale, W * scale)``;
@@ -210,8 +227,14 @@ def run_tiled(
         raise ValueError(f"emit needs one image and no out buffer, got {images} images and out={out is not None}")
 
     feather = overlap // 2 if feather is None else feather
-    rows, half_y = _plan_axis(height, tile, overlap, feather, max(1, multiple_of))
-    cols, half_x = _plan_axis(width, tile, overlap, feather, max(1, multiple_of))
+    window = None
+    if fixed_window:
+        if tile <= 0:
+            raise ValueError("fixed_window needs a tile size > 0")
+        window = fixed_window_size(tile, overlap, feather, multiple_of)
+        fn = _padded_to(fn, window, scale)
+    rows, half_y = _plan_axis(height, tile, overlap, feather, max(1, multiple_of), window)
+    cols, half_x = _plan_axis(width, tile, overlap, feather, max(1, multiple_of), window)
 
     if len(rows) == 1 and len(cols) == 1:  # fast path: identical to the untiled call
         result = fn(pixels)
@@ -279,6 +302,33 @@ def run_tiled(
     return out
 
 
+def fixed_window_size(tile: int, overlap: int, feather: int | None = None, multiple_of: int = 1) -> int:
+    """The side of the largest window :func:`run_tiled` makes for this tile size: every window fits in it.
+
+    A core is at most ``tile`` pixels, and a window adds ``overlap`` plus at most ``feather`` on each side.
+    """
+    feather = overlap // 2 if feather is None else feather
+    return _round_up(tile + 2 * (overlap + feather), max(1, multiple_of))
+
+
+def _padded_to(fn: TileFn, side: int, scale: int) -> TileFn:
+    """``fn`` called on inputs padded to ``side`` x ``side`` at the bottom/right, its output cropped back."""
+    def call(x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if height > side or width > side:  # cannot happen for run_tiled's windows; correct, if another shape
+            return fn(x)
+        pad_h, pad_w = side - height, side - width
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        result = fn(x)
+        if result.ndim != 4 or result.shape[-2:] != (side * scale, side * scale):
+            return result  # wrong either way: run_tiled's shape check says so
+        return result[..., :height * scale, :width * scale]
+
+    return call
+
+
 def _next_band(storage: torch.Tensor, band: torch.Tensor | None, band_top: int, top: int, bottom: int,
                emit: RowsFn) -> torch.Tensor:
     """The float band for output rows ``[top, bottom)`` in ``storage``, after emitting the rows of ``band`` above ``top``.
@@ -326,6 +376,7 @@ def run_with_backoff(
     multiple_of: int = 1,
     min_tile: int = MIN_TILE,
     emit: RowsFn | None = None,
+    fixed_window: bool = False,
 ) -> torch.Tensor | None:
     """:func:`run_tiled`, retried with smaller tiles when memory runs out.
 
@@ -346,7 +397,8 @@ def run_with_backoff(
     while True:
         try:
             return run_tiled(fn, pixels, scale=scale, tile=tile, overlap=overlap, out=out, out_channels=out_channels,
-                             batch=batch, progress=progress, feather=feather, multiple_of=multiple_of, emit=emit)
+                             batch=batch, progress=progress, feather=feather, multiple_of=multiple_of, emit=emit,
+                             fixed_window=fixed_window)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

@@ -27,6 +27,9 @@ def check_engine_options(args: argparse.Namespace) -> bool:
             option = "--" + given[0].replace("_", "-")
             raise UsageError(f"{option} is for distributed runs", hint="add --engine ray, or leave it out")
         return False
+    for option in ("half_weights", "compile"):  # not carried by the workers' run spec (yet): refuse, not ignore
+        if getattr(args, option, False):
+            raise UsageError(f"--{option.replace('_', '-')} is for local runs", hint="leave out --engine ray")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.gpus_per_worker < 0 or args.cpus_per_worker <= 0:

@@ -31,6 +31,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="compute precision; fp32 gives exact results (default: auto)")
+    parser.add_argument("--half-weights", action="store_true",
+                        help="network stages hold their weights in fp16/bf16 when they run in it, instead of "
+                             "float32 weights under autocast (docs/usage.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile network stages, on tiles of one fixed size (--tile, or 512); the first "
+                             "tile pays the compilation, which is reported")
+    parser.add_argument("--compile-backend", default="inductor", metavar="NAME",
+                        help="torch.compile backend for --compile (default: inductor)")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
     existing.add_argument("--skip-existing", action="store_true",

@@ -127,7 +127,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
         remasterer = Remasterer(
             make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
             max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
-            host=host,
+            host=host, half_weights=args.half_weights, compile=args.compile, compile_backend=args.compile_backend,
         )
         _warn_plugin_errors(args, host)
         planned = [choice.name for choice in remasterer.precisions(8)]
@@ -194,11 +194,13 @@ def _finish(args: argparse.Namespace, items: list[BatchItem], interrupted: bool)
 
 
 def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
-    """The precisions that ran, for the per-image line, when they are not the ones the header announced."""
-    ran = [str(entry.get("precision")) for entry in extras.get("stages", [])]
-    if not ran or ran == planned:
-        return ""
-    return f", ran in {' | '.join(ran)}"
+    """For the per-image line: the precisions that ran when they are not the ones the header announced, and
+    the time compilation took in this image (``--compile``)."""
+    stages = extras.get("stages", [])
+    ran = [str(entry.get("precision")) for entry in stages]
+    note = f", ran in {' | '.join(ran)}" if ran and ran != planned else ""
+    compiled = sum(float(entry.get("compile_seconds", 0.0)) for entry in stages)
+    return note + (f", compiling took {compiled:.1f} s" if compiled else "")
 
 
 def _plugin_notes(extras: dict[str, Any], bar: Any, host: PluginHost) -> str:

@@ -15,7 +15,7 @@ by :mod:`remaster.io` itself (that would make ``image -> io -> image`` a cycle).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,7 +23,26 @@ import torch
 from ..image import Image, Meta
 from .conversion import quantise
 
-__all__ = ["IntegerBuffer"]
+__all__ = ["IntegerBuffer", "HostCopier"]
+
+
+class HostCopier(Protocol):
+    """How the integers reach the host array: :class:`remaster.transfer.DeviceToHost` (pinned, non-blocking on
+    CUDA) or the plain copy; injected by the pipeline, which knows the device."""
+
+    def copy(self, target: torch.Tensor, source: torch.Tensor) -> None:
+        """Copy ``source`` into host ``target``; it may land only by :meth:`flush`."""
+
+    def flush(self) -> None:
+        """Every copy begun has landed in its target."""
+
+
+class _PlainCopy:
+    def copy(self, target: torch.Tensor, source: torch.Tensor) -> None:
+        target.copy_(source)
+
+    def flush(self) -> None:
+        pass
 
 
 class IntegerBuffer:
@@ -34,12 +53,14 @@ class IntegerBuffer:
         width: Columns of the final image.
         dtype: ``uint8`` or ``uint16``.
         alpha: Whether an alpha channel follows the colour.
+        copier: How rows cross to the host (default: a plain copy); :meth:`image` waits for it.
 
     The array is allocated on the first colour write, which says how many
     colour channels there are; alpha is written after the colour.
     """
 
-    def __init__(self, height: int, width: int, dtype: Any, *, alpha: bool):
+    def __init__(self, height: int, width: int, dtype: Any, *, alpha: bool, copier: HostCopier | None = None):
+        self.copier: HostCopier = copier if copier is not None else _PlainCopy()
         self.height, self.width, self.dtype, self.has_alpha = height, width, np.dtype(dtype), alpha
         if self.dtype not in (np.uint8, np.uint16):
             raise TypeError(f"IntegerBuffer: dtype {self.dtype} is not uint8 or uint16")
@@ -72,16 +93,19 @@ class IntegerBuffer:
                 raise ValueError(f"{channels} colour channels written into a buffer of {self._colour}")
             first = 0
         integers = quantise(rows[0], self.dtype).permute(1, 2, 0)  # on the rows' device: only integers move
-        torch.from_numpy(self._array)[top:top + count, :, first:first + channels].copy_(integers)
+        self.copier.copy(torch.from_numpy(self._array)[top:top + count, :, first:first + channels], integers)
 
     def image(self, meta: Meta) -> Image:
         """The integer :class:`Image`; its pixels and alpha are views of the buffer (no copy).
+
+        Waits for the copies still in flight (:meth:`HostCopier.flush`) first.
 
         Raises:
             ValueError: nothing was written yet.
         """
         if self._array is None:
             raise ValueError("the integer buffer was never written")
+        self.copier.flush()
         planes = torch.from_numpy(self._array).permute(2, 0, 1)[None]
         return Image(pixels=planes[:, :self._colour], alpha=planes[:, self._colour:] if self.has_alpha else None,
                      meta=meta)

@@ -60,6 +60,11 @@ class SpandrelUpscaler(Stage):
         self._descriptor: Any = descriptor
         self._progress: ConvolutionProgress | None = None
         self._weights_manager: WeightsManager | None = None
+        # The exact float32 weights, kept (on the host) once the network was converted to half weights.
+        self._float_weights: dict[str, torch.Tensor] | None = None
+
+    #: run() is one forward pass of the network: Remasterer(compile=True) may compile it.
+    compilable = True
 
     def network_file(self, weights: WeightsManager) -> Path:
         """The file this stage loads: the model file it was given, else the first cached choice, else the last
@@ -88,11 +93,26 @@ class SpandrelUpscaler(Stage):
             else:  # the cached file's sha256 is checked while spandrel is imported
                 path, descriptor = find_and_load_network(lambda: self.network_file(ctx.weights), hint=_SUPPORTED)
                 self._descriptor = _checked(descriptor, path, expect_scale=self._native_scale)
-        # Weights stay float32: the pipeline runs us under autocast for bf16/fp16, which keeps
-        # accumulations and the output in a safe precision. channels_last is faster on CPU and CUDA.
-        self._descriptor.model.to(device=ctx.device, memory_format=torch.channels_last)
+        model = self._descriptor.model
+        if ctx.half_weights and ctx.dtype in (torch.float16, torch.bfloat16):
+            # Asked for: weights in the compute precision, and no autocast (the pipeline sees weights_dtype).
+            if self._float_weights is None:
+                self._float_weights = {name: value.detach().to("cpu", copy=True)
+                                       for name, value in model.state_dict().items()}
+            model.to(device=ctx.device, dtype=ctx.dtype, memory_format=torch.channels_last)
+            self.weights_dtype = ctx.dtype
+        else:
+            # Weights stay float32: the pipeline runs us under autocast for bf16/fp16, which keeps
+            # accumulations and the output in a safe precision. channels_last is faster on CPU and CUDA.
+            model.to(device=ctx.device, dtype=torch.float32, memory_format=torch.channels_last)
+            if self._float_weights is not None:  # back from half weights: rounding them up is not exact
+                model.load_state_dict(self._float_weights)
+            self.weights_dtype = None
+        self._progress = None  # measured with the dtype it runs in
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        if self.weights_dtype is not None:
+            pixels = pixels.to(self.weights_dtype)
         pixels = pixels.contiguous(memory_format=torch.channels_last)
         if ctx.progress is None or pixels.shape[-2] * pixels.shape[-1] < _PROGRESS_FROM_PIXELS:
             return self._descriptor(pixels).float()

@@ -1,0 +1,51 @@
+"""The Real-ESRGAN stage compiled (``--compile``): traced through spandrel, one fixed window, same pixels.
+
+``aot_eager`` traces with dynamo and AOT autograd as inductor does but generates no code, so this stays quick;
+inductor itself is exercised on a tiny network in tests/test_compile.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from remaster import Remasterer, io
+from remaster.tiling import fixed_window_size
+
+MODEL = "realesr-animevideov3"
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def test_the_compiled_stage_gives_the_eager_pixels():
+    overlap = Remasterer(MODEL, device="cpu").stages[0].info.tile_overlap
+    side = fixed_window_size(32, overlap)
+    image = np.tile(data.astronaut()[100:160, 180:240], (2, 2, 1))[:side, :side].copy()  # exactly one window
+    eager = Remasterer(MODEL, device="cpu", precision="fp32", tile=0).run(image)
+    result = Remasterer(MODEL, device="cpu", precision="fp32", tile=32, compile=True,
+                        compile_backend="aot_eager").run_image(io.load(image))
+    ran = result.meta.extras["stages"][0]
+    assert ran["compiled"] == "aot_eager" and ran["compile_seconds"] > 0 and "compile_failed" not in ran
+    assert np.abs(io.to_numpy(result).astype(int) - eager.astype(int)).max() <= 1
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_inductor_on_the_gpu_in_fp16_gives_the_eager_pixels_within_rounding():
+    image = np.tile(data.astronaut(), (2, 2, 1))[:600, :600].copy()  # larger than one 584-pixel window
+    eager = Remasterer(MODEL, device="cuda", precision="fp16", tile=512).run(image)
+    result = Remasterer(MODEL, device="cuda", precision="fp16", tile=512, compile=True).run_image(io.load(image))
+    ran = result.meta.extras["stages"][0]
+    assert ran["compiled"] == "inductor" and ran["compile_seconds"] > 0
+    # Eager batches four tiles, compiled runs them one by one on 584-pixel windows: fp16 rounding apart, the same
+    # (the bound of tests/test_cuda.py for fp16 against fp32).
+    mse = np.mean((io.to_numpy(result).astype(np.float64) - eager.astype(np.float64)) ** 2)
+    assert mse == 0 or 10 * np.log10(255.0**2 / mse) >= 35
