@@ -74,14 +74,15 @@ def test_one_shape_compiles_for_every_tile_and_image_and_the_time_is_reported():
     backend = CountingBackend()
     remasterer = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
                             compile_backend=backend)
-    first = remasterer.run_image(io.load(photo(24, 20)))  # several tiles, edge windows padded
-    second = remasterer.run_image(io.load(photo(9, 13)))  # smaller than one tile: padded whole
+    first = remasterer.run_image(io.load(photo(24, 20)))  # several tiles, every window 14 x 14
+    second = remasterer.run_image(io.load(photo(30, 16)))  # other tiles, the same window size
+    third = remasterer.run_image(io.load(photo(9, 13)))  # smaller than the window: runs eagerly
     side = fixed_window_size(8, 2)
     assert side == 14 and len(backend.shapes) == 1 and (1, 3, side, side) in backend.shapes[0]  # one graph
     ran, again = first.meta.extras["stages"][0], second.meta.extras["stages"][0]
     assert ran["compiled"] == "counting" and ran["compile_seconds"] > 0
     assert again["compiled"] == "counting" and "compile_seconds" not in again  # nothing compiled for it
-    assert second.pixels.shape[-2:] == (18, 26)
+    assert "compile_seconds" not in third.meta.extras["stages"][0] and third.pixels.shape[-2:] == (18, 26)
 
 
 @pytest.mark.parametrize("size", [24, 18])
@@ -95,14 +96,16 @@ def test_compiled_output_matches_eager_where_no_window_is_padded(size):
     assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 1  # aot_eager may reorder float ops
 
 
-def test_padding_a_small_image_changes_only_the_edge_it_pads():
-    image = photo(10, 10)
-    eager = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=0).run(image)
+@pytest.mark.parametrize("height, width", [(10, 10), (10, 30), (30, 11)])
+def test_an_axis_smaller_than_the_window_is_never_padded_so_the_result_is_eagers(height, width):
+    image = photo(height, width)
+    eager = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8).run(image)
+    backend = CountingBackend()
     compiled = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
-                          compile_backend=CountingBackend()).run(image)
-    assert compiled.shape == eager.shape == (20, 20, 3)
-    # Two input pixels (the receptive field) from the padded bottom/right edge, x2: identical elsewhere.
-    assert np.array_equal(compiled[:16, :16], eager[:16, :16])
+                          compile_backend=backend).run(image)
+    assert compiled.shape == eager.shape == (2 * height, 2 * width, 3)
+    assert np.array_equal(compiled, eager)  # those windows ran eagerly: nothing at the edge changed
+    assert backend.shapes == []
 
 
 def test_a_failing_compilation_warns_once_and_runs_eagerly(caplog):
@@ -142,11 +145,15 @@ def test_the_fixed_window_holds_for_any_image_size_and_tile():
         seen.add(tuple(x.shape[-2:]))
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
+    side = fixed_window_size(10, 3, multiple_of=4)
     for size in (5, 13, 14, 15, 31, 47):
+        seen.clear()
         pixels = torch.rand(1, 3, size, size + 3, generator=torch.Generator().manual_seed(size))
         out = run_tiled(double, pixels, scale=2, tile=10, overlap=3, multiple_of=4, fixed_window=True)
         assert torch.allclose(out, F.interpolate(pixels, scale_factor=2, mode="nearest"), atol=1e-6)
-    assert seen == {(fixed_window_size(10, 3, multiple_of=4),) * 2}
+        # an axis at least the window long: windows of exactly the window; a shorter one: itself, unpadded
+        assert {h for h, _ in seen} == {side if size >= side else size}
+        assert {w for _, w in seen} == {side if size + 3 >= side else size + 3}
     with pytest.raises(ValueError):
         run_tiled(double, torch.rand(1, 3, 4, 4), scale=2, tile=0, overlap=0, fixed_window=True)
 

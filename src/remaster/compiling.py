@@ -2,7 +2,10 @@
 
 Compiling pays off only when the same shapes come back: the pipeline runs a
 compiled stage on tiles of one fixed size (:func:`remaster.tiling.run_tiled`
-with ``fixed_window``), so one compilation serves every tile of every image.
+with ``fixed_window``), so one compilation serves every tile of every image
+larger than the window; calls of any other size (an image smaller than the
+window on an axis) run eagerly rather than on padded input, which would change
+the result at the image's edge.
 Compilation happens lazily, inside the first call with a new input shape,
 dtype or precision; :class:`CompiledRun` times those calls (compilation plus
 one forward pass) and reports them, and when compiling fails it warns once
@@ -50,6 +53,9 @@ class CompiledRun:
 
     def __init__(self, run: RunFn, *, name: str, backend: str | Callable[..., Any] = "inductor"):
         self.name, self.backend = name, backend
+        #: The one input size (height, width) that is compiled; calls of other sizes (an image smaller than the
+        #: window on an axis, or after an out-of-memory back-off) run eagerly, exactly. ``None``: any size.
+        self.window: tuple[int, int] | None = None
         self._eager = run
         # dynamic=False: one specialised graph per tile shape, which the fixed tile size keeps to one.
         self._compiled: RunFn = torch.compile(run, backend=backend, dynamic=False)
@@ -59,7 +65,7 @@ class CompiledRun:
         self._note_failure = False
 
     def __call__(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        if self.failed:
+        if self.failed or (self.window is not None and tuple(pixels.shape[-2:]) != self.window):
             return self._eager(pixels, ctx)
         key = (tuple(pixels.shape), pixels.dtype, pixels.device, ctx.dtype,
                torch.is_autocast_enabled(pixels.device.type))

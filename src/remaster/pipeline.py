@@ -698,6 +698,9 @@ class Remasterer:
             if tile == "auto":
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
                     padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap)
+            if compiled:
+                side = tiling.fixed_window_size(int(tile), overlap, multiple_of=info.multiple_of)
+                run.window = (side, side)  # type: ignore[union-attr]  # other sizes run eagerly
             wanted_h, wanted_w = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
 
             def cropped_rows(top: int, band: torch.Tensor) -> None:

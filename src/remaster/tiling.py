@@ -192,15 +192,13 @@ def run_tiled(
             ``(1, C', h, W * scale)`` view that is only valid during the
             call, from row 0 down; no full-size buffer is allocated. Each
             attempt starts again at row 0. Needs ``N == 1`` and no ``out``.
-        fixed_window: Call ``fn`` on windows of one size only, whatever the
-            image: :func:`fixed_window_size` square. An axis at least that
-            long gets windows of exactly that size (more context, same
-            result); a shorter one is padded at the bottom/right by reflection
-            (replication where the pad exceeds the side) and the padding's
-            output cropped away. For a compiled ``fn``, so that only one shape
-            compiles; near a padded edge (images smaller than the window) the
-            network sees reflected context instead of its own zero padding.
-            Needs ``tile > 0``.
+        fixed_window: Make every window along an axis at least
+            :func:`fixed_window_size` long exactly that long (more context,
+            same result), so that one shape serves every tile of every large
+            image (a compiled ``fn``). A shorter axis is one window of its own
+            length, never padded: padding would change what the network sees
+            at the image's edge, so the caller runs those calls differently
+            (the pipeline runs them uncompiled). Needs ``tile > 0``.
 
     Returns:
         ``out`` if given, else a new float32 tensor ``(N, C', H * scale, W * scale)``;
@@ -232,7 +230,6 @@ def run_tiled(
         if tile <= 0:
             raise ValueError("fixed_window needs a tile size > 0")
         window = fixed_window_size(tile, overlap, feather, multiple_of)
-        fn = _padded_to(fn, window, scale)
     rows, half_y = _plan_axis(height, tile, overlap, feather, max(1, multiple_of), window)
     cols, half_x = _plan_axis(width, tile, overlap, feather, max(1, multiple_of), window)
 
@@ -309,24 +306,6 @@ def fixed_window_size(tile: int, overlap: int, feather: int | None = None, multi
     """
     feather = overlap // 2 if feather is None else feather
     return _round_up(tile + 2 * (overlap + feather), max(1, multiple_of))
-
-
-def _padded_to(fn: TileFn, side: int, scale: int) -> TileFn:
-    """``fn`` called on inputs padded to ``side`` x ``side`` at the bottom/right, its output cropped back."""
-    def call(x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        if height > side or width > side:  # cannot happen for run_tiled's windows; correct, if another shape
-            return fn(x)
-        pad_h, pad_w = side - height, side - width
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        result = fn(x)
-        if result.ndim != 4 or result.shape[-2:] != (side * scale, side * scale):
-            return result  # wrong either way: run_tiled's shape check says so
-        return result[..., :height * scale, :width * scale]
-
-    return call
 
 
 def _next_band(storage: torch.Tensor, band: torch.Tensor | None, band_top: int, top: int, bottom: int,
