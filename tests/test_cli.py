@@ -286,15 +286,22 @@ def test_naming_options_with_a_one_file_output_are_refused(tmp_path, capsys):
 
 
 def test_half_weights_and_compile_reach_the_pipeline_and_its_report(tmp_path, capsys):
-    source = write_png(tmp_path / "in.png", width=20, height=18)
-    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", "realesr-animevideov3",
-                 "--device", "cpu", "--precision", "bf16", "--half-weights", "--tile", "16", "--compile",
-                 "--compile-backend", "aot_eager", "--json"]) == 0
-    captured = capsys.readouterr()
-    ran = json.loads(captured.out)["items"][0]["stages"][0]
+    # bf16 on a tiny image (emulated, so slow, on AVX2-only CPUs); compile in fp32 on one large enough to compile:
+    # tile 16 with realesr-animevideov3's overlap of 24 makes 88 px windows, and smaller images run uncompiled.
+    small = write_png(tmp_path / "small.png", width=20, height=18)
+    assert main(["upscale", str(small), "-o", str(tmp_path / "half.png"), "--model", "realesr-animevideov3",
+                 "--device", "cpu", "--precision", "bf16", "--half-weights", "--json"]) == 0
+    ran = json.loads(capsys.readouterr().out)["items"][0]["stages"][0]
     assert ran["precision"] == "bf16" and ran["weights"] == "bf16"
+    assert PILImage.open(tmp_path / "half.png").size == (80, 72)
+
+    large = write_png(tmp_path / "large.png", width=96, height=90)
+    assert main(["upscale", str(large), "-o", str(tmp_path / "compiled.png"), "--model", "realesr-animevideov3",
+                 "--device", "cpu", "--precision", "fp32", "--tile", "16", "--compile",
+                 "--compile-backend", "aot_eager", "--json"]) == 0
+    ran = json.loads(capsys.readouterr().out)["items"][0]["stages"][0]
     assert ran["compiled"] == "aot_eager" and ran["compile_seconds"] > 0
-    assert PILImage.open(tmp_path / "out.png").size == (80, 72)
+    assert PILImage.open(tmp_path / "compiled.png").size == (384, 360)
 
 
 def test_the_per_image_line_says_how_long_compiling_took(tmp_path, capsys):
