@@ -10,7 +10,7 @@ process and on one prepared pipeline, alternating each round:
 * ``folder, overlapped``: :func:`remaster.overlap.run_items`, what ``remaster upscale DIR -o OUT`` runs;
 * ``folder, sequential``: read, run and write each image in turn (``Remasterer.run_file``), the loop before.
 
-Outputs are JPEG (the inputs' format, the CLI's default). The figure of merit is folder images/s over
+Outputs are JPEG (the inputs' format, the CLI's default), or PNG with ``--format png``. The figure of merit is folder images/s over
 pipeline-only images/s; the target is >= 90%. Measure on a quiet machine: the load average before and after
 is printed. ``--write`` replaces the "Folder throughput" section of docs/benchmarks.md.
 """
@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- folder:begin -->", "<!-- folder:end -->"
+MARKERS = {None: ("<!-- folder:begin -->", "<!-- folder:end -->"),
+           "jpg": ("<!-- folder:begin -->", "<!-- folder:end -->"),
+           "png": ("<!-- folder-png:begin -->", "<!-- folder-png:end -->")}
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from startup import cpu, load  # noqa: E402  (the machine line and load average, as the other tables give them)
@@ -61,6 +63,8 @@ def main() -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--format", choices=["jpg", "png"], default=None,
+                        help="output format (default: the inputs', JPEG; PNG encodes far slower)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
@@ -75,7 +79,8 @@ def main() -> int:
         make_photos(work / "in", args.images)
         remasterer = Remasterer([args.model], device=args.device, precision=args.precision).prepare()
         decoded = [io.load(path) for path, _ in collect_inputs([str(work / "in")])]
-        targets = [item.target for item in plan_outputs(collect_inputs([str(work / "in")]), work / "model", None)]
+        targets = [item.target for item in plan_outputs(collect_inputs([str(work / "in")]), work / "model",
+                                                        args.format)]
         remasterer.run_for_file(decoded[0], targets[0])  # warm-up: first-call allocations out of the timings
         times: dict[str, list[float]] = {"pipeline only": [], "folder, overlapped": [], "folder, sequential": []}
         for _ in range(args.rounds):
@@ -86,7 +91,7 @@ def main() -> int:
 
             for name, out in (("folder, overlapped", "overlapped"), ("folder, sequential", "sequential")):
                 shutil.rmtree(work / out, ignore_errors=True)
-                items = plan_outputs(collect_inputs([str(work / "in")]), work / out, None)
+                items = plan_outputs(collect_inputs([str(work / "in")]), work / out, args.format)
                 started = time.perf_counter()
                 if out == "overlapped":
                     failed = [item for item in run_items(remasterer, items) if not item.ok]
@@ -106,10 +111,11 @@ def main() -> int:
     best = {name: min(values) for name, values in times.items()}
     rate = {name: args.images / seconds for name, seconds in best.items()}
     command = "python benchmarks/folder_throughput.py " + " ".join(sys.argv[1:])
+    output = "PNG" if args.format == "png" else "JPEG"
     lines = [
-        "## Folder throughput",
+        "## Folder throughput" + (", PNG outputs" if args.format == "png" else ""),
         "",
-        f"`{command.strip()}` on {datetime.date.today()}: {args.images} JPEG photos of 480×320 → 1920×1280 JPEG, "
+        f"`{command.strip()}` on {datetime.date.today()}: {args.images} JPEG photos of 480×320 → 1920×1280 {output}, "
         f"`{plan}` on {device}. Machine: {cpu()}; load average {load_before} before, {load_after} after; "
         f"best of {args.rounds} round(s), the three runs alternating in one process on one prepared pipeline.",
         "",
@@ -128,10 +134,11 @@ def main() -> int:
     if args.write:
         doc = ROOT / "docs" / "benchmarks.md"
         current = doc.read_text()
-        section = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in current:
-            head, _, rest = current.partition(BEGIN)
-            current = head + section + rest.partition(END)[2]
+        begin, end = MARKERS[args.format]
+        section = f"{begin}\n{text}\n{end}"
+        if begin in current:
+            head, _, rest = current.partition(begin)
+            current = head + section + rest.partition(end)[2]
         else:
             current = current.rstrip("\n") + "\n\n" + section + "\n"
         doc.write_text(current)

@@ -324,3 +324,24 @@ def test_compile_with_tile_0_is_a_usage_error(tmp_path, capsys):
     assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", "nearest", "--compile",
                  "--tile", "0"]) == 2
     assert "compiling needs tiles of one fixed size" in capsys.readouterr().err
+
+
+def _program(tmp_path, prelude: str, *argv: str) -> subprocess.CompletedProcess:
+    code = (prelude + "\nimport atexit, sys\natexit.register(lambda: print('orderly exit', file=sys.stderr))\n"
+            "from remaster.cli import program\nsys.argv = ['remaster', *sys.argv[1:]]\nprogram()\n")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+def test_the_program_flushes_everything_then_exits_at_once_with_mains_code(tmp_path):
+    listed = _program(tmp_path, "", "stages", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)  # the whole JSON made it out
+    assert "orderly exit" not in listed.stderr  # the interpreter's teardown was skipped
+    failed = _program(tmp_path, "", "upscale", "missing.png", "-o", "out.png")
+    assert failed.returncode == 2 and "remaster: error: missing.png" in failed.stderr
+
+
+def test_the_program_exits_in_order_while_another_thread_still_runs(tmp_path):
+    prelude = "import threading, time\nthreading.Thread(target=time.sleep, args=(0.5,)).start()"
+    listed = _program(tmp_path, prelude, "stages", "-q")
+    assert listed.returncode == 0 and "orderly exit" in listed.stderr

@@ -1,7 +1,5 @@
 """``python -m remaster ...``: the same as the ``remaster`` command."""
 
-import sys
+from .cli import program
 
-from .cli import main
-
-sys.exit(main())
+program()

@@ -22,8 +22,8 @@ from ..batch import (
     collect_inputs,
     plan_outputs,
 )
-from .main import EXIT_BROKEN_PIPE, build_parser, main
+from .main import EXIT_BROKEN_PIPE, build_parser, main, program
 from .run import _degrade_pipeline, _upscale_pipeline
 
 __all__ = ["DEFAULT_NAME_TEMPLATE", "EXIT_BROKEN_PIPE", "IMAGE_SUFFIXES", "NAME_FIELDS", "WRITABLE_SUFFIXES",
-           "BatchItem", "build_parser", "collect_inputs", "main", "plan_outputs"]
+           "BatchItem", "build_parser", "collect_inputs", "main", "plan_outputs", "program"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
 import traceback
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .. import __version__
 from ..errors import RemasterError
@@ -64,6 +67,27 @@ def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
     for name, subparser in commands.choices.items():
         host.add_options(name, subparser)
     return parser
+
+
+def program() -> NoReturn:
+    """The ``remaster`` program (its console script, ``python -m remaster``): :func:`main`, then a quick exit.
+
+    A process that imported torch (and spandrel, torchvision) spends over half a second tearing its modules down
+    when it exits, after the work is done: every output is written atomically and synced, the report too. So once
+    stdout, stderr and the log handlers are flushed the process ends at once (``os._exit``), unless something still
+    needs the orderly exit: a Ray connection (its shutdown runs at exit) or a thread that is not a daemon.
+    :func:`main` itself returns normally, for callers in the same process.
+    """
+    code = main()
+    if "ray" in sys.modules or any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader went away after all: as main() reports it
+        code = EXIT_BROKEN_PIPE
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
