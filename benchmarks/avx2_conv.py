@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- conv-algorithms:begin -->", "<!-- conv-algorithms:end -->"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from doc_sections import publish  # noqa: E402
 from startup import cpu, load  # noqa: E402
 
 NCNN_IDS = {"realesrgan-x4plus": "x4plus", "realesr-animevideov3": "animevideov3-x4"}
@@ -185,17 +186,7 @@ def main() -> int:
     lines += ["", "One 3×3 convolution of that network's shape (64 → 32 channels at 128×128, 0.60 GFLOP), mean of 20 "
               "calls in this process: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in micro.items()) + "."]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        current = doc.read_text()
-        section = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in current:
-            head, _, rest = current.partition(BEGIN)
-            current = head + section + rest.partition(END)[2]
-        else:
-            current = current.rstrip("\n") + "\n\n" + section + "\n"
-        doc.write_text(current)
+    publish(BEGIN, END, text, args.write)
     return 0
 
 

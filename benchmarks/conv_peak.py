@@ -28,6 +28,7 @@ BEGIN, END = "<!-- conv-peak:begin -->", "<!-- conv-peak:end -->"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare_realesrgan_gpu import conv_flops  # noqa: E402
+from doc_sections import publish  # noqa: E402
 from startup import cpu, load  # noqa: E402
 
 
@@ -99,17 +100,7 @@ def main() -> int:
     if len(precisions) == 1:
         lines += ["", "No bf16 row: this CPU has neither AVX512-BF16 nor AMX (bf16 would be emulated)."]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        current = doc.read_text()
-        section = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in current:
-            head, _, rest = current.partition(BEGIN)
-            current = head + section + rest.partition(END)[2]
-        else:
-            current = current.rstrip("\n") + "\n\n" + section + "\n"
-        doc.write_text(current)
+    publish(BEGIN, END, text, args.write)
     return 0
 
 

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- first-output:begin -->", "<!-- first-output:end -->"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from doc_sections import publish  # noqa: E402
 from startup import cpu, load  # noqa: E402
 
 # What the console script runs: program() where the checkout has it (main() and a quick exit), else main().
@@ -134,17 +135,7 @@ def main() -> int:
     lines += ["", f"Target (issue 15): first output ≤ `import torch` + 1 s = {target:.2f} s; measured "
                   f"{after['remaster upscale small.png -o out.png']:.2f} s."]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        current = doc.read_text()
-        section = f"{BEGIN}\n{text}\n{END}"
-        if BEGIN in current:
-            head, _, rest = current.partition(BEGIN)
-            current = head + section + rest.partition(END)[2]
-        else:
-            current = current.rstrip("\n") + "\n\n" + section + "\n"
-        doc.write_text(current)
+    publish(BEGIN, END, text, args.write)
     return 0
 
 

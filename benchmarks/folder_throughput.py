@@ -33,6 +33,7 @@ MARKERS = {None: ("<!-- folder:begin -->", "<!-- folder:end -->"),
            "png": ("<!-- folder-png:begin -->", "<!-- folder-png:end -->")}
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from doc_sections import publish  # noqa: E402
 from startup import cpu, load  # noqa: E402  (the machine line and load average, as the other tables give them)
 
 
@@ -130,18 +131,7 @@ def main() -> int:
                   "ahead and writing behind the network); *sequential* reads, runs and writes each image in turn "
                   "(`Remasterer.run_file` in a loop). Target: overlapped ≥ 90% of pipeline-only."]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        current = doc.read_text()
-        begin, end = MARKERS[args.format]
-        section = f"{begin}\n{text}\n{end}"
-        if begin in current:
-            head, _, rest = current.partition(begin)
-            current = head + section + rest.partition(end)[2]
-        else:
-            current = current.rstrip("\n") + "\n\n" + section + "\n"
-        doc.write_text(current)
+    publish(*MARKERS[args.format], text, args.write)
     print(f"spread: {({k: [round(v, 1) for v in vs] for k, vs in times.items()})}; "
           f"median overlapped/pipeline {statistics.median(times['pipeline only']) / statistics.median(times['folder, overlapped']):.3f}",
           file=sys.stderr)

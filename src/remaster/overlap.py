@@ -142,11 +142,18 @@ def run_items(
                 if not writer.is_alive() and not fatal:
                     raise RuntimeError("the writer thread ended unexpectedly") from None
 
+    def finished_so_far() -> Iterator[BatchItem]:
+        """The items the writer has finished, without waiting for more."""
+        while True:
+            try:
+                yield done.get_nowait().item
+            except queue.Empty:
+                return
+
     reader = threading.Thread(target=read, name="remaster-read", daemon=True)
     writer = threading.Thread(target=write, name="remaster-write", daemon=True)
     reader.start()
     writer.start()
-    yielded = 0
     try:
         for index in range(len(items)):
             work = to_run.get()
@@ -165,24 +172,12 @@ def run_items(
                 work.image = None
                 work.seconds += time.perf_counter() - started
             hand_on(work)
-            while True:  # what the writer has finished so far, without waiting for it
-                try:
-                    finished = done.get_nowait()
-                except queue.Empty:
-                    break
-                yielded += 1
-                yield finished.item
+            yield from finished_so_far()
         hand_on(None)
         writer.join()
         if fatal:
             raise fatal[0]
-        while yielded < len(items):
-            try:
-                finished = done.get_nowait()
-            except queue.Empty:
-                break
-            yielded += 1
-            yield finished.item
+        yield from finished_so_far()
     finally:
         stop.set()  # the reader starts nothing more; results already computed are still written
         if writer.is_alive():
