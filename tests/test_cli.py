@@ -12,6 +12,7 @@ import pytest
 from PIL import Image as PILImage
 
 from remaster.cli import main, plan_outputs
+from remaster.errors import UsageError
 
 
 def write_png(path: Path, width=12, height=10, mode="RGB", seed=0) -> Path:
@@ -312,11 +313,17 @@ def test_the_per_image_line_says_how_long_compiling_took(tmp_path, capsys):
     assert _precision_note({"stages": [{"precision": "fp32"}]}, ["fp16"]) == ", ran in fp32"
 
 
-@pytest.mark.parametrize("option", ["--half-weights", "--compile"])
-def test_gpu_options_are_refused_on_ray_rather_than_ignored(tmp_path, capsys, option):
-    source = write_png(tmp_path / "in.png")
-    assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--engine", "ray", option]) == 2
-    assert f"{option} is for local runs" in capsys.readouterr().err
+def test_gpu_options_reach_the_ray_workers_run_spec():
+    from remaster.distributed.driver import make_spec
+
+    spec = make_spec(["nearest(scale=2)"], device="auto", precision="bf16", tile=64, max_pixels=None,
+                     max_output_pixels=None, overwrite=False, quality=None, cpus_per_worker=1, gpus_per_worker=0,
+                     half_weights=True, compile=True, compile_backend="aot_eager")
+    built = spec.build()  # what each worker does, once
+    assert (built.half_weights, built.compile, built.compile_backend) == (True, True, "aot_eager")
+    with pytest.raises(UsageError, match="fixed size"):  # checked by the driver, before any cluster starts
+        make_spec(["nearest"], device="auto", precision="auto", tile=0, max_pixels=None, max_output_pixels=None,
+                  overwrite=False, quality=None, cpus_per_worker=1, gpus_per_worker=0, compile=True)
 
 
 def test_compile_with_tile_0_is_a_usage_error(tmp_path, capsys):

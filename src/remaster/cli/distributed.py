@@ -27,9 +27,6 @@ def check_engine_options(args: argparse.Namespace) -> bool:
             option = "--" + given[0].replace("_", "-")
             raise UsageError(f"{option} is for distributed runs", hint="add --engine ray, or leave it out")
         return False
-    for option in ("half_weights", "compile"):  # not carried by the workers' run spec (yet): refuse, not ignore
-        if getattr(args, option, False):
-            raise UsageError(f"--{option.replace('_', '-')} is for local runs", hint="leave out --engine ray")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.gpus_per_worker < 0 or args.cpus_per_worker <= 0:
@@ -63,7 +60,8 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *
     spec = make_spec(make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
                      max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels,
                      overwrite=args.overwrite, quality=args.quality, cpus_per_worker=args.cpus_per_worker,
-                     gpus_per_worker=args.gpus_per_worker)
+                     gpus_per_worker=args.gpus_per_worker, half_weights=args.half_weights, compile=args.compile,
+                     compile_backend=args.compile_backend)
     skipped = sum(item.skipped for item in items)
     bar = tqdm(total=len(items), initial=skipped, unit="img", disable=args.quiet or None, leave=False,
                file=sys.stderr, dynamic_ncols=True)

@@ -253,7 +253,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
                tile: int | str = "auto", max_pixels: int | None = None, max_output_pixels: int | None = None,
                overwrite: bool = False, skip_existing: bool = False, quality: int | None = None,
                fmt: str | None = None, name_template: str | None = None, suffix: str = "",
-               report: str | None = None, max_attempts: int = 3, wait_for_workers: float = 300.0) -> dict[str, Any]:
+               report: str | None = None, max_attempts: int = 3, wait_for_workers: float = 300.0,
+               half_weights: bool = False, compile: bool = False, compile_backend: str = "inductor") -> dict[str, Any]:
     """Run a pipeline over files, folders or object-storage URIs on a Ray cluster.
 
     Plans exactly as a local folder run (:mod:`remaster.batch`), runs the items on Ray actors that each build the
@@ -273,6 +274,7 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
         report: A JSON report file, rewritten atomically while the run goes and at its end.
         max_attempts: Tries of an item whose worker died before it becomes an error row.
         wait_for_workers: Seconds to wait for a first worker before saying the cluster has no room.
+        half_weights, compile, compile_backend: As for :class:`~remaster.pipeline.Remasterer`, in every worker.
 
     Returns:
         ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``, as :func:`remaster.batch.summarize`.
@@ -287,7 +289,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
                     name_template=name_template, suffix=suffix, skip_existing=skip_existing, report=report)
     spec = make_spec(stage_list, device=device, precision=precision, tile=tile, max_pixels=max_pixels,
                      max_output_pixels=max_output_pixels, overwrite=overwrite, quality=quality,
-                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
+                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, half_weights=half_weights,
+                     compile=compile, compile_backend=compile_backend)
     interrupted = False
     if not all(item.skipped for item in plan.items):
         with connected(address) as ray:
@@ -302,19 +305,21 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
 
 def make_spec(stages: Sequence[str], *, device: str, precision: str, tile: int | str, max_pixels: int | None,
               max_output_pixels: int | None, overwrite: bool, quality: int | None, cpus_per_worker: float,
-              gpus_per_worker: float) -> RunSpec:
+              gpus_per_worker: float, half_weights: bool = False, compile: bool = False,
+              compile_backend: str = "inductor") -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
     from ..pipeline import Remasterer
 
     # Built on the CPU only to check names and parameters (nothing is loaded); the workers pick their own device.
     Remasterer(list(stages), device="cpu", precision="fp32" if precision == "fp16" else precision, tile=tile,
-               max_pixels=max_pixels)
+               max_pixels=max_pixels, compile=compile)
     env = {**driver_environment(), **{key: os.environ[key] for key in storage.ENV_PASSED if key in os.environ}}
     # A worker without a GPU share must not take a GPU it happens to see on its node.
     worker_device = "cpu" if gpus_per_worker == 0 and device == "auto" else device
     return RunSpec(tuple(stages), device=worker_device, precision=precision, tile=tile, max_pixels=max_pixels,
                    max_output_pixels=max_output_pixels, overwrite=overwrite, quality=quality,
-                   threads=max(1, int(cpus_per_worker)), env=env)
+                   threads=max(1, int(cpus_per_worker)), half_weights=half_weights, compile=compile,
+                   compile_backend=compile_backend, env=env)
 
 
 def _stage_strings(stages: str | Sequence[str]) -> list[str]:

@@ -39,6 +39,9 @@ class RunSpec:
         overwrite: Replace existing outputs.
         quality: JPEG/WebP quality, or ``None``.
         threads: torch threads per worker (its CPUs in the cluster).
+        half_weights: Network stages hold their weights in the compute precision (``--half-weights``).
+        compile: Network stages are compiled for one tile size (``--compile``), in each worker.
+        compile_backend: The ``torch.compile`` backend, by name.
         env: Environment variables set in the worker before anything is built.
     """
 
@@ -51,6 +54,9 @@ class RunSpec:
     overwrite: bool = False
     quality: int | None = None
     threads: int = 1
+    half_weights: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
     env: dict[str, str] = field(default_factory=dict)
 
     def build(self) -> Remasterer:
@@ -59,7 +65,9 @@ class RunSpec:
 
         return Remasterer(list(self.stages), device=self.device, precision=self.precision, tile=self.tile,
                           max_pixels=self.max_pixels,
-                          max_output_pixels=self.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS).prepare()
+                          max_output_pixels=self.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
+                          half_weights=self.half_weights, compile=self.compile,
+                          compile_backend=self.compile_backend).prepare()
 
 
 @dataclass(frozen=True)
