@@ -175,3 +175,18 @@ def test_the_command_example_in_the_plugin_docs_works(tmp_path, monkeypatch, cap
     assert main(["thumbs", str(tmp_path / "photos"), "-o", str(tmp_path / "out")]) == 0
     with PILImage.open(tmp_path / "out" / "a.jpg") as thumb:
         assert thumb.size == (4, 3)
+
+
+def test_remasters_commands_count_as_built_in_also_when_added_to_a_loaded_host(monkeypatch):
+    host = use_host(monkeypatch)
+    host.ensure_loaded()  # loaded before the CLI asked: its commands are added late
+    cli_host()
+    upscale = host.commands.get("upscale")
+
+    def broken(parser):
+        raise RuntimeError("a bug in remaster's own arguments")
+
+    from dataclasses import replace
+
+    with pytest.raises(RuntimeError, match="a bug in remaster's own"):  # raised, not turned into a warning
+        host.command_arguments(replace(upscale, arguments=broken), build_parser(host))

@@ -127,6 +127,7 @@ class PluginHost:
                 return None
         if any(p.name == module_name for p in self.plugins):
             return None
+        self._builtins.append(module_name)  # its commands are remaster's own: their failures are bugs, not warnings
         return self._add_builtin(module_name)
 
     def _add_builtin(self, module_name: str) -> PluginInfo:
