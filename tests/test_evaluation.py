@@ -29,6 +29,7 @@ from remaster.evaluation import (
     split_list,
 )
 from remaster.metrics import UnknownMetricError, niqe, psnr, ssim
+from weights_support import ManagerUsed, RefusingManager  # tests/weights_support.py
 
 INTERPOLATORS = ["nearest", "bicubic", "lanczos"]
 
@@ -347,28 +348,13 @@ def test_reading_the_defaults_imports_no_torch(defaults_read):
     assert defaults_read["heavy"] == []
 
 
-class _ManagerUsed(Exception):
-    """Raised by the fake manager below: proof that the metric asked it, not the process-wide one."""
-
-
-class _FakeManager:
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def path(self, name: str) -> Path:
-        return self.folder / name
-
-    def ensure(self, name: str) -> Path:
-        raise _ManagerUsed(name)
-
-
 def test_metrics_take_their_weights_from_the_runs_manager(tmp_path):
     from remaster.evaluation.scoring import _score
 
     lpips_choice, psnr_choice = parse_metrics("lpips,psnr")
     a = np.zeros((16, 16, 3), np.uint8)
-    with pytest.raises(_ManagerUsed, match="torchvision-alexnet"):
-        _score(lpips_choice, a, a, crop_border=0, y_channel=False, weights_manager=_FakeManager(tmp_path))
+    with pytest.raises(ManagerUsed, match="torchvision-alexnet"):
+        _score(lpips_choice, a, a, crop_border=0, y_channel=False, weights_manager=RefusingManager(tmp_path))
     # A metric without a weights_manager parameter is called as before.
     assert _score(psnr_choice, a, a, crop_border=0, y_channel=False,
-                  weights_manager=_FakeManager(tmp_path)) == math.inf
+                  weights_manager=RefusingManager(tmp_path)) == math.inf

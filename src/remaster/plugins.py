@@ -26,12 +26,12 @@ import pluggy
 from .errors import InputError, PluginError, RemasterError, StageError
 from .plugin import hookspecs
 from .plugin.commands import Command, CommandRegistry
-from .plugin.metrics import MetricRegistry, MetricSpec
-from .plugin.presets import Preset, PresetRegistry
+from .plugin.metrics import MetricRegistry
+from .plugin.presets import PresetRegistry
 from .plugin.reference import load_reference
-from .plugin.registries import StageRegistry
+from .plugin.registries import SpecRegistry, StageRegistry
 from .plugin.specs import StageSpec
-from .plugin.weights import WeightsRegistry, WeightsSpec
+from .plugin.weights import WeightsRegistry
 
 if TYPE_CHECKING:  # the CLI hooks' types; argparse itself is never needed here
     import argparse
@@ -178,43 +178,22 @@ class PluginHost:
             info.error = PluginError(f"cannot be registered: {exc}", path=name,
                                      hint="hook names must match remaster.hookspecs")
             return info
-        collected: list[StageSpec] = []
-        collected_weights: list[WeightsSpec] = []
-        collected_metrics: list[MetricSpec] = []
-        collected_presets: list[Preset] = []
-        collected_commands: list[Command] = []
+        # One registry per kind of registration, each fed by its hook remaster_register_<kind>; the kind is also
+        # the PluginInfo field that lists the names.
+        registries: dict[str, SpecRegistry[Any]] = {"stages": self.stages, "weights": self.weights,
+                                                   "metrics": self.metrics, "presets": self.presets,
+                                                   "commands": self.commands}
+        collected: dict[str, list[Any]] = {kind: [] for kind in registries}
         what = "stages"
         try:
-            impl = self._only(name, "remaster_register_stages")
-            if impl is not None:
-                impl(register=collected.append)
-            what = "weights"
-            impl = self._only(name, "remaster_register_weights")
-            if impl is not None:
-                impl(register=collected_weights.append)
-            what = "metrics"
-            impl = self._only(name, "remaster_register_metrics")
-            if impl is not None:
-                impl(register=collected_metrics.append)
-            what = "presets"
-            impl = self._only(name, "remaster_register_presets")
-            if impl is not None:
-                impl(register=collected_presets.append)
-            what = "commands"
-            impl = self._only(name, "remaster_register_commands")
-            if impl is not None:
-                impl(register=collected_commands.append)
-            # All or nothing per plugin: weights, metrics and presets are validated before the stages are added,
-            # and added after.
-            weights_batch = self.weights.prepare(collected_weights, plugin=name)
-            metrics_batch = self.metrics.prepare(collected_metrics, plugin=name)
-            presets_batch = self.presets.prepare(collected_presets, plugin=name)
-            commands_batch = self.commands.prepare(collected_commands, plugin=name)
-            self.stages.add_all(collected, plugin=name)
-            self.weights.commit(weights_batch)
-            self.metrics.commit(metrics_batch)
-            self.presets.commit(presets_batch)
-            self.commands.commit(commands_batch)
+            for what, items in collected.items():
+                impl = self._only(name, f"remaster_register_{what}")
+                if impl is not None:
+                    impl(register=items.append)
+            # All or nothing per plugin: every part is validated before any is added.
+            batches = {kind: registry.prepare(collected[kind], plugin=name) for kind, registry in registries.items()}
+            for kind, registry in registries.items():
+                registry.commit(batches[kind])
         except RemasterError as exc:
             info.error = exc if isinstance(exc, PluginError) else PluginError(str(exc), path=name)
         except Exception as exc:
@@ -222,11 +201,8 @@ class PluginHost:
         if info.error is not None:
             self.manager.unregister(name=name)
             return info
-        info.stages = [spec.name for spec in collected]
-        info.weights = [spec.name for spec in collected_weights]
-        info.metrics = [spec.name for spec in collected_metrics]
-        info.presets = [spec.name for spec in collected_presets]
-        info.commands = [spec.name for spec in collected_commands]
+        for kind, items in collected.items():
+            setattr(info, kind, [spec.name for spec in items])
         return info
 
     def _only(self, plugin_name: str, hook_name: str) -> Any:

@@ -21,6 +21,7 @@ from remaster.training.finetune import _Run
 from remaster.training.losses import UNetDiscriminatorSN, parse_losses
 from remaster.training.models import apply_freeze, frozen_names, load_generator
 from remaster.weights import load_state_dict
+from weights_support import ManagerUsed, RefusingManager  # tests/weights_support.py
 
 
 def options(model: Path, data: Path, out: Path, **changes) -> FinetuneOptions:
@@ -283,36 +284,21 @@ def test_cli_finetune_then_upscale_with_the_result(compact_file, photos, tmp_pat
     assert "does not exist" in capsys.readouterr().err
 
 
-class _ManagerUsed(Exception):
-    """Raised by the fake manager below: proof that training asked the run's manager, not the process-wide one."""
-
-
-class _FakeManager:
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def path(self, name: str) -> Path:
-        return self.folder / name
-
-    def ensure(self, name: str) -> Path:
-        raise _ManagerUsed(name)
-
-
 def test_a_stage_name_is_fine_tuned_from_the_file_the_runs_manager_gives(tmp_path):
-    with pytest.raises(_ManagerUsed, match="animevideov3"):
-        load_generator("realesr-animevideov3", weights_manager=_FakeManager(tmp_path))
+    with pytest.raises(ManagerUsed, match="animevideov3"):
+        load_generator("realesr-animevideov3", weights_manager=RefusingManager(tmp_path))
 
 
 def test_a_stage_that_is_no_network_cannot_be_fine_tuned(tmp_path):
     with pytest.raises(UsageError, match="not a network with weights"):
-        load_generator("bicubic", weights_manager=_FakeManager(tmp_path))
+        load_generator("bicubic", weights_manager=RefusingManager(tmp_path))
 
 
 def test_the_perceptual_loss_reads_vgg19_from_the_runs_manager(tmp_path):
     from remaster.training.losses import check_perceptual_weights, perceptual_loss
 
     x = torch.zeros(1, 3, 8, 8)
-    with pytest.raises(_ManagerUsed, match="torchvision-vgg19"):
-        perceptual_loss(x, x, weights_manager=_FakeManager(tmp_path))
-    with pytest.raises(_ManagerUsed, match="torchvision-vgg19"):
-        check_perceptual_weights(_FakeManager(tmp_path))
+    with pytest.raises(ManagerUsed, match="torchvision-vgg19"):
+        perceptual_loss(x, x, weights_manager=RefusingManager(tmp_path))
+    with pytest.raises(ManagerUsed, match="torchvision-vgg19"):
+        check_perceptual_weights(RefusingManager(tmp_path))
