@@ -1,8 +1,9 @@
 """Peak memory of huge upscales against the size of the final integer image (issue 15's target).
 
     .venv/bin/python benchmarks/memory.py [--tile 256] [--x4plus] [--write]
+    .venv/bin/python benchmarks/memory.py --x4plus-only [--tile 128] [--precisions bf16,fp32] [--write]
 
-Each case runs in a fresh subprocess on the CPU in fp32 and reports its peak RSS (``VmHWM`` of
+Each case runs in a fresh subprocess on the CPU (fp32 unless ``--precisions`` says) and reports its peak RSS (``VmHWM`` of
 ``/proc/self/status``), once per path:
 
 * ``float``: the path every run took before integer results: ``run_image`` makes the full-size
@@ -12,8 +13,10 @@ Each case runs in a fresh subprocess on the CPU in fp32 and reports its peak RSS
 
 The input is ``skimage.data.astronaut()`` resized with Pillow and written as PNG; the output is PNG.
 Target: peak RSS <= 2 x the final uint8 image + 1.2 GB. ``--x4plus`` adds realesrgan-x4plus at
-2000x1500 (about 30 minutes on a 2-core CPU). ``--write`` replaces the "Memory on huge images"
-section of docs/benchmarks.md.
+2000x1500 (about 30 minutes on a 2-core CPU); ``--x4plus-only`` runs that case alone, in each of
+``--precisions``, with the working memory of one tile's window at tiles 128, 192 and 256 beside it.
+``--write`` replaces the "Memory on huge images" section (or, with ``--x4plus-only``, its x4plus
+section) of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ X4PLUS = ("realesrgan-x4plus", 2000, 1500)
 SLACK = 1.2e9
 
 
-def child(model: str, width: int, height: int, path: str, tile: int, folder: str) -> None:
+def child(model: str, width: int, height: int, path: str, tile: int, folder: str, precision: str = "fp32") -> None:
     """One case, in this (fresh) process; prints a JSON line."""
     import numpy as np
     from PIL import Image as PILImage
@@ -47,7 +50,7 @@ def child(model: str, width: int, height: int, path: str, tile: int, folder: str
 
     source, target = Path(folder) / "in.png", Path(folder) / "out.png"
     PILImage.fromarray(data.astronaut()).resize((width, height), PILImage.BICUBIC).save(source)
-    remasterer = Remasterer([model], device="cpu", precision="fp32", tile=tile)
+    remasterer = Remasterer([model], device="cpu", precision=precision, tile=tile)
     remasterer.prepare()
     started = time.perf_counter()
     if path == "float":
@@ -58,18 +61,17 @@ def child(model: str, width: int, height: int, path: str, tile: int, folder: str
     with PILImage.open(target) as written:
         out_w, out_h = written.size
         channels = len(written.getbands())
-    status = Path("/proc/self/status").read_text()
-    peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
-    print(json.dumps({"peak": peak, "seconds": seconds, "out": [out_w, out_h],
+    peak = _status_bytes("VmHWM")
+    print(json.dumps({"peak": peak, "seconds": seconds, "out": [out_w, out_h], "precision": precision,
                       "final": out_w * out_h * channels * np.dtype(np.uint8).itemsize}))
 
 
-def run_case(model: str, width: int, height: int, path: str, tile: int) -> dict:
+def run_case(model: str, width: int, height: int, path: str, tile: int, precision: str = "fp32") -> dict:
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run([sys.executable, __file__, "--child", model, str(width), str(height), path, str(tile),
-                               folder], capture_output=True, text=True, cwd=ROOT)
+                               folder, precision], capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
-        raise SystemExit(f"{model} {width}x{height} {path} failed:\n{done.stderr}")
+        raise SystemExit(f"{model} {width}x{height} {path} {precision} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -83,11 +85,12 @@ def cpu_flags() -> str:
 
 def table(rows: list[tuple[str, int, int, str, dict]], tile: int) -> str:
     mib = 1 << 20
-    lines = ["| model | input | output | path | tile | time s | peak RSS MiB | final uint8 MiB | target MiB | "
-             "peak / target |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | input | output | path | precision | tile | time s | peak RSS MiB | final uint8 MiB | "
+             "target MiB | peak / target |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model, width, height, path, result in rows:
         target = 2 * result["final"] + SLACK
-        lines.append(f"| {model} | {width}x{height} | {result['out'][0]}x{result['out'][1]} | {path} | {tile} | "
+        lines.append(f"| {model} | {width}x{height} | {result['out'][0]}x{result['out'][1]} | {path} | "
+                     f"{result.get('precision', 'fp32')} | {tile} | "
                      f"{result['seconds']:.1f} | {result['peak'] / mib:.0f} | {result['final'] / mib:.0f} | "
                      f"{target / mib:.0f} | {result['peak'] / target:.2f} |")
     return "\n".join(lines)
@@ -95,8 +98,11 @@ def table(rows: list[tuple[str, int, int, str, dict]], tile: int) -> str:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        model, width, height, path, tile, folder = sys.argv[2:8]
-        child(model, int(width), int(height), path, int(tile), folder)
+        model, width, height, path, tile, folder, precision = sys.argv[2:9]
+        child(model, int(width), int(height), path, int(tile), folder, precision)
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--window-child":
+        window_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile", type=int, default=256, help="tile size in input pixels (default 256)")
@@ -104,10 +110,12 @@ def main() -> int:
     parser.add_argument("--x4plus-only", action="store_true",
                         help="only realesrgan-x4plus at 2000x1500, integer path (~30 min); --write puts its row in a "
                              "section of its own, after the one above")
+    parser.add_argument("--precisions", default="fp32",
+                        help="with --x4plus-only: comma-separated precisions, one run each (default fp32)")
     parser.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
     args = parser.parse_args()
     if args.x4plus_only:
-        return x4plus_only(args.tile, args.write)
+        return x4plus_only(args.tile, args.precisions.split(","), args.write)
     rows = []
     for model, width, height in CASES + ([X4PLUS] if args.x4plus else []):
         for path in ("float", "integer"):
@@ -138,19 +146,41 @@ def main() -> int:
     return 0
 
 
-def x4plus_only(tile: int, write: bool) -> int:
-    """realesrgan-x4plus 2000x1500 -> 8000x6000 on the integer path alone, in a section of its own."""
+def x4plus_only(tile: int, precisions: list[str], write: bool) -> int:
+    """realesrgan-x4plus 2000x1500 -> 8000x6000 on the integer path alone, in a section of its own, with the
+    working memory of one tile's window beside it (what decides which tile keeps a run within the target)."""
     model, width, height = X4PLUS
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    result = run_case(model, width, height, "integer", tile)
+    windows = [(precision, side, window_peak(model, precision, side))
+               for precision in precisions for side in WINDOW_TILES]
+    for precision, side, result in windows:
+        print(f"window of tile {side} {precision}: +{result['working'] / (1 << 20):.0f} MiB", flush=True)
+    rows = []
+    for precision in precisions:
+        result = run_case(model, width, height, "integer", tile, precision)
+        print(f"{model} {width}x{height} {precision} tile {tile}: peak {result['peak'] / (1 << 20):.0f} MiB, "
+              f"{result['seconds']:.1f} s", flush=True)
+        rows.append((model, width, height, "integer", result))
+    load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     command = "python benchmarks/memory.py --x4plus-only" + (f" --tile {tile}" if tile != 256 else "") + \
-        (" --write" if write else "")
+        (f" --precisions {','.join(precisions)}" if precisions != ["fp32"] else "") + (" --write" if write else "")
+    mib = 1 << 20
+    working = ["| precision | tile | window (input px) | working memory of one window, MiB | process before it, MiB |",
+               "| --- | --- | --- | --- | --- |"]
+    working += [f"| {precision} | {side} | {result['window']}x{result['window']} | {result['working'] / mib:.0f} | "
+                f"{result['base'] / mib:.0f} |" for precision, side, result in windows]
     section = "\n".join([
         X4_BEGIN, "### realesrgan-x4plus, 2000x1500 -> 8000x6000", "",
         f"`{command}`, {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}, the machine "
-        f"above (CPU flags {cpu_flags()}), load average {load_before} at the start: the integer path only "
-        f"(the float path holds the full-size float32 result besides: {width * 4 * height * 4 * 3 * 4 / (1 << 20):.0f} MiB).", "",
-        table([(model, width, height, "integer", result)], tile), X4_END])
+        f"above (CPU flags {cpu_flags()}), load average {load_before} at the start, {load_after} at the end: the "
+        f"integer path only (the float path holds the full-size float32 result besides: "
+        f"{width * 4 * height * 4 * 3 * 4 / mib:.0f} MiB). Time is wall time and grows with the load.", "",
+        table(rows, tile), "",
+        "What one tile costs: the peak RSS of one forward pass over a tile's window (the tile and the 24 + 12 pixels "
+        "of context and feather band on each side), above the same prepared process after a warm-up pass (`VmHWM` "
+        "reset through `/proc/self/clear_refs`), each in a fresh process. The process itself (torch's CUDA build, "
+        "spandrel, the network) is the last column.", "",
+        "\n".join(working), X4_END])
     print(section)
     if write:
         doc = ROOT / "docs" / "benchmarks.md"
@@ -161,6 +191,41 @@ def x4plus_only(tile: int, write: bool) -> int:
             text = text[:text.index(END) + len(END)] + "\n\n" + section + text[text.index(END) + len(END):]
         doc.write_text(text)
     return 0
+
+
+#: Tile sizes whose window's working memory the x4plus section reports.
+WINDOW_TILES = (128, 192, 256)
+
+
+def window_peak(model: str, precision: str, tile: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--window-child", model, precision, str(tile)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{model} window of tile {tile} {precision} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def window_child(model: str, precision: str, tile: int) -> None:
+    """One untiled forward pass over the window the tiler gives a ``tile``-pixel tile, in this (fresh) process."""
+    import torch
+
+    from remaster import Image, Remasterer, tiling
+    from remaster_realesrgan.plugin import TILE_OVERLAP
+
+    remasterer = Remasterer([model], device="cpu", precision=precision, tile=0)
+    remasterer.prepare()
+    side = tiling.fixed_window_size(tile, TILE_OVERLAP)  # the default feather band is half the overlap
+    generator = torch.Generator().manual_seed(0)
+    remasterer.run_image(Image(pixels=torch.rand((1, 3, 32, 32), generator=generator)))  # warm-up
+    window = Image(pixels=torch.rand((1, 3, side, side), generator=generator))
+    base = _status_bytes("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    remasterer.run_image(window)
+    print(json.dumps({"window": side, "base": base, "working": _status_bytes("VmHWM") - base}))
+
+
+def _status_bytes(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
 
 
 if __name__ == "__main__":
