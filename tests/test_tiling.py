@@ -267,6 +267,17 @@ def test_auto_tile_size(monkeypatch):
     assert auto_tile_size((1, 3, 8000, 8000), device=cpu, scale=4) == 512
 
 
+def test_auto_tile_size_counts_an_integer_output_at_its_own_size(monkeypatch):
+    import remaster.tiling as tiling
+
+    # 2000x2000 x4: the float32 result alone is 768 MB of the 1 GB; a uint8 image is a quarter of that.
+    monkeypatch.setattr(tiling, "_available_memory", lambda device: 10**9)
+    cpu = torch.device("cpu")
+    into_floats = auto_tile_size((1, 3, 2000, 2000), device=cpu, scale=4)
+    into_bytes = auto_tile_size((1, 3, 2000, 2000), device=cpu, scale=4, output_bytes_per_value=1)
+    assert into_floats == 64 and into_bytes == 128
+
+
 def test_auto_tile_size_reads_this_machine():
     tile = auto_tile_size((1, 3, 256, 256), device=torch.device("cpu"), scale=2)
     assert tile == 0 or (64 <= tile <= 2048 and tile % 32 == 0)

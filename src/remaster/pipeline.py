@@ -697,7 +697,8 @@ class Remasterer:
             tile = self.tile
             if tile == "auto":
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
-                    padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap)
+                    padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap,
+                    output_bytes_per_value=4 if rows is None else 2)  # rows: into a uint8/uint16 image
             if compiled:
                 side = tiling.fixed_window_size(int(tile), overlap, multiple_of=info.multiple_of)
                 run.window = (side, side)  # type: ignore[union-attr]  # other sizes run eagerly

@@ -423,6 +423,7 @@ def auto_tile_size(
     bytes_per_output_pixel: int = DEFAULT_BYTES_PER_OUTPUT_PIXEL,
     memory_fraction: float = DEFAULT_MEMORY_FRACTION,
     overlap: int = 0,
+    output_bytes_per_value: int = 4,
 ) -> int:
     """Guess a tile size that fits in the memory of ``device``.
 
@@ -437,6 +438,9 @@ def auto_tile_size(
         memory_fraction: Share of the available memory a tile may use.
         overlap: Context pixels added to each side of a tile (the feather
             band of :func:`run_tiled`'s default is accounted for too).
+        output_bytes_per_value: What the one full-size buffer holds per value:
+            4 for the float32 result, 1 or 2 where finished rows go straight
+            into a uint8/uint16 image (``run_tiled(emit=...)``).
 
     Returns:
         0 when the whole image fits comfortably (no tiling), otherwise a
@@ -449,7 +453,7 @@ def auto_tile_size(
         return 512
     per_input_pixel = bytes_per_output_pixel * scale * scale
     # The full-size output buffer is allocated regardless of tiling.
-    budget = (available - height * width * scale * scale * channels * 4) * memory_fraction
+    budget = (available - height * width * scale * scale * channels * output_bytes_per_value) * memory_fraction
     if height * width * per_input_pixel <= budget:
         return 0
     side = math.isqrt(max(0, int(budget / per_input_pixel))) - 2 * (overlap + overlap // 2)

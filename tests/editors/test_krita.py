@@ -26,6 +26,22 @@ PIPELINE = "bicubic(scale=2) | sepia"  # fast stand-ins for the networks; the pl
 pytestmark = [pytest.mark.slow, pytest.mark.editors]
 
 
+def _desktop_environment() -> dict[str, str]:
+    """This environment as a desktop would start Krita in: without an activated virtual environment.
+
+    Krita's embedded Python takes its prefix from the first ``python3`` on ``PATH``; a venv's has no PyQt5, and
+    Krita's scripting then cannot start.
+    """
+    env = dict(os.environ)
+    venv = env.pop("VIRTUAL_ENV", None) or (sys.prefix if sys.prefix != sys.base_prefix else None)
+    env.pop("PYTHONHOME", None)
+    if venv:
+        bin_dir = os.path.join(venv, "bin")
+        env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
+                                      if os.path.normpath(part) != os.path.normpath(bin_dir))
+    return env
+
+
 def _missing() -> str | None:
     for tool in ("kritarunner", "xvfb-run"):
         if shutil.which(tool) is None:
@@ -63,7 +79,7 @@ def test_plugin_adds_the_remastered_layer_in_krita(remaster_server, tmp_path):
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"pykrita": str(pykrita), "server_file": str(server.file), "out": str(out),
                                "cases": cases}))
-    env = {**os.environ, "REMASTER_KRITA_JOB": str(job), "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**_desktop_environment(), "REMASTER_KRITA_JOB": str(job), "PYTHONPATH": str(Path(__file__).parent)}
     run = subprocess.run(["xvfb-run", "-a", "kritarunner", "-s", "krita_driver", "-f", "main"], env=env,
                          capture_output=True, text=True, timeout=300)
     sentinel = out / "sentinel.json"
