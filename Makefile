@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench gpu-check gpu-compare clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
+.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ gpu-check: $(STAMP)
 gpu-compare: $(STAMP)
 	@mkdir -p gpu-check
 	$(BIN)/python benchmarks/compare_realesrgan_gpu.py --out gpu-check/compare.json --docs docs/benchmarks.md
+
+# For a lent GPU machine that reaches no registry (the device tool): .gpu/ holds the wheels and weights the checks
+# need there; scripts/gpu_session.sh runs them there (docs/benchmarks.md, "GPU").
+gpu-bundle: $(STAMP)
+	@bash scripts/gpu_bundle.sh
 
 # Editors for the plug-in tests (docs/editors.md). Neither step fails the build: without Krita or the GIMP 3
 # chroot the editor tests skip and say why. The chroot (~700 MB, a few minutes once) lives outside git.

@@ -31,7 +31,9 @@ as a multiple of the official ``tile=0`` row's (the issue's target: 3× at
 ≥ 45 dB).
 
 It refuses to run without CUDA (one line, exit code 2). It writes ``--out``
-(JSON) and its ``.md`` sibling, prints the Markdown, and with ``--docs`` replaces
+(JSON) and its ``.md`` sibling after every row (so a run cut short by a time
+limit keeps what it measured: the reference and the official rows come first,
+the compiled rows last), prints the Markdown, and with ``--docs`` replaces
 the section between this script's markers in that file (docs/benchmarks.md).
 Needs the test-only peers (``requirements-peers.txt``) for the official rows;
 without them those rows are skipped and say so.
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled rows")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (default inductor)")
     parser.add_argument("--no-official", action="store_true", help="leave out the RealESRGANer rows")
+    parser.add_argument("--no-eager", action="store_true",
+                        help="leave out our eager rows (fp32, the reference, stays): the compiled rows alone")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense fp16 tensor peak, if not in the table")
     parser.add_argument("--out", type=Path, default=Path("gpu-compare/compare.json"), help="JSON results file")
     parser.add_argument("--docs", type=Path, help="also write the table into this file (docs/benchmarks.md)")
@@ -270,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = torch.cuda.is_bf16_supported()
     peers = compare._available("realesrgan") if not args.no_official else "left out (--no-official)"
     rows: list[dict[str, Any]] = []
+    result = {"machine": info, "command": command, "tensor_peak_tflops": peak, "rows": rows}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             network = Remasterer(model, device="cuda", precision="fp32", tile=0).prepare().stages[0]
@@ -281,19 +286,21 @@ def main(argv: list[str] | None = None) -> int:
                 image = compare._image(height, width)
                 flops = conv_flops(descriptor_model, height, width, torch.device("cuda"))
                 name = f"{width}×{height}"
+                # The reference and the official rows first, the compiled (slowest to set up) last: a run cut short
+                # by a time limit still has what the others are measured against (results are written per row).
                 plan: list[tuple[dict[str, Any], Callable[[], Callable[[Any], Any]] | None, str | None]] = [
                     ({"label": "ours fp32, tile=0"}, lambda: ours(model, "fp32", 0), None)]
-                overlap = network.info.tile_overlap
-                for spec in variants(bf16, args.tile, compile_tile(args.tile, height, width, overlap)):
-                    if spec["compile"] and args.no_compile:
-                        continue
-                    plan.append((spec, lambda s=spec: ours(model, s["precision"], s["tile"],
-                                                           half_weights=s["half_weights"], compile=s["compile"],
-                                                           backend=args.compile_backend), None))
                 for official_tile in (0, 512):
                     spec = {"label": f"RealESRGANer half=True, tile={official_tile}", "official_tile": official_tile}
                     plan.append((spec, None if peers else lambda t=official_tile: official(compare, model, pth, t),
                                  peers))
+                overlap = network.info.tile_overlap
+                for spec in variants(bf16, args.tile, compile_tile(args.tile, height, width, overlap)):
+                    if (spec["compile"] and args.no_compile) or (not spec["compile"] and args.no_eager):
+                        continue
+                    plan.append((spec, lambda s=spec: ours(model, s["precision"], s["tile"],
+                                                           half_weights=s["half_weights"], compile=s["compile"],
+                                                           backend=args.compile_backend), None))
                 reference = None
                 official_speed = None
                 for spec, build, skipped in plan:
@@ -309,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:  # a row's failure (e.g. out of memory) is a result, not a crash
                         row["skipped"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                         rows.append(row)
+                        save(result, args.out)
                         print(f"{model} {name} {spec['label']}: {row['skipped']}", file=sys.stderr, flush=True)
                         continue
                     if reference is None:
@@ -319,21 +327,29 @@ def main(argv: list[str] | None = None) -> int:
                                psnr_vs_fp32=compare._psnr(np.asarray(out), reference))
                     if spec.get("official_tile") == 0:
                         official_speed = row["images_per_second"]
+                    if "images_per_second" in row:
+                        row["vs_official"] = None if official_speed is None else row["images_per_second"] / official_speed
                     rows.append(row)
+                    save(result, args.out)
                     print(f"{model} {name} {spec['label']}: {row['images_per_second']:.2f} img/s, "
                           f"{row['tflops']:.1f} TFLOP/s, {row['psnr_vs_fp32']:.1f} dB", file=sys.stderr, flush=True)
-                for row in rows:
+                for row in rows:  # the reference ran before the official speed was known
                     if row["model"] == model and row["input"] == name and "images_per_second" in row:
                         row["vs_official"] = None if official_speed is None else row["images_per_second"] / official_speed
-    result = {"machine": info, "command": command, "tensor_peak_tflops": peak, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    table = markdown(result)
-    args.out.with_suffix(".md").write_text(table)
+    table = save(result, args.out)
     if args.docs is not None:
         write_docs(args.docs, table)
     print(table)
     return 0
+
+
+def save(result: dict[str, Any], out: Path) -> str:
+    """Write ``out`` (JSON) and its ``.md`` sibling with the rows so far; returns the Markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    table = markdown(result)
+    out.with_suffix(".md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":
