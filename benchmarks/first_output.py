@@ -1,6 +1,7 @@
 """Time from process start to the first output of ``remaster upscale small.png -o out.png``, and where it goes.
 
-    .venv/bin/python benchmarks/first_output.py [--before OTHER_CHECKOUT/.venv/bin/python] [--repeats 5] [--write]
+    .venv/bin/python benchmarks/first_output.py [--before OTHER_CHECKOUT/.venv/bin/python [--before-label L]]
+                                                [--repeats 5] [--write]
 
 With the default upscaler's weights cached (made once before timing), each interpreter runs, ``--repeats`` times
 and alternating so that a busy moment hits all alike:
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -82,6 +84,7 @@ def steps(python: str, image: Path, out: Path) -> list[tuple[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", metavar="PYTHON", help="the interpreter of another checkout, measured alike")
+    parser.add_argument("--before-label", default="before", help="the heading of its column (default: before)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -94,7 +97,7 @@ def main() -> int:
     Image.fromarray(data.astronaut()).resize((64, 64), Image.LANCZOS).save(image)
     pythons = {"after": sys.executable}
     if args.before:
-        pythons = {"before": args.before, **pythons}
+        pythons = {args.before_label: args.before, **pythons}
     for python in pythons.values():  # weights made and cached, files warm in the page cache
         timed([python, "-c", CLI, "upscale", str(image), "-o", str(out), "--overwrite", "-q"])
     load_before = load()
@@ -111,7 +114,7 @@ def main() -> int:
     load_after = load()
 
     lines = ["## First output", "",
-             f"`python benchmarks/first_output.py {' '.join(sys.argv[1:])}`".replace(" `", "`") +
+             f"`python benchmarks/first_output.py {shlex.join(sys.argv[1:])}`".replace(" `", "`") +
              f" on {datetime.date.today()}: median of {args.repeats}, each a fresh process, the default upscaler's "
              f"weights cached, a 64×64 PNG. Machine: {cpu()}; load average {load_before} before, {load_after} "
              "after.", "",

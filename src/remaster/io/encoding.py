@@ -38,7 +38,7 @@ SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
 
 _DEFAULT_QUALITY = 95
 # zlib level 1, as OpenCV (and so Real-ESRGAN's scripts) writes PNGs: several times faster than Pillow's 6 for files
-# about a sixth larger (benchmarks/png_level.py); at 6 a folder run spends longer encoding than in the network.
+# about a fifth larger (benchmarks/png_level.py); at 6 a folder run spends longer encoding than in the network.
 _PNG_LEVEL = 1
 # Warnings skip every frame inside the remaster package, not only those in io/.
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
