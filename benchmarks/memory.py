@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from startup import load  # noqa: E402  (the load average, as the other tables give it)
 BEGIN, END = "<!-- memory:begin -->", "<!-- memory:end -->"
 X4_BEGIN, X4_END = "<!-- memory-x4plus:begin -->", "<!-- memory-x4plus:end -->"
 CASES = [("realesr-animevideov3", 1000, 750), ("realesr-animevideov3", 2000, 1500)]
@@ -150,7 +153,7 @@ def x4plus_only(tile: int, precisions: list[str], write: bool) -> int:
     """realesrgan-x4plus 2000x1500 -> 8000x6000 on the integer path alone, in a section of its own, with the
     working memory of one tile's window beside it (what decides which tile keeps a run within the target)."""
     model, width, height = X4PLUS
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load_before = load()
     windows = [(precision, side, window_peak(model, precision, side))
                for precision in precisions for side in WINDOW_TILES]
     for precision, side, result in windows:
@@ -161,7 +164,7 @@ def x4plus_only(tile: int, precisions: list[str], write: bool) -> int:
         print(f"{model} {width}x{height} {precision} tile {tile}: peak {result['peak'] / (1 << 20):.0f} MiB, "
               f"{result['seconds']:.1f} s", flush=True)
         rows.append((model, width, height, "integer", result))
-    load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load_after = load()
     command = "python benchmarks/memory.py --x4plus-only" + (f" --tile {tile}" if tile != 256 else "") + \
         (f" --precisions {','.join(precisions)}" if precisions != ["fp32"] else "") + (" --write" if write else "")
     mib = 1 << 20
