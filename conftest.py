@@ -47,3 +47,20 @@ def _private_weights_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("REMASTER_CACHE", None)
     else:
         os.environ["REMASTER_CACHE"] = previous
+
+
+@pytest.fixture
+def process_host():
+    """Sets the process-wide plugin host for one test: ``process_host(host)`` (``None``: a fresh one is made on the
+    next ``get_host()``); returns ``host``. The host the process had comes back afterwards."""
+    from remaster.plugin.host import replace_host
+
+    previous = replace_host(None)
+    replace_host(previous)
+
+    def use(host):
+        replace_host(host)
+        return host
+
+    yield use
+    replace_host(previous)

@@ -58,7 +58,7 @@ def child(kind: str, options: dict, model: str, size: int, repeats: int) -> None
     if kind == "torch":
         import torch
 
-        from remaster.plugins import get_host
+        from remaster.plugin.host import get_host
         from remaster.weights import get_manager, load_network
 
         torch.set_num_threads(2)

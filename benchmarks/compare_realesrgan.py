@@ -6,7 +6,7 @@ On the same machine and the same real-photo crops (``skimage.data.astronaut``)
 it measures, for ``realesrgan-x4plus`` and ``realesr-animevideov3``:
 
 * ours, fp32 (channels_last), ``tile=0`` and ``tile="auto"``;
-* ours, bf16 -- only where ``remaster.devices.cpu_supports_fast_bf16()`` (AMX or
+* ours, bf16 -- only where ``remaster.pipeline.devices.cpu_supports_fast_bf16()`` (AMX or
   AVX512-BF16); elsewhere PyTorch emulates bf16 and it is many times slower;
 * the official ``realesrgan.RealESRGANer``, fp32, ``tile=0``, ``pre_pad=0`` (as
   ``inference_realesrgan.py --fp32`` runs on a CPU), with the same weights;
@@ -601,7 +601,7 @@ def _report(command: str, when: str, machine: dict[str, str], rows: list[dict[st
         f"- Load average (1/5/15 min) at start: {machine['load']}; at the end: {machine.get('load_end', '?')}. "
         "A shared machine: other jobs slow some runs down, so compare the minimum as well as the median.",
         f"- Python {machine['python']}, torch {machine['torch']}, ncnn {machine['ncnn']}",
-        f"- `remaster.devices.describe_device`: {machine['device']}; "
+        f"- `remaster.pipeline.devices.describe_device`: {machine['device']}; "
         f"`cpu_supports_fast_bf16()`: {machine['fast_bf16']}",
         "",
         "## Speed, memory and agreement",

@@ -172,7 +172,7 @@ def compile_tile(tile: int, height: int, width: int, overlap: int) -> int:
     A compiled stage runs on windows of one size; an image smaller than that is padded at its bottom/right edge,
     where the network then sees reflected context (a few dB off fp32 there). A smaller tile avoids measuring that.
     """
-    from remaster.tiling import fixed_window_size
+    from remaster.pipeline.tiling import fixed_window_size
 
     fitting = (min(height, width) - (fixed_window_size(0, overlap))) // 8 * 8
     return min(tile, fitting) if fitting >= 64 else tile

@@ -57,7 +57,7 @@ def main() -> int:
     from skimage import data
 
     from remaster import Remasterer, io
-    from remaster.devices import cpu_supports_fast_bf16, describe_device
+    from remaster.pipeline.devices import cpu_supports_fast_bf16, describe_device
 
     torch.set_num_threads(2)
     load_before = load()

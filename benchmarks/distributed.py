@@ -42,7 +42,7 @@ def local_seconds(source: Path, out: Path, stages: list[str]) -> float:
 
 def ray_seconds(ray: Any, source: Path, out: Path, stages: list[str], workers: int) -> tuple[float, float]:
     """(seconds until the first worker is ready, seconds from then until every item is done)."""
-    from remaster.distributed import execute, make_spec, plan_run
+    from remaster.runs.ray import execute, make_spec, plan_run
 
     plan = plan_run([str(source)], str(out))
     spec = make_spec(stages, device="cpu", precision="fp32", tile="auto", max_pixels=None, max_output_pixels=None,
@@ -66,7 +66,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="remaster-bench-"))
     try:
         source = make_images(root / "in", args.images, args.size)
-        from remaster.distributed.cluster import connected
+        from remaster.runs.ray.cluster import connected
 
         rows = []
         for stages in ([args.model], ["nearest"]):

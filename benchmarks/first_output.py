@@ -53,7 +53,7 @@ import torch
 step("import torch")
 from remaster import Remasterer
 from remaster.pipeline import default_upscaler
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 remasterer = Remasterer([default_upscaler(get_host())])
 step("pipeline built (no network yet)")
 remasterer.prepare()

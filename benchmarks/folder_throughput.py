@@ -7,7 +7,7 @@ Makes ``--images`` JPEG photos of 480x320 (crops of ``skimage.data`` pictures, q
 process and on one prepared pipeline, alternating each round:
 
 * ``pipeline only``: ``Remasterer.run_for_file`` on the images decoded beforehand (no reading, no writing);
-* ``folder, overlapped``: :func:`remaster.overlap.run_items`, what ``remaster upscale DIR -o OUT`` runs;
+* ``folder, overlapped``: :func:`remaster.runs.local.run_items`, what ``remaster upscale DIR -o OUT`` runs;
 * ``folder, sequential``: read, run and write each image in turn (``Remasterer.run_file``), the loop before.
 
 Outputs are JPEG (the inputs' format, the CLI's default), or PNG with ``--format png``. The figure of merit is folder images/s over
@@ -70,9 +70,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from remaster import Remasterer, io
-    from remaster.batch import collect_inputs, plan_outputs
-    from remaster.devices import describe_device
-    from remaster.overlap import run_items
+    from remaster.runs.plan import collect_inputs, plan_outputs
+    from remaster.pipeline.devices import describe_device
+    from remaster.runs.local import run_items
 
     load_before = load()
     work = Path(tempfile.mkdtemp(prefix="remaster-folder-"))
@@ -127,7 +127,7 @@ def main() -> int:
         lines.append(f"| {name} | {best[name]:.1f} | {rate[name]:.3f} | "
                      f"{100 * rate[name] / rate['pipeline only']:.1f}% |")
     lines += ["", "*Pipeline only* runs the same pipeline on images decoded beforehand and writes nothing; "
-                  "*overlapped* is `remaster.overlap.run_items` (what `remaster upscale DIR -o OUT` runs: decoding "
+                  "*overlapped* is `remaster.runs.local.run_items` (what `remaster upscale DIR -o OUT` runs: decoding "
                   "ahead and writing behind the network); *sequential* reads, runs and writes each image in turn "
                   "(`Remasterer.run_file` in a loop). Target: overlapped ≥ 90% of pipeline-only."]
     text = "\n".join(lines)

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from remaster import Remasterer, devices
+from remaster import Remasterer
+from remaster.pipeline import devices
 from remaster import io as rio
 
 MODELS = ("realesr-animevideov3", "realesrgan-x4plus")

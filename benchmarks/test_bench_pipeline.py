@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from remaster import Remasterer
-from remaster.tiling import run_tiled
+from remaster.pipeline.tiling import run_tiled
 
 
 @pytest.fixture(scope="module")

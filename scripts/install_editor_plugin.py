@@ -4,7 +4,7 @@
 Usage: python3 scripts/install_editor_plugin.py krita|gimp [DEST]
 
 DEST defaults to the editor's per-user folder (printed). The shared client
-(src/remaster/client.py, standard library only) is copied next to the plug-in
+(src/remaster/server/client.py, standard library only) is copied next to the plug-in
 as remaster_client.py, so the editor's Python needs nothing installed.
 """
 
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT = ROOT / "src" / "remaster" / "client.py"
+CLIENT = ROOT / "src" / "remaster" / "server" / "client.py"
 
 
 def default_dest(editor: str) -> Path:
@@ -40,14 +40,14 @@ def install(editor: str, dest: Path) -> list[Path]:
     if editor == "krita":
         package = dest / "remaster_krita"
         package.mkdir(parents=True, exist_ok=True)
-        written.append(Path(shutil.copy2(ROOT / "plugins/krita/remaster_krita.desktop", dest)))
-        for source in sorted((ROOT / "plugins/krita/remaster_krita").glob("*.py")):
+        written.append(Path(shutil.copy2(ROOT / "editors/krita/remaster_krita.desktop", dest)))
+        for source in sorted((ROOT / "editors/krita/remaster_krita").glob("*.py")):
             written.append(Path(shutil.copy2(source, package)))
         written.append(Path(shutil.copy2(CLIENT, package / "remaster_client.py")))
     elif editor == "gimp":
         folder = dest / "remaster"  # GIMP 3 runs plug-ins/NAME/NAME.py
         folder.mkdir(parents=True, exist_ok=True)
-        script = Path(shutil.copy2(ROOT / "plugins/gimp/remaster/remaster.py", folder))
+        script = Path(shutil.copy2(ROOT / "editors/gimp/remaster/remaster.py", folder))
         script.chmod(0o755)
         written += [script, Path(shutil.copy2(CLIENT, folder / "remaster_client.py"))]
     else:

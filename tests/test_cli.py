@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from remaster.cli import main, plan_outputs
+from remaster.cli import main
+from remaster.runs.plan import plan_outputs
 from remaster.errors import UsageError
 
 
@@ -145,7 +146,7 @@ def test_model_file_is_not_read_when_the_output_cannot_be_written(tmp_path, caps
     source = write_png(tmp_path / "in.png")
     (tmp_path / "plain-file").write_text("a file where a folder should be")
     opened = []
-    monkeypatch.setattr("remaster.plugins.PluginHost.stage_from_file", lambda self, path: opened.append(path))
+    monkeypatch.setattr("remaster.plugin.host.PluginHost.stage_from_file", lambda self, path: opened.append(path))
     assert main(["upscale", str(source), "--model", str(tmp_path / "m.pth"), "-o",
                  str(tmp_path / "plain-file" / "x.png")]) == 1
     assert "cannot create the output folder" in capsys.readouterr().err
@@ -314,7 +315,7 @@ def test_the_per_image_line_says_how_long_compiling_took(tmp_path, capsys):
 
 
 def test_gpu_options_reach_the_ray_workers_run_spec():
-    from remaster.distributed.driver import make_spec
+    from remaster.runs.ray.driver import make_spec
 
     spec = make_spec(["nearest(scale=2)"], device="auto", precision="bf16", tile=64, max_pixels=None,
                      max_output_pixels=None, overwrite=False, quality=None, cpus_per_worker=1, gpus_per_worker=0,

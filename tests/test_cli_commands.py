@@ -7,11 +7,13 @@ import json
 import pytest
 
 from remaster.cli import build_parser, main
+from remaster.cli import commands as cli_commands
 from remaster.cli.commands import COMMANDS, PLUGIN
+from remaster.cli.hooks import command_arguments
 from remaster.cli.main import cli_host
 from remaster.errors import PluginError, UsageError
 from remaster.plugin import Command, hookimpl
-from remaster.plugins import PluginHost
+from remaster.plugin.host import PluginHost
 
 
 def hello_arguments(parser):
@@ -60,14 +62,14 @@ class Broken:
         register(Command("missing", help="its module is not there", run="no_such_module_xyz:run"))
 
 
-def use_host(monkeypatch, *plugins: object) -> PluginHost:
+def use_host(process_host, *plugins: object) -> PluginHost:
     host = PluginHost(load_entry_points=False, extra_plugins=plugins)
-    monkeypatch.setattr("remaster.plugins._default_host", host)
+    process_host(host)
     return host
 
 
-def test_remasters_own_commands_are_registered_through_the_hook_and_credited(monkeypatch, capsys):
-    host = use_host(monkeypatch)
+def test_remasters_own_commands_are_registered_through_the_hook_and_credited(process_host, monkeypatch, capsys):
+    host = use_host(process_host)
     assert main(["plugins", "--json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert listed[PLUGIN]["commands"] == [c.name for c in COMMANDS]
@@ -76,8 +78,8 @@ def test_remasters_own_commands_are_registered_through_the_hook_and_credited(mon
     assert {c.plugin for c in host.commands} == {PLUGIN}
 
 
-def test_a_plugins_command_runs_with_the_host_and_takes_common_and_plugin_options(monkeypatch, capsys):
-    host = use_host(monkeypatch, Hello())
+def test_a_plugins_command_runs_with_the_host_and_takes_common_and_plugin_options(process_host, monkeypatch, capsys):
+    host = use_host(process_host, Hello())
     parser = build_parser()
     assert "say hello" in parser.format_help()
     args = parser.parse_args(["hello", "--name", "you", "--shout"])
@@ -89,30 +91,30 @@ def test_a_plugins_command_runs_with_the_host_and_takes_common_and_plugin_option
 
 
 def test_a_plugin_cannot_take_a_name_of_remasters_commands():
-    host = PluginHost(load_entry_points=False, extra_plugins=(Thief(),), builtins=(PLUGIN,)).ensure_loaded()
+    host = PluginHost(load_entry_points=False, extra_plugins=(Thief(),), builtins=(cli_commands,)).ensure_loaded()
     thief = next(p for p in host.plugins if p.name == "Thief")
     assert "command 'upscale' is already registered by plugin 'remaster.cli.commands'" in str(thief.error)
     assert host.commands.get("upscale").plugin == PLUGIN
     assert "mine now" not in build_parser(host).format_help()
 
 
-def test_the_default_host_loads_the_commands_before_any_installed_plugin(monkeypatch):
-    monkeypatch.setattr("remaster.plugins._default_host", None)
+def test_the_default_host_loads_the_commands_before_any_installed_plugin(process_host, monkeypatch):
+    process_host(None)
     host = cli_host()
     names = [p.name for p in host.plugins]
     assert names.index(PLUGIN) < min(names.index(p.name) for p in host.plugins if p.distribution != "remaster")
 
 
-def test_a_host_loaded_before_the_cli_with_a_thief_is_one_clear_error(monkeypatch, capsys):
-    use_host(monkeypatch, Thief()).ensure_loaded()  # the thief came first: remaster's commands cannot be added
+def test_a_host_loaded_before_the_cli_with_a_thief_is_one_clear_error(process_host, monkeypatch, capsys):
+    use_host(process_host, Thief()).ensure_loaded()  # the thief came first: remaster's commands cannot be added
     with pytest.raises(PluginError, match="command 'upscale' is already registered by plugin 'Thief'"):
         cli_host()
     assert main(["stages"]) == 1
     assert capsys.readouterr().err.startswith(f"remaster: error: {PLUGIN}: command 'upscale' is already registered")
 
 
-def test_broken_commands_are_left_out_or_fail_as_one_line_naming_the_plugin(monkeypatch, capsys):
-    host = use_host(monkeypatch, Broken())
+def test_broken_commands_are_left_out_or_fail_as_one_line_naming_the_plugin(process_host, monkeypatch, capsys):
+    host = use_host(process_host, Broken())
     parser = build_parser()
     assert "wonky" not in parser.format_help() and "crash" in parser.format_help()
     with pytest.raises(UsageError, match="invalid choice: 'wonky'"):
@@ -148,7 +150,7 @@ def test_invalid_commands_leave_their_plugin_out(command, message):
     assert message in str(next(p for p in host.plugins if p.name == "Plugin").error)
 
 
-def test_the_command_example_in_the_plugin_docs_works(tmp_path, monkeypatch, capsys):
+def test_the_command_example_in_the_plugin_docs_works(process_host, tmp_path, monkeypatch, capsys):
     import importlib
     import re
     import sys
@@ -168,7 +170,7 @@ def test_the_command_example_in_the_plugin_docs_works(tmp_path, monkeypatch, cap
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     for name in ("my_plugin", "my_plugin.plugin", "my_plugin.thumbs"):
         sys.modules.pop(name, None)
-    use_host(monkeypatch, importlib.import_module("my_plugin.plugin"))
+    use_host(process_host, importlib.import_module("my_plugin.plugin"))
     assert "my_plugin.thumbs" not in sys.modules  # registering imported nothing of the command
     (tmp_path / "photos").mkdir()
     PILImage.new("RGB", (16, 12), (200, 30, 30)).save(tmp_path / "photos" / "a.png")
@@ -177,8 +179,8 @@ def test_the_command_example_in_the_plugin_docs_works(tmp_path, monkeypatch, cap
         assert thumb.size == (4, 3)
 
 
-def test_remasters_commands_count_as_built_in_also_when_added_to_a_loaded_host(monkeypatch):
-    host = use_host(monkeypatch)
+def test_remasters_commands_count_as_built_in_also_when_added_to_a_loaded_host(process_host, monkeypatch):
+    host = use_host(process_host)
     host.ensure_loaded()  # loaded before the CLI asked: its commands are added late
     cli_host()
     upscale = host.commands.get("upscale")
@@ -189,4 +191,4 @@ def test_remasters_commands_count_as_built_in_also_when_added_to_a_loaded_host(m
     from dataclasses import replace
 
     with pytest.raises(RuntimeError, match="a bug in remaster's own"):  # raised, not turned into a warning
-        host.command_arguments(replace(upscale, arguments=broken), build_parser(host))
+        command_arguments(host, replace(upscale, arguments=broken), build_parser(host))

@@ -10,8 +10,9 @@ from PIL import Image as PILImage
 
 from remaster import hookimpl
 from remaster.cli import build_parser, main
+from remaster.cli.hooks import item_notes
 from remaster.errors import UsageError
-from remaster.plugins import PluginHost
+from remaster.plugin.host import PluginHost
 
 
 def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -67,11 +68,11 @@ def test_without_plugins_upscale_has_no_face_options():
         upscale.parse_args(["a.png", "-o", "b.png", "--face"])
 
 
-def test_a_plugins_option_is_parsed_and_builds_the_upscale_pipeline(monkeypatch):
-    from remaster.cli import _upscale_pipeline
+def test_a_plugins_option_is_parsed_and_builds_the_upscale_pipeline(process_host, monkeypatch):
+    from remaster.cli.run import _upscale_pipeline
 
     host = host_with(Sharpen())
-    monkeypatch.setattr("remaster.plugins._default_host", host)
+    process_host(host)
     parser = build_parser(host)
     assert "sharpen after upscaling" in subcommand(parser, "upscale").format_help()
     args = parser.parse_args(["upscale", "a.png", "-o", "b.png", "--model", "bicubic", "--scale", "2", "--sharpen", "0.5"])
@@ -81,9 +82,9 @@ def test_a_plugins_option_is_parsed_and_builds_the_upscale_pipeline(monkeypatch)
 
 
 @pytest.mark.parametrize("broken", [HalfBroken, Clash])
-def test_a_plugin_whose_options_break_adds_none_and_is_warned_of(broken, monkeypatch, capsys):
+def test_a_plugin_whose_options_break_adds_none_and_is_warned_of(process_host, broken, monkeypatch, capsys):
     host = host_with(broken(), Sharpen())
-    monkeypatch.setattr("remaster.plugins._default_host", host)
+    process_host(host)
     upscale = subcommand(build_parser(host), "upscale")
     assert "--half" not in upscale._option_string_actions and "mine" not in upscale.format_help()
     assert "--sharpen" in upscale._option_string_actions and not host.errors
@@ -92,11 +93,11 @@ def test_a_plugin_whose_options_break_adds_none_and_is_warned_of(broken, monkeyp
     assert f"remaster: warning: plugin {broken.__name__}: cannot add its options to 'upscale'" in err
 
 
-def test_notes_join_the_image_line_and_a_broken_one_is_warned_of_once(tmp_path, monkeypatch, capsys):
+def test_notes_join_the_image_line_and_a_broken_one_is_warned_of_once(process_host, tmp_path, monkeypatch, capsys):
     host = host_with(HalfBroken(), Sharpen())
-    monkeypatch.setattr("remaster.plugins._default_host", host)
-    assert host.item_notes({"sharpened": 2}) == ["sharpened 2"]
-    assert host.item_notes({}) == ["sharpened 0"]
+    process_host(host)
+    assert item_notes(host, {"sharpened": 2}) == ["sharpened 2"]
+    assert item_notes(host, {}) == ["sharpened 0"]
     assert [w.message for w in host.warnings].count("cannot describe an image's result (KeyError: 'faces')") == 1
     for name in ("a", "b"):
         PILImage.new("RGB", (4, 4)).save(tmp_path / f"{name}.png")
@@ -107,13 +108,13 @@ def test_notes_join_the_image_line_and_a_broken_one_is_warned_of_once(tmp_path, 
     assert re.search(r"b\.png -> \S+ \(\d+\.\d s, sharpened 0\)$", err, re.M), err
 
 
-def test_a_pipeline_hook_that_crashes_is_one_error_line_naming_the_plugin(tmp_path, monkeypatch, capsys):
+def test_a_pipeline_hook_that_crashes_is_one_error_line_naming_the_plugin(process_host, tmp_path, monkeypatch, capsys):
     class Crash:
         @hookimpl
         def remaster_upscale_pipeline(self, args, upscaler, scale):
             raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("remaster.plugins._default_host", host_with(Crash()))
+    process_host(host_with(Crash()))
     PILImage.new("RGB", (4, 4)).save(tmp_path / "a.png")
     assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--model", "bicubic"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from remaster import Remasterer, RunContext, Stage, StageInfo, Tiling, UsageError, io
-from remaster.tiling import fixed_window_size, run_tiled
+from remaster.pipeline.tiling import fixed_window_size, run_tiled
 
 
 def _network() -> torch.nn.Module:

@@ -257,7 +257,7 @@ def test_read_only_output_folder_is_found_before_models_load(tmp_path, capsys, m
     model = tmp_path / "model.pth"
     torch.save({"conv.weight": torch.zeros(1)}, model)
     loaded = []
-    monkeypatch.setattr("remaster.plugins.PluginHost.stage_from_file", lambda self, path: loaded.append(path))
+    monkeypatch.setattr("remaster.plugin.host.PluginHost.stage_from_file", lambda self, path: loaded.append(path))
     code, errors = run_cli(capsys, "upscale", folder, "--model", model, "-o", read_only_folder)
     assert code == 1 and len(errors) == 1
     assert str(read_only_folder) in errors[0] and "the output folder is not writable" in errors[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from remaster.devices import (
+from remaster.pipeline.devices import (
     autocast_context,
     cpu_supports_fast_bf16,
     describe_device,

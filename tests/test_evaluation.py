@@ -204,7 +204,7 @@ def test_metric_options_are_checked_by_their_declarations_before_work(hr_folder,
 
 def test_parse_metrics_imports_no_metric_module():
     from remaster.plugin import MetricSpec, Param, hookimpl
-    from remaster.plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
     class HeadsPlugin:
         @hookimpl
@@ -349,12 +349,12 @@ def test_reading_the_defaults_imports_no_torch(defaults_read):
 
 
 def test_metrics_take_their_weights_from_the_runs_manager(tmp_path):
-    from remaster.evaluation.scoring import _score
+    from remaster.evaluation.scoring import score_metric
 
     lpips_choice, psnr_choice = parse_metrics("lpips,psnr")
     a = np.zeros((16, 16, 3), np.uint8)
     with pytest.raises(ManagerUsed, match="torchvision-alexnet"):
-        _score(lpips_choice, a, a, crop_border=0, y_channel=False, weights_manager=RefusingManager(tmp_path))
+        score_metric(lpips_choice, a, a, crop_border=0, y_channel=False, weights_manager=RefusingManager(tmp_path))
     # A metric without a weights_manager parameter is called as before.
-    assert _score(psnr_choice, a, a, crop_border=0, y_channel=False,
+    assert score_metric(psnr_choice, a, a, crop_border=0, y_channel=False,
                   weights_manager=RefusingManager(tmp_path)) == math.inf

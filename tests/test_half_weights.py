@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from remaster import Remasterer, RunContext, Stage, StageInfo, Tiling, io
-from remaster.devices import CPU_ISA_ENV
+from remaster.pipeline.devices import CPU_ISA_ENV
 
 _CONV = torch.nn.Conv2d(3, 3, 3, padding=1)
 torch.nn.init.normal_(_CONV.weight, 0.0, 0.3, generator=torch.Generator().manual_seed(5))

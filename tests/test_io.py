@@ -26,7 +26,7 @@ from remaster.errors import (
     UnsupportedImageError,
     UsageError,
 )
-from remaster.image import Image
+from remaster.io.image import Image
 
 RNG = np.random.default_rng(1234)
 

@@ -70,7 +70,7 @@ def test_a_stage_that_ignores_the_planned_size_is_still_accepted_and_resampled()
         info = StageInfo(scale_param="scale", tiling=Tiling.UNSUPPORTED)
 
         def run(self, pixels, ctx):
-            from remaster.stage import scaled_size
+            from remaster.pipeline.stage import scaled_size
             from remaster.stages.interpolate import resize
 
             return resize(pixels, scaled_size(pixels.shape[-2], pixels.shape[-1], self.params["scale"]), "bilinear")

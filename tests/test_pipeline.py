@@ -395,7 +395,7 @@ def test_prepare_builds_every_stage_once_before_any_image():
     calls: list[str] = []
 
     class Counting(Stage):
-        def prepare(self, device, dtype):
+        def prepare(self, ctx):
             calls.append("prepare")
 
         def run(self, pixels, ctx):
@@ -411,7 +411,7 @@ def test_prepare_builds_every_stage_once_before_any_image():
 
 def test_prepare_surfaces_a_stage_that_cannot_be_built():
     class Broken(Stage):
-        def prepare(self, device, dtype):
+        def prepare(self, ctx):
             raise StageError("weights missing", path="broken")
 
     with pytest.raises(StageError, match="weights missing"):
@@ -420,7 +420,7 @@ def test_prepare_surfaces_a_stage_that_cannot_be_built():
 
 def test_a_stage_failing_in_prepare_is_a_stage_error_naming_it():
     class Crashing(Stage):
-        def prepare(self, device, dtype):
+        def prepare(self, ctx):
             raise RuntimeError("CUDA driver too old")
 
     with pytest.raises(StageError, match="could not be prepared: RuntimeError: CUDA driver too old") as caught:
@@ -522,27 +522,21 @@ class _ContextProbe(Stage):
         return pixels
 
 
-class _Api1Probe(Stage):
-    seen: list = []
-
-    def prepare(self, device, dtype):
-        type(self).seen.append((device, dtype))
-
+class _Identity(Stage):
     def run(self, pixels, ctx):
         return pixels
 
 
 def _private_host():
     from remaster import StageKind, StageSpec, hookimpl
-    from remaster.plugins import PluginHost
+    from remaster.plugin.host import PluginHost
     from remaster.weights import WeightsSpec
 
     class PrivatePlugin:
         @hookimpl
         def remaster_register_stages(self, register):
             register(StageSpec(name="private.probe", kind=StageKind.FILTER, factory=_ContextProbe))
-            register(StageSpec(name="private.inner", kind=StageKind.FILTER, factory=_Api1Probe))
-            register(StageSpec(name="private.api1", kind=StageKind.FILTER, factory=_Api1Probe))
+            register(StageSpec(name="private.inner", kind=StageKind.FILTER, factory=_Identity))
 
         @hookimpl
         def remaster_register_weights(self, register):
@@ -565,29 +559,3 @@ def test_prepare_gets_the_remasterers_own_host_weights_and_limits(monkeypatch):
     assert (inner.tile, inner.max_pixels, inner.max_output_pixels) == (48, 12_345, 67_890)
 
 
-def test_a_stage_written_for_api_1_is_still_prepared_with_device_and_dtype(monkeypatch):
-    monkeypatch.setattr(_Api1Probe, "seen", [])
-    out = Remasterer(["private.api1"], host=_private_host(), device="cpu", precision="fp32").run(random_rgb())
-    assert out.shape == random_rgb().shape
-    assert _Api1Probe.seen == [(torch.device("cpu"), torch.float32)]
-
-
-def test_how_prepare_is_called_follows_its_signature():
-    from remaster.stage import PrepareContext, prepare_stage
-
-    calls = []
-
-    class New:
-        def prepare(self, ctx):
-            calls.append(("ctx", ctx))
-
-    class Old:
-        def prepare(self, device, dtype=torch.float32):  # two arguments bind: an API-1 stage
-            calls.append(("old", device, dtype))
-
-    ctx = PrepareContext(device=torch.device("cpu"), dtype=torch.bfloat16, precision="bf16", weights=None,
-                         host=None, build_pipeline=lambda *a, **k: None)
-    prepare_stage(New(), ctx)
-    prepare_stage(Old(), ctx)
-    prepare_stage(Stage(), ctx)  # the base class: nothing to do, in either form
-    assert calls == [("ctx", ctx), ("old", torch.device("cpu"), torch.bfloat16)]

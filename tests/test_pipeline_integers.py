@@ -10,9 +10,10 @@ from skimage import data
 
 from remaster import Image, Remasterer, io
 from remaster.errors import StageContractError
-from remaster.image import Meta
+from remaster.io.image import Meta
 from remaster.io.intbuffer import IntegerBuffer
-from remaster.stage import Stage, StageInfo, Tiling
+from remaster.pipeline.stage import Stage
+from remaster.plugin.specs import StageInfo, Tiling
 
 _CONV = torch.nn.Conv2d(3, 3, 3, padding=1)
 torch.nn.init.normal_(_CONV.weight, 0.0, 0.4, generator=torch.Generator().manual_seed(3))

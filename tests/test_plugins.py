@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from remaster import Param, PluginError, StageInfo, StageKind, StageSpec, UnknownStageError, hookimpl
-from remaster.plugins import PluginHost
-from remaster.registry import StageRegistry
+from remaster.plugin.host import PluginHost
+from remaster.plugin.registries import StageRegistry
 from remaster.plugin import Preset, PresetRegistry
 
 
@@ -117,18 +117,13 @@ def test_broken_plugins_are_reported_and_do_not_take_the_others_down(site):
     assert len(host.errors) == 4
 
 
-def test_cli_lists_plugins_and_their_errors(site, capsys):
+def test_cli_lists_plugins_and_their_errors(process_host, site, capsys):
     make_distribution(site, "remaster-broken", "0.1", {"broken_plugin": "raise ImportError('no numpy here')\n"},
                       {"broken": "broken_plugin"})
-    import remaster.plugins as plugins_module
     from remaster.cli import main
 
-    old = plugins_module._default_host
-    plugins_module._default_host = None
-    try:
-        assert main(["plugins"]) == 0
-    finally:
-        plugins_module._default_host = old
+    process_host(None)
+    assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "remaster.stages.builtin" in out and "bicubic" in out
     assert "broken  remaster-broken 0.1" in out and "no numpy here" in out
@@ -187,7 +182,7 @@ def test_invalid_specs_are_rejected(spec, message):
 
 def test_registering_builtins_imports_no_implementation():
     code = (
-        "import sys; from remaster.plugins import PluginHost; "
+        "import sys; from remaster.plugin.host import PluginHost; "
         "h = PluginHost(load_entry_points=False).ensure_loaded(); "
         "assert len(h.stages) >= 8; "
         "bad = [m for m in ('remaster.stages.interpolate', 'remaster.stages.degrade') if m in sys.modules]; "

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import remaster.devices as devices
+import remaster.pipeline.devices as devices
 from remaster import Image, Remasterer, RunContext, Stage, StageInfo, Tiling, UsageError
-from remaster.devices import Capability, choose_precision, resolve_precision
-from remaster.image import Meta
+from remaster.pipeline.devices import Capability, choose_precision, resolve_precision
+from remaster.io.image import Meta
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda:0")

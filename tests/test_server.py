@@ -23,10 +23,10 @@ import pytest
 from PIL import Image as PILImage
 
 from remaster import Remasterer, io
-from remaster.client import FALLBACK_PRESETS, Client, ServerError, dialog_presets, encode_png, preset_pipeline
+from remaster.server.client import FALLBACK_PRESETS, Client, ServerError, dialog_presets, encode_png, preset_pipeline
 from remaster.plugin import Preset, hookimpl
-from remaster.plugins import PluginHost
-from remaster.server import available_presets
+from remaster.plugin.host import PluginHost
+from remaster.server.app import available_presets
 
 MAX_PIXELS = 4_200_000
 MAX_OUTPUT_PIXELS = 20_000_000
@@ -421,7 +421,7 @@ def test_client_cancel_callback_cancels_on_the_server(remaster_server):
 
 def test_connect_starts_a_server_when_none_answers(tmp_path, monkeypatch):
     """What the plug-ins do on first use: no server file, so connect() runs 'remaster serve --port 0'."""
-    from remaster.client import connect, read_server_file
+    from remaster.server.client import connect, read_server_file
 
     monkeypatch.setenv("REMASTER_SERVER_FILE", str(tmp_path / "server.json"))
     client = connect([sys.executable, "-m", "remaster.cli"], timeout=120)

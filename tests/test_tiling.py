@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remaster.errors import StageContractError
-from remaster.tiling import auto_tile_size, run_tiled, run_with_backoff
+from remaster.pipeline.tiling import auto_tile_size, run_tiled, run_with_backoff
 
 _GEN = torch.Generator().manual_seed(0)
 _WEIGHT = torch.randn(3, 3, 3, 3, generator=_GEN)
@@ -175,7 +175,7 @@ def test_backoff_halves_tile_on_memory_error(caplog):
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
     pixels = image(200, 180)
-    with caplog.at_level(logging.WARNING, logger="remaster.tiling"):
+    with caplog.at_level(logging.WARNING, logger="remaster.pipeline.tiling"):
         got = run_with_backoff(fn, pixels, scale=2, tile=0, overlap=2)
     assert (got - F.interpolate(pixels, scale_factor=2, mode="nearest")).abs().max().item() < 1e-6
     assert sizes[:3] == [200, 106, 56]  # whole image first, then halving tiles (+ context)
@@ -252,7 +252,7 @@ def test_float_integer_scale_is_accepted():
 
 
 def test_auto_tile_size(monkeypatch):
-    import remaster.tiling as tiling
+    import remaster.pipeline.tiling as tiling
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(tiling, "_available_memory", lambda device: 8 * 2**30)
@@ -268,7 +268,7 @@ def test_auto_tile_size(monkeypatch):
 
 
 def test_auto_tile_size_counts_an_integer_output_at_its_own_size(monkeypatch):
-    import remaster.tiling as tiling
+    import remaster.pipeline.tiling as tiling
 
     # 2000x2000 x4: the float32 result alone is 768 MB of the 1 GB; a uint8 image is a quarter of that.
     monkeypatch.setattr(tiling, "_available_memory", lambda device: 10**9)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from remaster.tiling import run_tiled, run_with_backoff
+from remaster.pipeline.tiling import run_tiled, run_with_backoff
 
 _WEIGHT = torch.randn(3, 3, 3, 3, generator=torch.Generator().manual_seed(1))
 

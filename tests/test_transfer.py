@@ -1,7 +1,7 @@
 """Host/device transfers: the pinned ring of non-blocking copies, exercised on the CPU with an engine that defers.
 
 The CUDA engine itself needs a GPU (tests marked ``cuda``); its ordering and
-synchronisation logic is :class:`remaster.transfer.DeviceToHost`'s, which is
+synchronisation logic is :class:`remaster.pipeline.transfer.DeviceToHost`'s, which is
 device-independent: :class:`DeferredEngine` lands a copy only when it is waited
 for, and fills its "pinned" buffers with a sentinel, so reading before waiting
 shows up as wrong bytes.
@@ -14,9 +14,11 @@ import pytest
 import torch
 from skimage import data
 
-from remaster import Remasterer, io, transfer
+from remaster import Remasterer, io
+from remaster.pipeline import transfer
 from remaster.io.intbuffer import IntegerBuffer
-from remaster.stage import Stage, StageInfo, Tiling
+from remaster.pipeline.stage import Stage
+from remaster.plugin.specs import StageInfo, Tiling
 
 SENTINEL = 0xA5
 

@@ -30,7 +30,7 @@ from remaster import (
     WrongWeightsError,
     hookimpl,
 )
-from remaster.plugins import PluginHost
+from remaster.plugin.host import PluginHost
 from remaster.weights import (
     WeightsManager,
     WeightsSpec,
@@ -121,7 +121,7 @@ def server(tmp_path):
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("REMASTER_CACHE", str(tmp_path / "cache"))
     # These tests count and list weights: leave out the built-in metrics' backbone weights.
-    monkeypatch.setattr("remaster.plugins.BUILTIN_PLUGINS", ("remaster.stages.builtin",))
+    monkeypatch.setattr("remaster.plugin.host.BUILTIN_PLUGINS", ("remaster.stages.builtin",))
     return tmp_path / "cache"
 
 
@@ -516,14 +516,13 @@ def test_upper_case_sha256_is_normalised():
 
 
 @pytest.fixture
-def cli_host(monkeypatch):
+def cli_host(process_host, monkeypatch):
     specs = [WeightsSpec("m", "model.bin", sha256=PAYLOAD_SHA, license="BSD-3-Clause",
                          url="http://127.0.0.1:9/model.bin", description="test model"),
              WeightsSpec("tofu", "tofu.bin", license="MIT")]
     host = PluginHost(load_entry_points=False, extra_plugins=(make_plugin("CliPlugin", specs),)).ensure_loaded()
-    import remaster.plugins as plugins_module
 
-    monkeypatch.setattr(plugins_module, "_default_host", host)
+    process_host(host)
     return host
 
 
@@ -728,13 +727,12 @@ def test_a_check_given_as_string_is_imported_only_when_a_file_is_checked(tmp_pat
         sys.modules.pop("wt_check_mod", None)
 
 
-def test_cli_import_replace(tmp_path, cache, monkeypatch, capsys):
+def test_cli_import_replace(process_host, tmp_path, cache, monkeypatch, capsys):
     from remaster.cli import main
-    import remaster.plugins as plugins_module
 
     host = PluginHost(load_entry_points=False, extra_plugins=(make_plugin("CliPlugin", [x2_spec()]),))
     host.ensure_loaded()
-    monkeypatch.setattr(plugins_module, "_default_host", host)
+    process_host(host)
     first = tiny_esrgan(tmp_path / "a" / "RealESRGAN_x2plus.pth", 2)
     assert main(["weights", "import", str(first)]) == 0
     second = tmp_path / "b" / "RealESRGAN_x2plus.pth"

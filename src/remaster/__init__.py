@@ -13,7 +13,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from remaster.errors import (
     ChecksumError,
     ImageTooLargeError,
     InputError,
@@ -32,47 +32,43 @@ from .errors import (
     WeightsNotFoundError,
     WrongWeightsError,
 )
-from .plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
-from .plugin.host import Host as _Host
-from .plugin.host import set_default_host_provider as _set_default_host_provider
+from remaster.plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
 
 if TYPE_CHECKING:
-    from .image import Image, Meta
-    from .pipeline import DEFAULT_UPSCALER, Remasterer
-    from .stage import PrepareContext, RunContext, Stage
+    from remaster.io.image import Image, Meta
+    from remaster.pipeline.devices import autocast_context
+    from remaster.pipeline.remasterer import DEFAULT_UPSCALER, Remasterer, resolve_spec
+    from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
+    from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage
 
 try:
     __version__ = version("remaster")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-
-def _process_host() -> _Host:
-    # The composition root wires the default host (see remaster.plugin.host): metrics and weights, below the
-    # host, ask the provider slot, and the import of the host happens here, on the first by-name look-up.
-    from .plugins import get_host
-
-    return get_host()
-
-
-_set_default_host_provider(_process_host)
-
 #: Names that need torch, and the module each comes from; imported when first asked for.
 _LAZY = {
-    "Remasterer": ".pipeline",
-    "DEFAULT_UPSCALER": ".pipeline",
-    "Image": ".image",
-    "Meta": ".image",
-    "Stage": ".stage",
-    "RunContext": ".stage",
-    "PrepareContext": ".stage",
+    "Remasterer": ".pipeline.remasterer",
+    "DEFAULT_UPSCALER": ".pipeline.remasterer",
+    "Image": ".io.image",
+    "Meta": ".io.image",
+    "Stage": ".pipeline.stage",
+    "RunContext": ".pipeline.stage",
+    "PrepareContext": ".pipeline.stage",
+    "SubPipeline": ".pipeline.stage",
+    "NetworkStage": ".pipeline.stage",
+    "resolve_spec": ".pipeline.remasterer",
+    "autocast_context": ".pipeline.devices",
+    "parse_stage": ".pipeline.syntax",
+    "format_stage": ".pipeline.syntax",
+    "parse_pipeline": ".pipeline.syntax",
+    "MODEL_FILE_SUFFIXES": ".pipeline.syntax",
 }
 
 
 #: Submodules reachable as attributes (``remaster.io.load``), as they were when this package imported them eagerly.
 _SUBMODULES = frozenset({
-    "batch", "cli", "client", "devices", "errors", "evaluation", "hookspecs", "image", "io", "metrics", "pipeline",
-    "plugin", "plugins", "registry", "resample", "server", "stage", "stages", "stagestring", "testing", "tiling",
+    "cli", "errors", "evaluation", "io", "metrics", "pipeline", "plugin", "runs", "server", "stages", "testing",
     "training", "weights",
 })
 
@@ -103,6 +99,14 @@ __all__ = [
     "Param",
     "RunContext",
     "PrepareContext",
+    "SubPipeline",
+    "NetworkStage",
+    "resolve_spec",
+    "autocast_context",
+    "parse_stage",
+    "format_stage",
+    "parse_pipeline",
+    "MODEL_FILE_SUFFIXES",
     "Tiling",
     "hookimpl",
     "PLUGIN_API_VERSION",

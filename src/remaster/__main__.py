@@ -1,5 +1,5 @@
 """``python -m remaster ...``: the same as the ``remaster`` command."""
 
-from .cli import program
+from remaster.cli import program
 
 program()

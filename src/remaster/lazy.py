@@ -15,7 +15,8 @@ Standard library only, so that any module can use it.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["LazyExports"]
 

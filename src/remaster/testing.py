@@ -9,7 +9,7 @@ registers::
         check_stage("my-upscaler", {"scale": 2})
 
 It builds the stage the way the pipeline does and checks the contract of
-:class:`remaster.stage.Stage`: output shape, dtype, device and range, no
+:class:`remaster.pipeline.stage.Stage`: output shape, dtype, device and range, no
 in-place changes to the input, batches that match single images, and
 same-seed determinism. A broken contract raises :class:`AssertionError`
 naming the stage and what went wrong.
@@ -18,13 +18,15 @@ naming the stage and what went wrong.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
 import torch
 
-from .pipeline import prepare_context
-from .plugins import get_host
-from .stage import RunContext, Stage, StageSpec, prepare_stage, scaled_size
+from remaster.pipeline.remasterer import prepare_context
+from remaster.pipeline.stage import RunContext, Stage, scaled_size
+from remaster.plugin.host import get_host
+from remaster.plugin.specs import StageSpec
 
 __all__ = ["check_stage", "sample_pixels"]
 
@@ -49,7 +51,7 @@ def sample_pixels(batch: int, channels: int, height: int, width: int, *, seed: i
 def _resolve_spec(spec_or_name: StageSpec | str) -> StageSpec:
     if isinstance(spec_or_name, StageSpec):
         return spec_or_name
-    from .plugins import get_host  # here so that importing this module stays cheap
+    from remaster.plugin.host import get_host  # here so that importing this module stays cheap
 
     return get_host().stages.get(spec_or_name)
 
@@ -70,7 +72,7 @@ def check_stage(
     value_range: tuple[float, float] = (-0.05, 1.05),
     atol: float = 1e-4,
 ) -> None:
-    """Check that a stage keeps the :class:`~remaster.stage.Stage` contract.
+    """Check that a stage keeps the :class:`~remaster.pipeline.stage.Stage` contract.
 
     The stage is built as the pipeline builds it (``spec.resolve_params``,
     ``spec.load_factory()(**params)``, ``prepare(ctx)`` with float32 on ``device``)
@@ -93,7 +95,7 @@ def check_stage(
 
     Args:
         spec_or_name: The spec, or a stage name looked up in the process-wide
-            plugin host (:func:`remaster.plugins.get_host`).
+            plugin host (:func:`remaster.plugin.host.get_host`).
         params: Stage parameters as a user would give them; defaults fill the rest.
         sizes: Input ``(height, width)`` pairs; odd sizes catch rounding bugs.
         channels: Channel counts to try; those the stage does not accept are skipped.
@@ -130,7 +132,7 @@ def check_stage(
         stage = spec.load_factory()(**resolved)
         if not callable(getattr(stage, "run", None)) or not callable(getattr(stage, "prepare", None)):
             fail(f"factory returned {type(stage).__name__}, which has no run()/prepare()")
-        prepare_stage(stage, prepare_context(torch_device, torch.float32, host=get_host()))
+        stage.prepare(prepare_context(torch_device, torch.float32, host=get_host()))
         return stage
 
     stage = build()

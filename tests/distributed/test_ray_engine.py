@@ -25,7 +25,7 @@ pytestmark = [NEEDS_RAY, pytest.mark.ray, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A 2-CPU local cluster started by remaster's own code, with the fault plugin visible to its workers."""
-    from remaster.distributed.cluster import connected
+    from remaster.runs.ray.cluster import connected
 
     # S3 settings a worker inherits: fake credentials for the loopback server, and no cloud metadata lookups.
     fake_s3 = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
@@ -50,7 +50,7 @@ def test_every_listener_of_the_cluster_remaster_starts_is_on_loopback(cluster):
 
 
 def test_outputs_are_bit_identical_to_the_in_process_run(cluster, tmp_path):
-    from remaster.distributed import run_folder
+    from remaster.runs.ray import run_folder
 
     source = tiny_folder(tmp_path / "in", 3)
     stages = ["realesr-animevideov3"]
@@ -85,7 +85,7 @@ def test_a_broken_file_is_reported_the_rest_done_and_skip_existing_resumes(clust
 
 
 def test_a_worker_killed_mid_run_loses_nothing_and_reports_no_false_failure(cluster, fault_host, tmp_path):
-    from remaster.distributed import run_folder
+    from remaster.runs.ray import run_folder
 
     source = tiny_folder(tmp_path / "in", 6)
     marker = tmp_path / "crashed-once"
@@ -99,7 +99,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_reports_no_false_failure(clus
 
 
 def test_an_item_that_keeps_killing_its_worker_becomes_an_error_row(cluster, fault_host, tmp_path):
-    from remaster.distributed import run_folder
+    from remaster.runs.ray import run_folder
 
     source = tiny_folder(tmp_path / "in", 2)
     Image.fromarray(np.zeros((16, 17, 3), np.uint8)).save(source / "poison.png")
@@ -127,7 +127,7 @@ def test_s3_round_trip_against_a_loopback_server_keeps_every_byte(cluster, tmp_p
     from moto.server import ThreadedMotoServer
     from pyarrow import fs
 
-    from remaster.distributed import run_folder
+    from remaster.runs.ray import run_folder
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -16,7 +16,7 @@ pytestmark = [NEEDS_RAY, pytest.mark.ray, pytest.mark.timeout(150)]
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
     """A head without CPUs (so no worker runs there) and two 1-CPU nodes, all on loopback."""
-    from remaster.distributed.cluster import import_ray
+    from remaster.runs.ray.cluster import import_ray
 
     import_ray(local=True)  # the variable that keeps every raylet on 127.0.0.1 is read when ray is imported
     from ray.cluster_utils import Cluster
@@ -36,7 +36,7 @@ def nodes(tmp_path_factory):
 
 
 def test_a_node_removed_and_another_added_mid_run_loses_nothing(nodes, fault_host, tmp_path):
-    from remaster.distributed import run_folder
+    from remaster.runs.ray import run_folder
 
     cluster, first = nodes
     source = tiny_folder(tmp_path / "in", 8)

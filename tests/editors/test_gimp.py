@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from remaster import Remasterer, io
-from remaster.client import encode_png
+from remaster.server.client import encode_png
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROOT = Path(os.environ.get("REMASTER_GIMP_CHROOT", "/var/cache/remaster/gimp3-trixie"))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from remaster import Remasterer, io
-from remaster.client import encode_png, swap_red_blue
+from remaster.server.client import encode_png, swap_red_blue
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = "bicubic(scale=2) | sepia"  # fast stand-ins for the networks; the plug-in does not care

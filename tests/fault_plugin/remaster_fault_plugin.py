@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from remaster import Param, Stage, StageInfo, StageKind, StageSpec, hookimpl
-from remaster.stage import Tiling
+from remaster import Tiling
 
 
 class _Fault(Stage):

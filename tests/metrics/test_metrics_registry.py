@@ -13,7 +13,7 @@ from remaster import StageKind, StageSpec, hookimpl
 from remaster.errors import PluginError, UsageError
 from remaster.plugin import Param
 from remaster.metrics import MetricError, MetricSpec, UnknownMetricError, compute, get_metric, metric_specs
-from remaster.plugins import BUILTIN_PLUGINS, PluginHost
+from remaster.plugin.host import BUILTIN_PLUGINS, PluginHost
 from remaster.weights import WeightsSpec
 
 BUILTIN = {  # name: (higher_is_better, needs_reference)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from remaster.errors import StageParamError
-from remaster.plugins import PluginHost
-from remaster.stage import Param, RunContext, Stage, StageInfo, StageKind, StageSpec, Tiling
+from remaster.plugin.host import PluginHost
+from remaster.pipeline.stage import RunContext, Stage
+from remaster.plugin.specs import Param, StageInfo, StageKind, StageSpec, Tiling
 from remaster.stages import builtin
 from remaster.testing import check_stage
 

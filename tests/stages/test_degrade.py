@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from remaster import Remasterer
-from remaster.plugins import PluginHost
-from remaster.stage import RunContext
+from remaster.pipeline import prepare_context
+from remaster.plugin.host import PluginHost
+from remaster.pipeline.stage import RunContext
 from remaster.testing import check_stage, sample_pixels
 
 CTX = RunContext()
@@ -21,7 +22,7 @@ def host() -> PluginHost:
 def build(host: PluginHost, name: str, **params: object):
     spec = host.stages.get(name)
     stage = spec.load_factory()(**spec.resolve_params(params))
-    stage.prepare(torch.device("cpu"), torch.float32)
+    stage.prepare(prepare_context(torch.device("cpu"), torch.float32, host=host))
     return stage
 
 

@@ -7,8 +7,10 @@ import time
 import pytest
 import torch
 
-from remaster.plugins import PluginHost
-from remaster.stage import RunContext, StageSpec, scaled_size
+from remaster.pipeline import prepare_context
+from remaster.plugin.host import PluginHost
+from remaster.pipeline.stage import RunContext, scaled_size
+from remaster.plugin.specs import StageSpec
 from remaster.testing import check_stage
 
 INTERPOLATORS = ("nearest", "bilinear", "bicubic", "lanczos")
@@ -23,7 +25,7 @@ def host() -> PluginHost:
 def build(host: PluginHost, name: str, **params: object):
     spec: StageSpec = host.stages.get(name)
     stage = spec.load_factory()(**spec.resolve_params(params))
-    stage.prepare(torch.device("cpu"), torch.float32)
+    stage.prepare(prepare_context(torch.device("cpu"), torch.float32, host=host))
     return stage
 
 

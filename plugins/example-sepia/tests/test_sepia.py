@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from remaster import Remasterer
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 from remaster.testing import check_stage
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 from remaster.weights import sha256_file
 
 

@@ -9,7 +9,7 @@ import torch
 
 from remaster import WrongWeightsError
 from remaster.cli import main
-from remaster.registry import import_reference
+from remaster.plugin import import_reference
 from remaster_gfpgan.catalogue import WEIGHTS
 
 facexlib_retinaface = pytest.importorskip("facexlib.detection.retinaface",

@@ -7,7 +7,8 @@ import argparse
 import pytest
 
 from remaster.cli import build_parser
-from remaster.plugins import get_host
+from remaster.cli.hooks import item_notes
+from remaster.plugin.host import get_host
 from remaster_gfpgan.cli import remaster_item_note, remaster_upscale_pipeline
 
 
@@ -48,4 +49,4 @@ def test_a_face_model_file_is_a_checkpoint(tmp_path):
 ])
 def test_the_faces_note(extras, note):
     assert remaster_item_note(extras) == note
-    assert get_host().item_notes(extras) == ([note] if note else [])
+    assert item_notes(get_host(), extras) == ([note] if note else [])

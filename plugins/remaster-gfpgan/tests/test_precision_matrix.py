@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from remaster import Remasterer, io
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 from remaster_gfpgan.detectors import HaarDetector, RetinaFaceDetector
 from remaster_gfpgan.geometry import FACE_SIZE, FFHQ_TEMPLATE
 from remaster_gfpgan.stage import GFPGANStage

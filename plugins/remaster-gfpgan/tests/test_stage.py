@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from remaster import Remasterer, StageError, WeightsNotFoundError, io
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 from remaster_gfpgan.stage import FaceRestorer, GFPGANStage, load_restorer
 
 
@@ -212,7 +212,7 @@ def test_the_background_pipeline_is_built_on_the_outer_remasterers_host(astronau
     import dataclasses
 
     from remaster import hookimpl
-    from remaster.plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
     nearest = get_host().stages.get("nearest")
 

@@ -12,7 +12,7 @@ import torch
 from skimage import data
 
 from remaster import Remasterer, io
-from remaster.tiling import fixed_window_size
+from remaster.pipeline.tiling import fixed_window_size
 
 MODEL = "realesr-animevideov3"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-import remaster.devices as devices
+import remaster.pipeline.devices as devices
 from remaster import Remasterer
 from remaster import io as rio
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from skimage import data
 
 import remaster_realesrgan.stage as stage_module
 from remaster import Remasterer, StageInfo, Tiling
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 from remaster.weights import load_network, save_state_dict
 from remaster_realesrgan.plugin import TILE_OVERLAP
 

@@ -26,8 +26,8 @@ really broke in bf16 (overflow, garbage) is off by far more.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -35,7 +35,7 @@ import torch
 from skimage import data
 
 from remaster import Remasterer
-from remaster.plugins import get_host
+from remaster.plugin.host import get_host
 from remaster.weights import get_manager, load_state_dict, sha256_file
 
 PRECISIONS = ("fp32", "bf16")

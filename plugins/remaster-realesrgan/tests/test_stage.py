@@ -14,10 +14,17 @@ import torch
 from PIL import Image as PILImage
 from skimage import data
 
-from remaster import (ChecksumError, Remasterer, StageError, UnsafeWeightsError, WeightsNotFoundError,
-                      WrongWeightsError, io)
+from remaster import (
+    ChecksumError,
+    Remasterer,
+    StageError,
+    UnsafeWeightsError,
+    WeightsNotFoundError,
+    WrongWeightsError,
+    io,
+)
+from remaster.plugin import import_reference
 from remaster.testing import check_stage
-from remaster.registry import import_reference
 from remaster.weights import get_manager, load_state_dict, save_state_dict, sha256_file
 from remaster_realesrgan.catalogue import WEIGHTS
 
@@ -273,9 +280,9 @@ def test_an_untiled_network_reports_progress_from_inside_its_forward_pass():
 
 
 def test_convolution_progress_is_a_share_of_multiply_adds():
+    import spandrel
     from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
 
-    import spandrel
     from remaster_realesrgan.stage import ConvolutionProgress
 
     torch.manual_seed(0)
@@ -303,7 +310,7 @@ class _Manager:
 
 
 def test_upscaler_is_a_network_stage_that_names_its_file_through_the_given_manager(tmp_path):
-    from remaster.stage import NetworkStage
+    from remaster.pipeline.stage import NetworkStage
     from remaster_realesrgan.stage import SpandrelUpscaler
 
     stage = SpandrelUpscaler(weights=("first", "second"))

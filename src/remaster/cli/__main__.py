@@ -1,5 +1,5 @@
 """``python -m remaster.cli ...``: the same as the ``remaster`` command (the editors' plug-ins start it so)."""
 
-from .main import program
+from remaster.cli.main import program
 
 program()

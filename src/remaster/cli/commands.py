@@ -10,9 +10,9 @@ its ``run``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from ..plugin import Command, hookimpl
+from remaster.plugin import Command, hookimpl
 
 #: The name this plugin is registered and credited under (``remaster plugins`` lists it).
 PLUGIN = __name__

@@ -8,18 +8,19 @@ import logging
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from ..errors import RemasterWarning
+from remaster.errors import RemasterWarning
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 log = logging.getLogger("remaster")
 
 
-def _warn_plugin_errors(args: argparse.Namespace, host: PluginHost) -> None:
+def warn_plugin_errors(args: argparse.Namespace, host: PluginHost) -> None:
     """One warning line per plugin left out or hook of a plugin that failed (nothing with ``--quiet``)."""
     if args.quiet:
         return
@@ -45,7 +46,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 @contextlib.contextmanager
-def _console(args: argparse.Namespace) -> Iterator[None]:
+def console_for(args: argparse.Namespace) -> Iterator[None]:
     """While a command runs: log records and warnings go to stderr as single lines; -q leaves only errors."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
@@ -64,7 +65,7 @@ def _console(args: argparse.Namespace) -> Iterator[None]:
         root.setLevel(level)
 
 
-def _stdout_to_devnull() -> None:
+def stdout_to_devnull() -> None:
     """After a closed pipe: Python's recipe (docs of ``signal``, "Note on SIGPIPE").
 
     Pointing stdout at devnull keeps the flush at interpreter exit from failing a second time with an

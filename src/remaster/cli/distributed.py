@@ -1,6 +1,6 @@
 """``--engine ray``: the console side of a distributed folder run (progress, per-item lines, the closing report).
 
-The planning and scheduling are :mod:`remaster.distributed`'s; what is printed and the exit code are those of the
+The planning and scheduling are :mod:`remaster.runs.ray`'s; what is printed and the exit code are those of the
 local loop (:func:`remaster.cli.run._finish`), so a run reads the same on either engine.
 """
 
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..batch import BatchItem, summarize, write_report
-from ..errors import UsageError
-from .parser import _parse_tile
+from remaster.cli.parser import parse_tile
+from remaster.errors import UsageError
+from remaster.runs.plan import BatchItem, summarize, write_report
 
 _RAY_ONLY = (("address", None), ("workers", None), ("gpus_per_worker", 0.0), ("cpus_per_worker", 1.0))
 
@@ -44,8 +45,8 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *
     """
     from tqdm import tqdm
 
-    from ..distributed import execute, make_spec, plan_run
-    from ..distributed.cluster import connected
+    from remaster.runs.ray import execute, make_spec, plan_run
+    from remaster.runs.ray.cluster import connected
 
     plan = plan_run(args.inputs, args.output, fmt=args.format, name_template=args.name_template, suffix=args.suffix,
                     skip_existing=args.skip_existing, report=args.report)
@@ -57,7 +58,7 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *
                 print(skipped_line(item), file=sys.stderr)
     if all(item.skipped for item in items):  # a finished run, resumed: no cluster is started at all
         return finish(args, items, interrupted=False)
-    spec = make_spec(make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
+    spec = make_spec(make_stages(), device=args.device, precision=args.precision, tile=parse_tile(args.tile),
                      max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels,
                      overwrite=args.overwrite, quality=args.quality, cpus_per_worker=args.cpus_per_worker,
                      gpus_per_worker=args.gpus_per_worker, half_weights=args.half_weights, compile=args.compile,

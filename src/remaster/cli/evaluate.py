@@ -8,18 +8,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..batch import collect_inputs
-from ..errors import UsageError
-from .console import _warn_plugin_errors
-from .parser import _parse_tile
+from remaster.cli.console import warn_plugin_errors
+from remaster.cli.parser import parse_tile
+from remaster.errors import UsageError
+from remaster.runs.plan import collect_inputs
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 def eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     """The ``eval`` command's arguments: degrade HR images, upscale them with each candidate, score, report."""
-    from ..evaluation import DEFAULT_DEGRADE, DEFAULT_METRICS
+    from remaster.evaluation import DEFAULT_DEGRADE, DEFAULT_METRICS
 
     evaluate.add_argument("--hr", nargs="+", required=True, metavar="HR",
                           help="high-resolution image files or folders (the originals)")
@@ -47,7 +47,7 @@ def eval_arguments(evaluate: argparse.ArgumentParser) -> None:
 
 def compare_arguments(compare: argparse.ArgumentParser) -> None:
     """The ``compare`` command's arguments: one image scored against a reference."""
-    from ..evaluation import COMPARE_METRICS
+    from remaster.evaluation import COMPARE_METRICS
 
     compare.add_argument("a", metavar="A", help="the image to score (e.g. a restored one)")
     compare.add_argument("b", metavar="B", help="the reference (e.g. the original)")
@@ -62,13 +62,13 @@ def evaluate(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster eval``: the evaluation run, its table on stdout and its report files."""
     from tqdm import tqdm
 
-    from ..evaluation import evaluate as run_evaluation
-    from ..evaluation import format_value, split_list
+    from remaster.evaluation import evaluate as run_evaluation
+    from remaster.evaluation import format_value, split_list
 
     if args.crop_border < 0:
         raise UsageError("--crop-border must not be negative")
     hr = [(relative.as_posix(), path) for path, relative in collect_inputs(args.hr)]
-    _warn_plugin_errors(args, host)
+    warn_plugin_errors(args, host)
     bar = None
 
     def progress(done: int, total: int, what: str) -> None:
@@ -82,7 +82,7 @@ def evaluate(args: argparse.Namespace, host: PluginHost) -> int:
         report = run_evaluation(hr, degrade=args.degrade, candidates=split_list(args.candidates), metrics=args.metrics,
                           crop_border=args.crop_border, y_channel=args.y_channel, out_dir=args.output,
                           sheets=not args.no_sheets, save_images=args.save_images, device=args.device,
-                          precision=args.precision, tile=_parse_tile(args.tile), progress=progress, host=host)
+                          precision=args.precision, tile=parse_tile(args.tile), progress=progress, host=host)
     finally:
         if bar is not None:
             bar.close()
@@ -104,7 +104,7 @@ def evaluate(args: argparse.Namespace, host: PluginHost) -> int:
 
 def compare(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster compare A B``: the scores of A against the reference B."""
-    from ..evaluation import compare_images, format_value
+    from remaster.evaluation import compare_images, format_value
 
     if args.crop_border < 0:
         raise UsageError("--crop-border must not be negative")
@@ -114,10 +114,10 @@ def compare(args: argparse.Namespace, host: PluginHost) -> int:
     scores = compare_images(args.a, args.b, metrics=args.metrics, crop_border=args.crop_border,
                             y_channel=args.y_channel, host=host)
     if args.json:
-        from ..evaluation import json_number as _json_number
+        from remaster.evaluation import json_number
 
-        values = {k: ({"a": _json_number(v["a"]), "b": _json_number(v["b"])} if isinstance(v, dict)
-                      else _json_number(v)) for k, v in scores.items()}
+        values = {k: ({"a": json_number(v["a"]), "b": json_number(v["b"])} if isinstance(v, dict)
+                      else json_number(v)) for k, v in scores.items()}
         print(json.dumps({"a": args.a, "b": args.b, "crop_border": args.crop_border, "y_channel": args.y_channel,
                           "scores": values}, indent=2))
         return 0

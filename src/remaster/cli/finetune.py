@@ -7,10 +7,10 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from .console import _warn_plugin_errors
+from remaster.cli.console import warn_plugin_errors
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 def finetune_arguments(tune: argparse.ArgumentParser) -> None:
@@ -50,10 +50,10 @@ def finetune_arguments(tune: argparse.ArgumentParser) -> None:
 
 def finetune(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster finetune``: the training run, with this host's stages and weights."""
-    from ..training import FinetuneOptions
-    from ..training import finetune as run_finetune
+    from remaster.training import FinetuneOptions
+    from remaster.training import finetune as run_finetune
 
-    _warn_plugin_errors(args, host)
+    warn_plugin_errors(args, host)
     options = FinetuneOptions(
         model=args.model, data=args.data, val=args.val, output=args.output, freeze=args.freeze, steps=args.steps,
         batch=args.batch, patch=args.patch, lr=args.lr, losses=args.losses, degradation=args.degradation,

@@ -6,15 +6,15 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from .console import _warn_plugin_errors
+from remaster.cli.console import warn_plugin_errors
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 def stages(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster stages``: every stage, by kind, with its parameters."""
-    _warn_plugin_errors(args, host)
+    warn_plugin_errors(args, host)
     specs = list(host.stages)
     if args.json:
         print(json.dumps([spec.as_json() for spec in specs], indent=2))

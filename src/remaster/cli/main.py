@@ -8,15 +8,16 @@ import os
 import sys
 import threading
 import traceback
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
-from .. import __version__
-from ..errors import RemasterError
-from ..plugins import PluginHost, get_host
-from .commands import PLUGIN
-from .console import _console, _stdout_to_devnull
-from .parser import _Parser, _common
-
+from remaster import __version__
+from remaster.cli import commands as own_commands
+from remaster.cli import hooks
+from remaster.cli.console import console_for, stdout_to_devnull
+from remaster.cli.parser import Parser, common_options
+from remaster.errors import RemasterError
+from remaster.plugin.host import PluginHost, get_host
 
 #: Exit status when the reader of stdout went away (``remaster stages | head -1``): 128 + SIGPIPE, what a
 #: shell reports for the standard tools, which SIGPIPE ends.
@@ -34,11 +35,11 @@ def cli_host(host: PluginHost | None = None) -> PluginHost:
             in a host loaded before the CLI asked).
     """
     if host is None:
-        host = get_host(builtins=(PLUGIN,))
+        host = get_host(builtins=(own_commands,))
     else:
         host.ensure_loaded()
-        host.add_builtin(PLUGIN)
-    info = next(p for p in host.plugins if p.name == PLUGIN)
+        host.add_builtin(own_commands)
+    info = next(p for p in host.plugins if p.name == own_commands.PLUGIN)
     if info.error is not None:
         raise info.error
     return host
@@ -54,18 +55,20 @@ def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
         host: The plugins asked for commands and options; by default the process-wide host.
     """
     host = cli_host(host)
-    parser = _Parser(prog="remaster", description="Restore and upscale images.")
+    parser = Parser(prog="remaster", description="Restore and upscale images.")
     parser.add_argument("--version", action="version", version=f"remaster {__version__}")
     parser.set_defaults(quiet=False, json=False, debug=False)
-    _common(parser)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in host.commands:
-        if host.command_arguments(command, _Parser(prog=f"remaster {command.name}"), common=_common):
-            subparser = commands.add_parser(command.name, help=command.help,
-                                            description=command.description or command.help)
-            host.command_arguments(command, subparser, common=_common)
+        # The command's arguments are added once, to a parser of their own: one that fails leaves no half-made
+        # subcommand behind; the subcommand then takes them over as its parent's.
+        own = Parser(prog=f"remaster {command.name}", add_help=False)
+        if hooks.command_arguments(host, command, own, common=common_options):
+            commands.add_parser(command.name, help=command.help, description=command.description or command.help,
+                                parents=[own])
     for name, subparser in commands.choices.items():
-        host.add_options(name, subparser)
+        hooks.add_options(host, name, subparser)
     return parser
 
 
@@ -97,12 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = cli_host()
         parser = build_parser(host)
         args = parser.parse_args(argv)
-        with _console(args):
+        with console_for(args):
             code = _command(parser, args, host)
             sys.stdout.flush()  # a short output reaches a closed pipe only here
         return code
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as the standard tools do
-        _stdout_to_devnull()
+        stdout_to_devnull()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("remaster: interrupted", file=sys.stderr)
@@ -125,4 +128,4 @@ def _command(parser: argparse.ArgumentParser, args: argparse.Namespace, host: Pl
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return host.run_command(host.commands.get(args.command), args)
+    return hooks.run_command(host, host.commands.get(args.command), args)

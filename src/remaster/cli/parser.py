@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UsageError
+from remaster.errors import UsageError
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's own errors, as one line with exit code 2
         raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def common_options(parser: argparse.ArgumentParser) -> None:
     """Options every command understands (accepted before or after the command name; the CLI adds them to each)."""
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="print nothing but errors")
@@ -22,7 +22,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="show tracebacks and debug logging")
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
+def run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output file (one input) or folder")
@@ -73,7 +73,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                        help="CPUs each Ray worker reserves, and its threads (default 1)")
 
 
-def _parse_tile(text: str) -> int | str:
+def parse_tile(text: str) -> int | str:
     if text == "auto":
         return "auto"
     try:

@@ -6,30 +6,40 @@ import argparse
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ..batch import (FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, json_value, plan_outputs, summarize,
-                    write_report)
-from ..errors import UsageError
-from .console import _warn_plugin_errors
-from .parser import _parse_tile, _run_options
+from remaster.cli import hooks
+from remaster.cli.console import warn_plugin_errors
+from remaster.cli.parser import parse_tile, run_options
+from remaster.errors import UsageError
+from remaster.runs.plan import (
+    FOLDER_SEPARATORS,
+    BatchItem,
+    check_writable,
+    collect_inputs,
+    json_value,
+    plan_outputs,
+    summarize,
+    write_report,
+)
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 def upscale_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``upscale`` command's arguments."""
     parser.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
     parser.add_argument("--scale", type=float, help="output scale; resampled from the model's native scale if different")
-    _run_options(parser)
+    run_options(parser)
 
 
 def run_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``run`` command's arguments."""
     parser.add_argument("pipeline", help="stages separated by '|'")
-    _run_options(parser)
+    run_options(parser)
 
 
 def degrade_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +49,7 @@ def degrade_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, metavar="SIGMA", help="Gaussian noise sigma in 8-bit units")
     parser.add_argument("--jpeg", type=int, metavar="Q", help="JPEG quality 1-100")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0: reproducible)")
-    _run_options(parser)
+    run_options(parser)
 
 
 def upscale(args: argparse.Namespace, host: PluginHost) -> int:
@@ -49,7 +59,7 @@ def upscale(args: argparse.Namespace, host: PluginHost) -> int:
 
 def run(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster run``: the pipeline given."""
-    from ..pipeline import parse_pipeline
+    from remaster.pipeline.syntax import parse_pipeline
 
     return _process(args, lambda: parse_pipeline(args.pipeline), host)
 
@@ -60,8 +70,9 @@ def degrade(args: argparse.Namespace, host: PluginHost) -> int:
 
 
 def _upscale_pipeline(args: argparse.Namespace, host: PluginHost | None = None) -> list[str]:
-    from ..pipeline import default_upscaler, format_stage, resolve_spec
-    from ..plugins import get_host
+    from remaster.pipeline.remasterer import default_upscaler, resolve_spec
+    from remaster.pipeline.syntax import format_stage
+    from remaster.plugin.host import get_host
 
     host = host or get_host()
     name = args.model or default_upscaler(host)
@@ -69,7 +80,7 @@ def _upscale_pipeline(args: argparse.Namespace, host: PluginHost | None = None) 
     if args.scale is not None and args.scale <= 0:
         raise UsageError(f"--scale must be positive, not {args.scale}")
     # A plugin's options may turn the upscale into another pipeline (remaster-gfpgan's --face).
-    pipeline = host.upscale_pipeline(args, name, args.scale or spec.info.scale)
+    pipeline = hooks.upscale_pipeline(host, args, name, args.scale or spec.info.scale)
     if pipeline is not None:
         return pipeline
     if args.scale is None:
@@ -102,13 +113,13 @@ def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
 def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], host: PluginHost) -> int:
     from tqdm import tqdm
 
-    from ..devices import describe_device
-    from ..overlap import run_items
-    from ..pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
-    from .distributed import check_engine_options
+    from remaster.cli.distributed import check_engine_options
+    from remaster.pipeline.devices import describe_device
+    from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+    from remaster.runs.local import run_items
 
     if check_engine_options(args):
-        from .distributed import run_on_ray
+        from remaster.cli.distributed import run_on_ray
 
         return run_on_ray(args, make_stages, finish=_finish, skipped_line=_skipped_line,
                           notes=lambda extras, bar: _plugin_notes(extras, bar, host))
@@ -125,11 +136,11 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
             return _finish(args, items, interrupted=False)
     try:
         remasterer = Remasterer(
-            make_stages(), device=args.device, precision=args.precision, tile=_parse_tile(args.tile),
+            make_stages(), device=args.device, precision=args.precision, tile=parse_tile(args.tile),
             max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
             host=host, half_weights=args.half_weights, compile=args.compile, compile_backend=args.compile_backend,
         )
-        _warn_plugin_errors(args, host)
+        warn_plugin_errors(args, host)
         planned = [choice.name for choice in remasterer.precisions(8)]
         if not args.quiet and not args.json:
             print(f"remaster: {remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
@@ -151,7 +162,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
         bar.refresh()
 
     try:
-        # Decoding the next images and writing finished ones overlap the network (remaster.overlap).
+        # Decoding the next images and writing finished ones overlap the network (remaster.runs.local).
         for item in run_items(remasterer, items, overwrite=args.overwrite, quality=args.quality,
                               on_start=started, progress=progress):
             if item.skipped:
@@ -206,7 +217,7 @@ def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
 def _plugin_notes(extras: dict[str, Any], bar: Any, host: PluginHost) -> str:
     """What plugins say about what their stages reported (``remaster_item_note``), for the per-image log line."""
     known = len(host.warnings)
-    notes = host.item_notes(extras)
+    notes = hooks.item_notes(host, extras)
     for warning in host.warnings[known:]:  # a note that broke is said once, and the run goes on
         bar.write(f"remaster: warning: plugin {warning}", file=sys.stderr)
     return "".join(f", {note}" for note in notes)

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from remaster.errors import UsageError
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 def serve_arguments(serve: argparse.ArgumentParser) -> None:
@@ -29,8 +29,8 @@ def serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster serve``: run the server with this host's stages and presets until interrupted."""
-    from ..server import ServerConfig, is_loopback
-    from ..server import serve as run_server
+    from remaster.server.app import ServerConfig, is_loopback
+    from remaster.server.app import serve as run_server
 
     config = ServerConfig(host=args.host, port=args.port, device=args.device)
     for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):

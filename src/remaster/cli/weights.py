@@ -8,44 +8,44 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .console import _warn_plugin_errors
-from .parser import _Parser, _common
+from remaster.cli.console import warn_plugin_errors
+from remaster.cli.parser import Parser, common_options
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 
 def weights_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``weights`` command group's actions: list, fetch, import, verify, path."""
-    actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser, required=True)
+    actions = parser.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=Parser, required=True)
     listing = actions.add_parser("list", help="every known weights file: cached or not, size, sha256, license, URL")
-    _common(listing)
+    common_options(listing)
     fetch = actions.add_parser("fetch", help="download weights into the cache (resumes; checked before use)")
     fetch.add_argument("name", metavar="NAME", help="weights name (see 'remaster weights list')")
     fetch.add_argument("--url", help="download from this URL instead of the official one (a mirror)")
-    _common(fetch)
+    common_options(fetch)
     importing = actions.add_parser("import", help="copy a weights file you already have into the cache")
     importing.add_argument("file", metavar="PATH", help="the weights file")
     importing.add_argument("--name", help="which weights it is (default: recognised by sha256 or file name)")
     importing.add_argument("--replace", action="store_true",
                            help="pin this file instead of the one pinned on first use (it is still checked); "
                                 "an official sha256 is never replaced")
-    _common(importing)
+    common_options(importing)
     verify = actions.add_parser("verify", help="check the sha256 of cached weights; bad files are quarantined")
     verify.add_argument("name", metavar="NAME", nargs="?", help="only these weights (default: all)")
-    _common(verify)
+    common_options(verify)
     path = actions.add_parser("path", help="print the weights folder, or where the file of NAME is")
     path.add_argument("name", metavar="NAME", nargs="?", help="weights name")
-    _common(path)
+    common_options(path)
 
 
 def weights(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster weights ACTION``: the weights files the host's plugins registered, in the cache."""
-    from ..weights import get_manager
+    from remaster.weights import get_manager
 
     manager = get_manager(host)
     if args.weights_command != "path":  # 'path' output is meant for scripts: keep stderr quiet too
-        _warn_plugin_errors(args, host)
+        warn_plugin_errors(args, host)
     handler = {"list": _weights_list, "fetch": _weights_fetch, "import": _weights_import,
                "verify": _weights_verify, "path": _weights_path}[args.weights_command]
     return handler(args, manager)

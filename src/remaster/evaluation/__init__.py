@@ -31,15 +31,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..lazy import LazyExports
+from remaster.lazy import LazyExports
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on demand
-    from .choices import MetricChoice, candidate_pipeline, check_metric_weights, parse_metrics, split_list
-    from .defaults import COMPARE_METRICS, DEFAULT_DEGRADE, DEFAULT_METRICS
-    from .machine import cpu_model
-    from .report import ImageInfo, Report, _json_number, format_value, json_number
-    from .run import ProgressCallback, compare_images, evaluate
-    from .sheets import SHEET_GAP, SHEET_PANEL, detail_crop, sheet_width
+    from remaster.evaluation.choices import (
+        MetricChoice,
+        candidate_pipeline,
+        check_metric_weights,
+        parse_metrics,
+        split_list,
+    )
+    from remaster.evaluation.defaults import COMPARE_METRICS, DEFAULT_DEGRADE, DEFAULT_METRICS
+    from remaster.evaluation.machine import cpu_model
+    from remaster.evaluation.report import ImageInfo, Report, format_value, json_number
+    from remaster.evaluation.run import ProgressCallback, compare_images, evaluate
+    from remaster.evaluation.sheets import SHEET_GAP, SHEET_PANEL, detail_crop, sheet_width
 
 __all__ = [
     "evaluate",
@@ -76,7 +82,6 @@ _EXPORTS = {
     "ImageInfo": "report",
     "format_value": "report",
     "json_number": "report",
-    "_json_number": "report",  # the old, private name of json_number, for callers not moved yet
     "cpu_model": "machine",
     "SHEET_PANEL": "sheets",
     "SHEET_GAP": "sheets",

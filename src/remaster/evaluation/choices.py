@@ -5,14 +5,16 @@ and each candidate turned into the pipeline that enlarges by the degradation's f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from ..errors import UsageError
-from ..metrics import MetricSpec
-from ..pipeline import format_stage, parse_pipeline, parse_stage, resolve_spec, split_top_level
-from ..plugins import PluginHost, get_host
-from .defaults import DEFAULT_METRICS
+from remaster.errors import UsageError
+from remaster.evaluation.defaults import DEFAULT_METRICS
+from remaster.metrics import MetricSpec
+from remaster.pipeline.remasterer import resolve_spec
+from remaster.pipeline.syntax import format_stage, parse_pipeline, parse_stage, split_top_level
+from remaster.plugin.host import PluginHost, get_host
 
 __all__ = ["split_list", "MetricChoice", "parse_metrics", "check_metric_weights", "candidate_pipeline"]
 
@@ -93,7 +95,7 @@ def check_metric_weights(choices: Sequence[MetricChoice], *, host: PluginHost | 
     names = [name for choice in choices for name in choice.spec.weights_for(choice.options)]
     if not names:
         return
-    from ..weights import get_manager
+    from remaster.weights import get_manager
 
     manager = get_manager(host)
     for name in dict.fromkeys(names):

@@ -31,9 +31,9 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _setup(degrade: str, factor: int, crop_border: int, y_channel: bool, device: torch.device,
+def run_setup(degrade: str, factor: int, crop_border: int, y_channel: bool, device: torch.device,
            precision: str) -> dict[str, Any]:
-    from .. import __version__
+    from remaster import __version__
 
     return {
         "degrade": degrade, "factor": factor, "crop_border": crop_border, "y_channel": y_channel,

@@ -9,15 +9,16 @@ import io as _io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..pipeline import parse_stage
-from .choices import MetricChoice
+from remaster import io
+from remaster.evaluation.choices import MetricChoice
+from remaster.pipeline.syntax import parse_stage
 
 __all__ = ["Report", "ImageInfo", "format_value", "json_number"]
 
@@ -44,8 +45,6 @@ def json_number(value: float | None) -> Any:
     return value
 
 
-#: The old, private name of :func:`json_number`.
-_json_number = json_number
 
 
 def _csv_number(value: float | None) -> str:

@@ -8,25 +8,26 @@ import io as _io
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .. import io
-from ..errors import OutputError, UsageError
-from ..image import Image, Meta
-from ..metrics import MetricError
-from ..pipeline import Remasterer
-from ..plugins import PluginHost, get_host
-from ..weights import get_manager
-from .choices import MetricChoice, candidate_pipeline, check_metric_weights, parse_metrics
-from .defaults import COMPARE_METRICS, DEFAULT_DEGRADE, DEFAULT_METRICS
-from .machine import _setup
-from .report import ImageInfo, Report
-from .scoring import _score, _Warnings
-from .sheets import _sheet_for, _sheet_name
+from remaster import io
+from remaster.errors import OutputError, UsageError
+from remaster.evaluation.choices import MetricChoice, candidate_pipeline, check_metric_weights, parse_metrics
+from remaster.evaluation.defaults import COMPARE_METRICS, DEFAULT_DEGRADE, DEFAULT_METRICS
+from remaster.evaluation.machine import run_setup
+from remaster.evaluation.report import ImageInfo, Report
+from remaster.evaluation.scoring import UnmeasuredWarnings, score_metric
+from remaster.evaluation.sheets import sheet_for, sheet_name
+from remaster.io.image import Image, Meta
+from remaster.metrics import MetricError
+from remaster.pipeline.remasterer import Remasterer
+from remaster.plugin.host import PluginHost, get_host
+from remaster.weights import get_manager
 
 __all__ = ["evaluate", "compare_images", "ProgressCallback"]
 
@@ -195,8 +196,8 @@ def evaluate(
 
     report = Report(images=infos, candidates={c: " | ".join(map(str, r.stages)) for c, r in runners.items()},
                     metrics=choices, scores={c: {} for c in runners}, seconds={c: {} for c in runners},
-                    originals={}, setup=_setup(degrade, factor, crop_border, y_channel, degrader.device, precision))
-    warnings = _Warnings()
+                    originals={}, setup=run_setup(degrade, factor, crop_border, y_channel, degrader.device, precision))
+    warnings = UnmeasuredWarnings()
     taken: set[str] = set()
     total, done = len(items) * len(runners), 0
     if progress is not None:
@@ -209,7 +210,7 @@ def evaluate(
 
         def measure(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, where: str) -> float:
             try:
-                return _score(choice, out, ref, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
+                return score_metric(choice, out, ref, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
             except MetricError as exc:  # e.g. NIQE on an image too small for two 96x96 blocks
                 warnings.add(choice.label, where, exc)
                 return math.nan
@@ -231,13 +232,13 @@ def evaluate(
             if progress is not None:
                 progress(done, total, f"{name} {label}")
         if folder is not None and save_images:
-            _save_images(folder / "images" / Path(_sheet_name(name, set())).stem, lr_image, outputs, hr_image)
+            _save_images(folder / "images" / Path(sheet_name(name, set())).stem, lr_image, outputs, hr_image)
         if folder is not None and sheets:
-            sheet_file = _sheet_name(name, taken)
+            sheet_file = sheet_name(name, taken)
             info.sheet = f"sheets/{sheet_file}"
             target = folder / "sheets" / sheet_file
             buffer = _io.BytesIO()
-            _sheet_for(info, lr_array, hr_array, outputs, report, factor).save(buffer, format="PNG")
+            sheet_for(info, lr_array, hr_array, outputs, report, factor).save(buffer, format="PNG")
             io.write_atomic(target, buffer.getvalue())
             report.files[f"sheet:{name}"] = target
     report.warnings = warnings.lines()
@@ -292,10 +293,10 @@ def compare_images(a: Any, b: Any, *, metrics: str | Sequence[str] = COMPARE_MET
     results: dict[str, Any] = {}
     for choice in choices:
         if choice.spec.needs_reference:
-            results[choice.label] = _score(choice, x, y, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
+            results[choice.label] = score_metric(choice, x, y, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
         else:
-            results[choice.label] = {"a": _score(choice, x, None, crop_border=crop_border, y_channel=y_channel,
+            results[choice.label] = {"a": score_metric(choice, x, None, crop_border=crop_border, y_channel=y_channel,
                                                   weights_manager=manager),
-                                     "b": _score(choice, y, None, crop_border=crop_border, y_channel=y_channel,
+                                     "b": score_metric(choice, y, None, crop_border=crop_border, y_channel=y_channel,
                                                   weights_manager=manager)}
     return results

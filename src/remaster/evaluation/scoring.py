@@ -5,15 +5,16 @@ measured, collected as the report's warnings.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .choices import MetricChoice
+from remaster.evaluation.choices import MetricChoice
 
 if TYPE_CHECKING:
-    from ..weights import WeightsManager
+    from remaster.weights import WeightsManager
 
 
 def _data_range(array: np.ndarray) -> float:
@@ -33,7 +34,7 @@ def _takes_weights_manager(func: Callable[..., Any]) -> bool:
     return parameter is not None and parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
 
 
-def _score(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, *, crop_border: int,
+def score_metric(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, *, crop_border: int,
            y_channel: bool, weights_manager: WeightsManager | None = None) -> float:
     """One metric on numpy images (``ref=None`` for no-reference metrics); crop first, luma if asked.
 
@@ -60,7 +61,7 @@ def _score(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, *, cro
     return float(value)
 
 
-class _Warnings:
+class UnmeasuredWarnings:
     """Metrics that could not be measured, grouped per metric (first reason kept)."""
 
     def __init__(self) -> None:

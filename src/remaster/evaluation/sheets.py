@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline import parse_stage
-from .report import ImageInfo, Report, format_value
+from remaster.evaluation.report import ImageInfo, Report, format_value
+from remaster.pipeline.syntax import parse_stage
 
 __all__ = ["SHEET_PANEL", "SHEET_GAP", "sheet_width", "detail_crop"]
 
@@ -135,7 +135,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def _sheet_for(image: ImageInfo, lr: np.ndarray, hr: np.ndarray, outputs: dict[str, np.ndarray], report: Report,
+def sheet_for(image: ImageInfo, lr: np.ndarray, hr: np.ndarray, outputs: dict[str, np.ndarray], report: Report,
                factor: int) -> Any:
     """The comparison sheet of one image: input (nearest-enlarged), each candidate, the original."""
     size = _crop_size(hr.shape[0], hr.shape[1])
@@ -161,7 +161,7 @@ def _sheet_for(image: ImageInfo, lr: np.ndarray, hr: np.ndarray, outputs: dict[s
     return _render_sheet(panels, header, (y0, x0, size))
 
 
-def _sheet_name(name: str, taken: set[str]) -> str:
+def sheet_name(name: str, taken: set[str]) -> str:
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(name).with_suffix("").as_posix())
     stem = stem.strip("._") or "image"
     candidate, n = f"{stem}.png", 2

@@ -1,4 +1,4 @@
-"""Reading and writing images: everything outside becomes an :class:`~remaster.image.Image`.
+"""Reading and writing images: everything outside becomes an :class:`~remaster.io.image.Image`.
 
 :func:`load` turns a path, bytes, a PIL image, a numpy array or a torch tensor
 into the one internal representation; :func:`save` writes it back to disk
@@ -22,9 +22,9 @@ Each concern has its module, and everything public is re-exported here, so
   :data:`SAVE_FORMATS` (the PNG/JPEG/WebP/TIFF writers);
 * :mod:`~remaster.io.atomic`: :func:`write_atomic`, :func:`refuse_overwrite`.
 
-:mod:`remaster.image` imports ``conversion`` and ``encoding`` for
+:mod:`remaster.io.image` imports ``conversion`` and ``encoding`` for
 ``Image.save``, ``Image.to_pil`` and ``Image.to_numpy``. Those only read an
-``Image``; ``decoding`` builds them, so it imports :mod:`remaster.image`, and
+``Image``; ``decoding`` builds them, so it imports :mod:`remaster.io.image`, and
 this package imports it only when one of its names is first asked for:
 importing it here would make ``image -> io -> decoding -> image`` a cycle.
 """
@@ -34,12 +34,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .atomic import refuse_overwrite, write_atomic
-from .conversion import convert_like, dequantised, is_quantised, quantise, to_numpy, to_pil, to_tensor
-from .encoding import SAVE_FORMATS, encode, save
+from remaster.io.atomic import refuse_overwrite, write_atomic
+from remaster.io.conversion import convert_like, dequantised, is_quantised, quantise, to_numpy, to_pil, to_tensor
+from remaster.io.encoding import SAVE_FORMATS, encode, save
 
 if TYPE_CHECKING:
-    from .decoding import DEFAULT_MAX_PIXELS, load, max_pixels_from_env
+    from remaster.io.decoding import DEFAULT_MAX_PIXELS, load, max_pixels_from_env
 
 __all__ = [
     "write_atomic",

@@ -12,7 +12,7 @@ import secrets
 from contextlib import suppress
 from pathlib import Path
 
-from ..errors import OutputError
+from remaster.errors import OutputError
 
 __all__ = ["write_atomic", "refuse_overwrite"]
 
@@ -33,7 +33,7 @@ def write_atomic(target: Path, data: bytes) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the folder {target.parent}: {_reason(exc)}", path=target) from exc
+        raise OutputError(f"cannot create the folder {target.parent}: {os_reason(exc)}", path=target) from exc
     temp: Path | None = None
     try:
         temp, fd = _create_temp(target)
@@ -47,7 +47,7 @@ def write_atomic(target: Path, data: bytes) -> None:
             with suppress(OSError):
                 temp.unlink()
         if isinstance(exc, OSError):
-            raise OutputError(f"could not write the file: {_reason(exc)}", path=target, hint=_write_hint(exc)) from exc
+            raise OutputError(f"could not write the file: {os_reason(exc)}", path=target, hint=_write_hint(exc)) from exc
         raise
 
 
@@ -64,7 +64,7 @@ def _create_temp(target: Path) -> tuple[Path, int]:
             continue
 
 
-def _reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     return exc.strerror.lower() if exc.strerror else str(exc)
 
 

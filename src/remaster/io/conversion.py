@@ -1,13 +1,13 @@
-"""Getting an :class:`~remaster.image.Image` out as numpy, PIL or a tensor, or as the kind of object it came in as.
+"""Getting an :class:`~remaster.io.image.Image` out as numpy, PIL or a tensor, or as the kind of object it came in as.
 
 Quantisation to integers happens exactly once, with :func:`quantise`: in
 :func:`to_numpy`, or band by band while the pipeline's last stage runs (an
-*integer image*, see :mod:`remaster.image`), so stages never lose precision in
+*integer image*, see :mod:`remaster.io.image`), so stages never lose precision in
 between. An integer image converts to its own dtype without any arithmetic. Also the metadata rules both ways:
-which ICC profile fits which pixels (:func:`_icc_matching`) and the
-ICC/EXIF/DPI handed to Pillow (:func:`_metadata`).
+which ICC profile fits which pixels (:func:`icc_matching`) and the
+ICC/EXIF/DPI handed to Pillow (:func:`metadata_of`).
 
-Nothing here builds an ``Image``; it only reads one, so :mod:`remaster.image`
+Nothing here builds an ``Image``; it only reads one, so :mod:`remaster.io.image`
 can import this module (for ``Image.to_pil`` and ``Image.to_numpy``) without
 an import cycle.
 """
@@ -21,15 +21,15 @@ import torch
 from PIL import Image as PILImage
 
 if TYPE_CHECKING:  # annotations only: importing the class would make image -> io -> image a cycle
-    from ..image import Image
+    from remaster.io.image import Image
 
 __all__ = ["to_pil", "to_numpy", "to_tensor", "convert_like", "quantise", "is_quantised", "dequantised",
            "returns_integers"]
 
-_INT32_MAX = 2**31 - 1
+INT32_MAX = 2**31 - 1
 
 
-def _icc_matching(icc: bytes | None, *, grayscale: bool) -> bytes | None:
+def icc_matching(icc: bytes | None, *, grayscale: bool) -> bytes | None:
     # A profile describes one colour space; after CMYK->RGB or a colourising
     # stage the old one would mislabel the pixels, so it is dropped.
     if not icc or len(icc) < 20:
@@ -193,7 +193,7 @@ def to_pil(image: Image) -> PILImage.Image:
     deep_gray = image.meta.bit_depth > 8 and image.channels == 1 and image.alpha is None
     dtype = (np.uint16 if image.meta.bit_depth == 16 else np.float32) if deep_gray else np.uint8
     pil = PILImage.fromarray(to_numpy(image, dtype))
-    pil.info.update(_metadata(image))
+    pil.info.update(metadata_of(image))
     return pil
 
 
@@ -211,7 +211,7 @@ def convert_like(image: Image, original: Any) -> Any:
     """
     if isinstance(original, PILImage.Image):
         if original.mode == "I":
-            scale = 65535 if image.meta.bit_depth <= 16 else _INT32_MAX
+            scale = 65535 if image.meta.bit_depth <= 16 else INT32_MAX
             return PILImage.fromarray(np.rint(to_numpy(image, np.float64) * scale).astype(np.int32))
         return to_pil(image)
     if isinstance(original, np.ndarray):
@@ -235,10 +235,10 @@ def _alpha_like(image: Image, want_alpha: bool) -> Image:
     return image
 
 
-def _metadata(image: Image) -> dict[str, Any]:
+def metadata_of(image: Image) -> dict[str, Any]:
     """ICC / EXIF / DPI that fit this image, as Pillow keyword arguments."""
     meta: dict[str, Any] = {}
-    icc = _icc_matching(image.meta.icc_profile, grayscale=image.channels == 1)
+    icc = icc_matching(image.meta.icc_profile, grayscale=image.channels == 1)
     if icc:
         meta["icc_profile"] = icc
     if image.meta.exif:

@@ -1,9 +1,9 @@
-"""Reading images: everything outside becomes an :class:`~remaster.image.Image`.
+"""Reading images: everything outside becomes an :class:`~remaster.io.image.Image`.
 
 :func:`load` turns a path, bytes, a PIL image, a numpy array or a torch tensor
 into the one internal representation, within the pixel limit
 (:func:`max_pixels_from_env`), with EXIF orientation applied and ICC profile,
-EXIF, DPI and bit depth kept in :class:`~remaster.image.Meta`.
+EXIF, DPI and bit depth kept in :class:`~remaster.io.image.Meta`.
 
 Decoding is done by Pillow, except for 16-bit colour PNG/TIFF (Pillow reduces
 those to 8 bits) and TIFFs Pillow cannot open (float RGB), which OpenCV
@@ -11,7 +11,7 @@ decodes. Either way the header is read first, so the pixel limit is enforced
 before any pixel data is decompressed.
 
 The only module of :mod:`remaster.io` that builds an ``Image``, so the only one
-that imports :mod:`remaster.image`.
+that imports :mod:`remaster.io.image`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import torch
 from PIL import Image as PILImage
 from PIL import TiffImagePlugin, UnidentifiedImageError
 
-from ..errors import ImageTooLargeError, InputError, UnsupportedImageError, UsageError
-from ..image import Image, Meta
-from .atomic import _reason
-from .conversion import _INT32_MAX, _icc_matching
+from remaster.errors import ImageTooLargeError, InputError, UnsupportedImageError, UsageError
+from remaster.io.atomic import os_reason
+from remaster.io.conversion import INT32_MAX, icc_matching
+from remaster.io.image import Image, Meta
 
 __all__ = ["DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load"]
 
@@ -167,7 +167,7 @@ def _read_file(path: Path) -> bytes:
     except PermissionError:
         raise InputError("permission denied while reading", path=path, hint="check the file's permissions") from None
     except OSError as exc:
-        raise InputError(f"cannot read the file: {_reason(exc)}", path=path) from exc
+        raise InputError(f"cannot read the file: {os_reason(exc)}", path=path) from exc
 
 
 def _from_bytes(data: bytes, path: Path | None, limit: int) -> Image:
@@ -370,7 +370,7 @@ def _pil_pixels(im: PILImage.Image, path: Path | None) -> np.ndarray:
         if values.min() >= 0 and values.max() <= 65535:
             return values.astype(np.uint16)
         # Wider than 16 bits: keep it as float over the int32 range (negatives clip).
-        return (np.clip(values, 0, None) / _INT32_MAX).astype(np.float32)
+        return (np.clip(values, 0, None) / INT32_MAX).astype(np.float32)
     if mode == "F":
         return _finite_unit(np.asarray(im, dtype=np.float32), path, strict=False)
     raise UnsupportedImageError(
@@ -473,7 +473,7 @@ def _image_from_array(array: np.ndarray, **meta: Any) -> Image:
     has_alpha = channels in (2, 4)
     colour = channels - has_alpha
     tensor = torch.from_numpy(np.ascontiguousarray(values.transpose(2, 0, 1)))[None]
-    icc = _icc_matching(meta.pop("icc_profile", None), grayscale=colour == 1)
+    icc = icc_matching(meta.pop("icc_profile", None), grayscale=colour == 1)
     return Image(
         pixels=tensor[:, :colour],
         alpha=tensor[:, colour:] if has_alpha else None,

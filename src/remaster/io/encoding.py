@@ -1,11 +1,11 @@
-"""Writing an :class:`~remaster.image.Image` as PNG, JPEG, WebP or TIFF: to a file (:func:`save`) or to bytes (:func:`encode`).
+"""Writing an :class:`~remaster.io.image.Image` as PNG, JPEG, WebP or TIFF: to a file (:func:`save`) or to bytes (:func:`encode`).
 
 Depth, alpha and metadata are kept wherever the format allows: 16-bit PNGs
 are written here (:func:`_encode_png16`, neither Pillow nor OpenCV writes all
 their chunks), deep colour TIFFs by OpenCV, everything else by Pillow. Files
 are written atomically (:mod:`remaster.io.atomic`).
 
-Nothing here builds an ``Image``; it only reads one, so :mod:`remaster.image`
+Nothing here builds an ``Image``; it only reads one, so :mod:`remaster.io.image`
 can import this module (for ``Image.save``) without an import cycle.
 """
 
@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage
 
-from ..errors import OutputError, RemasterWarning, UsageError
-from .atomic import refuse_overwrite, write_atomic
-from .conversion import _metadata, dequantised, to_numpy, to_pil
+from remaster.errors import OutputError, RemasterWarning, UsageError
+from remaster.io.atomic import refuse_overwrite, write_atomic
+from remaster.io.conversion import dequantised, metadata_of, to_numpy, to_pil
 
 if TYPE_CHECKING:  # annotations only: importing the class would make image -> io -> image a cycle
-    from ..image import Image
+    from remaster.io.image import Image
 
 __all__ = ["SAVE_FORMATS", "save", "encode", "saves_integers"]
 
@@ -120,7 +120,7 @@ def saves_integers(bit_depth: int, has_alpha: bool, path: str | os.PathLike[str]
     True for 8- and 16-bit images, except where saving computes on the float
     pixels first or takes fewer bits: JPEG with alpha (composited onto white)
     and 16-bit images in JPEG or WebP (8-bit formats). For those, an integer
-    image of the source's depth (:mod:`remaster.image`) gives the same file as
+    image of the source's depth (:mod:`remaster.io.image`) gives the same file as
     the float one, so the pipeline can make it directly.
     """
     fmt = SAVE_FORMATS.get(Path(path).suffix.lower())
@@ -153,7 +153,7 @@ def _encode(image: Image, fmt: str, quality: int, target: Path) -> bytes:
     if deep and (image.channels > 1 or image.alpha is not None):
         return _encode_tiff_opencv(image, target)
     pil = to_pil(image) if deep else PILImage.fromarray(to_numpy(image, np.uint8))
-    options: dict[str, Any] = _metadata(image)
+    options: dict[str, Any] = metadata_of(image)
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     elif fmt == "PNG":
@@ -189,7 +189,7 @@ def _encode_png16(array: np.ndarray, image: Image) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
-    meta = _metadata(image)
+    meta = metadata_of(image)
     if "icc_profile" in meta:
         parts.append(chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta["icc_profile"])))
     if "dpi" in meta:

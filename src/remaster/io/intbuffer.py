@@ -1,12 +1,12 @@
 """The final integer image of a run, filled band by band as the last stage finishes rows.
 
 A huge result never exists as floats: the tiler hands finished rows over
-(:func:`remaster.tiling.run_tiled` with ``emit``), they are quantised on the
+(:func:`remaster.pipeline.tiling.run_tiled` with ``emit``), they are quantised on the
 device they were computed on (:func:`~remaster.io.conversion.quantise`) and
 only the integers are copied into one host array laid out ``(H, W, C)``,
 alpha last, which is what the encoders take, so writing the file needs no
 further full-size conversion. :meth:`IntegerBuffer.image` wraps it as an
-integer :class:`~remaster.image.Image` whose ``pixels``/``alpha`` are views of
+integer :class:`~remaster.io.image.Image` whose ``pixels``/``alpha`` are views of
 that array.
 
 Builds an ``Image``, so like :mod:`~remaster.io.decoding` it is not imported
@@ -20,14 +20,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..image import Image, Meta
-from .conversion import quantise
+from remaster.io.conversion import quantise
+from remaster.io.image import Image, Meta
 
 __all__ = ["IntegerBuffer", "HostCopier"]
 
 
 class HostCopier(Protocol):
-    """How the integers reach the host array: :class:`remaster.transfer.DeviceToHost` (pinned, non-blocking on
+    """How the integers reach the host array: :class:`remaster.pipeline.transfer.DeviceToHost` (pinned, non-blocking on
     CUDA) or the plain copy; injected by the pipeline, which knows the device."""
 
     def copy(self, target: torch.Tensor, source: torch.Tensor) -> None:

@@ -8,7 +8,7 @@
 ``data_range`` (the value of white) is always required. See ``docs/metrics.md``.
 
 The functions are imported lazily, so that the plugin host, which imports
-:mod:`remaster.metrics.registry` and :mod:`remaster.metrics.builtin` at
+:mod:`remaster.plugin.metrics` and :mod:`remaster.metrics.builtin` at
 start-up, does not pay for numpy and torch here.
 """
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..lazy import LazyExports
-from .registry import MetricError, MetricRegistry, MetricSpec, UnknownMetricError
+from remaster.lazy import LazyExports
+from remaster.plugin.metrics import MetricError, MetricRegistry, MetricSpec, UnknownMetricError
 
 if TYPE_CHECKING:
-    from ..plugin.host import Host
-    from .no_reference import niqe
-    from .perceptual import lpips, vgg_distance
-    from .psnr_ssim import ms_ssim, psnr, ssim
+    from remaster.metrics.no_reference import niqe
+    from remaster.metrics.perceptual import lpips, vgg_distance
+    from remaster.metrics.psnr_ssim import ms_ssim, psnr, ssim
+    from remaster.plugin.host import PluginHost
 
 __all__ = [
     "psnr",
@@ -61,18 +61,19 @@ def __dir__() -> list[str]:
     return _lazy.names()
 
 
-def _registry(registry: MetricRegistry | None, host: Host | None) -> MetricRegistry:
+def _registry(registry: MetricRegistry | None, host: PluginHost | None) -> MetricRegistry:
     # Code that has a host or registry passes it down; the by-name convenience for library users falls back to
-    # the process-wide host through the provider slot of remaster.plugin.host, so that this package imports no
-    # plugin host (the metrics contract in pyproject.toml holds with no exception).
+    # the process-wide host.
     if registry is not None:
         return registry
-    from ..plugin.host import resolve_host
+    if host is not None:
+        return host.ensure_loaded().metrics
+    from remaster.plugin.host import get_host
 
-    return resolve_host(host).metrics
+    return get_host().metrics
 
 
-def get_metric(name: str, *, host: Host | None = None, registry: MetricRegistry | None = None) -> MetricSpec:
+def get_metric(name: str, *, host: PluginHost | None = None, registry: MetricRegistry | None = None) -> MetricSpec:
     """The spec of the metric ``name`` (built-in or from a plugin).
 
     Args:
@@ -85,12 +86,12 @@ def get_metric(name: str, *, host: Host | None = None, registry: MetricRegistry 
     return _registry(registry, host).get(name)
 
 
-def metric_specs(*, host: Host | None = None, registry: MetricRegistry | None = None) -> list[MetricSpec]:
+def metric_specs(*, host: PluginHost | None = None, registry: MetricRegistry | None = None) -> list[MetricSpec]:
     """Every registered metric, sorted by name (of ``registry``, else of ``host``, else of the process-wide host)."""
     return list(_registry(registry, host))
 
 
-def compute(name: str, a: Any, b: Any = None, *, data_range: float, host: Host | None = None,
+def compute(name: str, a: Any, b: Any = None, *, data_range: float, host: PluginHost | None = None,
             registry: MetricRegistry | None = None, **options: Any) -> Any:
     """Compute the metric ``name``: ``func(a, b, data_range=..., **options)``, or ``func(a, ...)`` without reference.
 

@@ -9,7 +9,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .registry import MetricError
+from remaster.plugin.metrics import MetricError
 
 __all__ = ["Batch", "prepare", "finish", "check_data_range", "check_reduction", "crop", "to_y", "compute_dtype"]
 

@@ -7,11 +7,11 @@ computed, and the weights files are read only then.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from ..hookspecs import hookimpl
-from ..plugin import Param, WeightsSpec
-from .registry import MetricSpec
+from remaster.plugin import Param, WeightsSpec
+from remaster.plugin.hookspecs import hookimpl
+from remaster.plugin.metrics import MetricSpec
 
 __all__ = ["builtin_metric_specs", "builtin_weights_specs", "remaster_register_metrics", "remaster_register_weights"]
 

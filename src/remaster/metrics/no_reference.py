@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_data_range, check_reduction, crop, finish, prepare, to_y
-from .registry import MetricError
+from remaster.metrics._common import check_data_range, check_reduction, crop, finish, prepare, to_y
+from remaster.plugin.metrics import MetricError
 
 __all__ = ["niqe", "niqe_y", "BLOCK_SIZE"]
 

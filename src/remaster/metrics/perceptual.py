@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ._common import check_data_range, check_reduction, finish, prepare
-from .registry import MetricError
+from remaster.metrics._common import check_data_range, check_reduction, finish, prepare
+from remaster.plugin.metrics import MetricError
 
 if TYPE_CHECKING:
-    from ..weights import WeightsManager
+    from remaster.weights import WeightsManager
 
 __all__ = ["lpips", "vgg_distance", "VGG19_LAYERS", "clear_cache", "WEIGHTS"]
 
@@ -77,7 +77,7 @@ def clear_cache() -> None:
 
 
 def _weights_manager() -> WeightsManager:
-    from ..weights import get_manager
+    from remaster.weights import get_manager
 
     return get_manager()
 
@@ -100,8 +100,8 @@ def _features(arch: str, weights_name: str, depth: int, manager: Any) -> torch.n
     """``torchvision.models.<arch>().features[:depth]`` with the cached ImageNet weights, frozen, in eval mode."""
     import torchvision
 
-    from ..errors import WeightsError
-    from ..weights import load_state_dict
+    from remaster.errors import WeightsError
+    from remaster.weights import load_state_dict
 
     path = manager.ensure(weights_name)  # WeightsNotFoundError / ChecksumError say what to do
     state = load_state_dict(path)
@@ -168,8 +168,8 @@ def _lpips_net(net: str, device: torch.device, weights_manager: WeightsManager |
     with _lock:
         cached = _cache.get(key)
         if cached is None:
-            from ..errors import WeightsError
-            from ..weights import load_state_dict
+            from remaster.errors import WeightsError
+            from remaster.weights import load_state_dict
 
             features = _features("vgg16" if net == "vgg" else "alexnet", backbone, _LPIPS_STAGES[net][-1], manager)
             lin_path = manager.ensure(linear)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import check_data_range, check_reduction, crop, finish, prepare, to_y
-from .registry import MetricError
+from remaster.metrics._common import check_data_range, check_reduction, crop, finish, prepare, to_y
+from remaster.plugin.metrics import MetricError
 
 __all__ = ["psnr", "ssim", "ms_ssim", "MS_SSIM_WEIGHTS"]
 

@@ -18,15 +18,24 @@ is imported by the module the factory names, on first use.
 
 from __future__ import annotations
 
-from .commands import Command, CommandRegistry
-from .markers import NAME, PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
-from .metrics import MetricRegistry, MetricSpec
-from .presets import Preset, PresetRegistry
-from .reference import Ref, Reference, import_reference, is_reference, load_reference
-from .registries import NAME_PATTERN, SpecRegistry, StageRegistry
-from .specs import PRECISION_NAMES, AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling, precision_name
-from .weights import WeightsRegistry, WeightsSpec
-
+from remaster.plugin.commands import Command, CommandRegistry
+from remaster.plugin.host import PluginHost, PluginInfo, get_host
+from remaster.plugin.markers import NAME, PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
+from remaster.plugin.metrics import MetricRegistry, MetricSpec
+from remaster.plugin.presets import Preset, PresetRegistry
+from remaster.plugin.reference import Ref, Reference, import_reference, is_reference, load_reference
+from remaster.plugin.registries import NAME_PATTERN, SpecRegistry, StageRegistry
+from remaster.plugin.specs import (
+    PRECISION_NAMES,
+    AlphaHandling,
+    Param,
+    StageInfo,
+    StageKind,
+    StageSpec,
+    Tiling,
+    precision_name,
+)
+from remaster.plugin.weights import WeightsRegistry, WeightsSpec
 
 __all__ = [
     "NAME",
@@ -58,4 +67,7 @@ __all__ = [
     "SpecRegistry",
     "StageRegistry",
     "NAME_PATTERN",
+    "PluginHost",
+    "PluginInfo",
+    "get_host",
 ]

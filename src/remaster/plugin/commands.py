@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import PluginError, UnknownNameError
-from .reference import Reference, is_reference
-from .registries import SpecRegistry
+from remaster.errors import PluginError, UnknownNameError
+from remaster.plugin.reference import Reference, is_reference
+from remaster.plugin.registries import SpecRegistry
 
 __all__ = ["Command", "CommandRegistry", "UnknownCommandError"]
 

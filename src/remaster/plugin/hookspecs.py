@@ -10,19 +10,20 @@ it), which keeps old plugins working when a hook grows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .markers import PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
+from remaster.plugin.markers import PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, hookspec
 
 if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here needs them at run time
     import argparse
     from pathlib import Path
 
-    from .commands import Command
-    from .metrics import MetricSpec
-    from .presets import Preset
-    from .specs import StageSpec
-    from .weights import WeightsSpec
+    from remaster.plugin.commands import Command
+    from remaster.plugin.metrics import MetricSpec
+    from remaster.plugin.presets import Preset
+    from remaster.plugin.specs import StageSpec
+    from remaster.plugin.weights import WeightsSpec
 
 __all__ = [
     "PROJECT_NAME",

@@ -17,7 +17,10 @@ PROJECT_NAME = NAME
 #: Bumped when a hook or a spec type changes incompatibly; plugins may check it.
 #: 2: ``remaster.plugin`` is the torch-free surface; precisions are named as strings (``"fp32"``, ``"bf16"``,
 #: ``"fp16"``; torch dtypes are still accepted); factories may be a :class:`~remaster.plugin.Ref` with bound arguments.
-PLUGIN_API_VERSION = 2
+#: 3: ``Stage.prepare(ctx)`` only (API 1's ``prepare(device, dtype)`` is no longer called); the plugin host is
+#: ``remaster.plugin.host``; the shims ``remaster.registry``, ``remaster.hookspecs``, ``remaster.metrics.registry``
+#: and ``remaster.weights.specs`` are gone (their names live in ``remaster.plugin``).
+PLUGIN_API_VERSION = 3
 
 hookspec = pluggy.HookspecMarker(NAME)
 hookimpl = pluggy.HookimplMarker(NAME)

@@ -7,13 +7,14 @@ imported only when the metric is first computed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from ..errors import PluginError, StageParamError, UnknownNameError, UsageError
-from .reference import Reference, is_reference, load_reference
-from .registries import SpecRegistry
-from .specs import Param
+from remaster.errors import PluginError, StageParamError, UnknownNameError, UsageError
+from remaster.plugin.reference import Reference, is_reference, load_reference
+from remaster.plugin.registries import SpecRegistry
+from remaster.plugin.specs import Param
 
 __all__ = ["MetricSpec", "MetricRegistry", "MetricError", "UnknownMetricError"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..errors import PluginError, UnknownNameError
-from .registries import NAME_PATTERN, SpecRegistry
+from remaster.errors import PluginError, UnknownNameError
+from remaster.plugin.registries import NAME_PATTERN, SpecRegistry
 
 __all__ = ["Preset", "PresetRegistry", "UnknownPresetError"]
 

@@ -7,8 +7,9 @@ way so that registering them imports nothing; the module is imported on first us
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 __all__ = ["Ref", "Reference", "import_reference", "is_reference", "load_reference"]
 

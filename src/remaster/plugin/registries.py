@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, ClassVar, Generic, Iterator, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from ..errors import PluginError, RemasterError, UnknownStageError
-from .reference import is_reference
-from .specs import StageKind, StageSpec
+from remaster.errors import PluginError, RemasterError, UnknownStageError
+from remaster.plugin.reference import is_reference
+from remaster.plugin.specs import StageKind, StageSpec
 
 __all__ = ["SpecRegistry", "StageRegistry", "NAME_PATTERN"]
 
@@ -58,9 +59,9 @@ class SpecRegistry(Generic[S]):
         batch: dict[str, S] = {}
         for spec in specs:
             checked = self.check(spec, plugin, verb="registered")
-            name = getattr(checked, "name")
+            name = checked.name
             if name in self._specs or name in batch:
-                owner = getattr(self._specs[name], "plugin") if name in self._specs else plugin
+                owner = self._specs[name].plugin if name in self._specs else plugin
                 raise PluginError(f"{self.what} {name!r} is already registered by plugin {owner!r}", path=plugin,
                                   hint=f"rename the {self.what} or uninstall one of the plugins")
             batch[name] = checked

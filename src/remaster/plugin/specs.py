@@ -10,11 +10,12 @@ pipeline first needs the stage, and weights are read only in ``Stage.prepare``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
-from ..errors import StageError, StageParamError
-from .reference import Ref, Reference, load_reference
+from remaster.errors import StageError, StageParamError
+from remaster.plugin.reference import Ref, Reference, load_reference
 
 __all__ = ["StageKind", "Tiling", "AlphaHandling", "Param", "StageInfo", "StageSpec", "PRECISION_NAMES",
            "precision_name"]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
-from ..errors import PluginError, UsageError
-from .reference import is_reference
-from .registries import SpecRegistry
+from remaster.errors import PluginError, UsageError
+from remaster.plugin.reference import is_reference
+from remaster.plugin.registries import SpecRegistry
 
 __all__ = ["WeightsSpec", "WeightsRegistry", "PINS_FILE"]
 

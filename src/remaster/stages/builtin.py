@@ -9,10 +9,10 @@ rather than imported from those modules; a test keeps them in step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
-from ..plugin import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
+from remaster.plugin import Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
 
 __all__ = ["INTERPOLATORS", "builtin_specs", "remaster_register_stages"]
 

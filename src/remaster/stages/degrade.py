@@ -16,16 +16,17 @@ used. The global NumPy and torch RNGs are never touched.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..image import LUMA_BT601
-from ..stage import RunContext, Stage, scaled_size
-from .interpolate import resize
+from remaster.io.image import LUMA_BT601
+from remaster.pipeline.stage import RunContext, Stage, scaled_size
+from remaster.stages.interpolate import resize
 
 __all__ = ["Downsample", "Noise", "Jpeg", "Blur", "jpeg_roundtrip", "reflect_index", "NOISE_KINDS", "DOWNSAMPLE_METHODS"]
 

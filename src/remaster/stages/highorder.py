@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
-from ..image import LUMA_BT601
-from ..stage import RunContext, Stage, scaled_size
-from .degrade import jpeg_roundtrip, reflect_index
+from remaster.errors import UsageError
+from remaster.io.image import LUMA_BT601
+from remaster.pipeline.stage import RunContext, Stage, scaled_size
+from remaster.stages.degrade import jpeg_roundtrip, reflect_index
 
 __all__ = ["RealESRGANSettings", "RealESRGANDegradation", "RealESRGANDegrade", "load_settings", "KERNEL_TYPES"]
 
@@ -89,7 +88,7 @@ class RealESRGANSettings:
     final_sinc_prob: float = 0.8
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], *, source: str | Path | None = None) -> "RealESRGANSettings":
+    def from_mapping(cls, values: Mapping[str, Any], *, source: str | Path | None = None) -> RealESRGANSettings:
         """Defaults overridden by ``values``; unknown keys and malformed values are refused.
 
         Raises:

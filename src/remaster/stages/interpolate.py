@@ -1,6 +1,6 @@
 """Classic interpolators: nearest, bilinear, bicubic and Lanczos resizing, as stages.
 
-The filters themselves are :mod:`remaster.resample` (Pillow's, kept in float), which the
+The filters themselves are :mod:`remaster.pipeline.resample` (Pillow's, kept in float), which the
 pipeline also uses to resample a fixed-scale network's output.
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..resample import METHODS, resize
-from ..stage import RunContext, Stage, scaled_size
+from remaster.pipeline.resample import METHODS, resize
+from remaster.pipeline.stage import RunContext, Stage, scaled_size
 
 __all__ = ["METHODS", "resize", "Interpolate", "Nearest", "Bilinear", "Bicubic", "Lanczos"]
 

@@ -10,7 +10,7 @@ See ``docs/finetuning.md``. Imported only by ``remaster finetune``: nothing here
 
 from __future__ import annotations
 
-from .data import SkippedFile
-from .finetune import CHECKPOINT_KEYS, FinetuneOptions, FinetuneResult, finetune
+from remaster.training.data import SkippedFile
+from remaster.training.finetune import CHECKPOINT_KEYS, FinetuneOptions, FinetuneResult, finetune
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "finetune", "CHECKPOINT_KEYS", "SkippedFile"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError, UsageError
+from remaster.errors import InputError, UsageError
 
 __all__ = ["IMAGE_SUFFIXES", "TrainingImage", "SkippedFile", "load_folder", "load_pairs", "PatchSampler", "augment"]
 
@@ -58,7 +58,7 @@ def _image_files(folder: Path, what: str) -> list[Path]:
 
 
 def _load_rgb(path: Path) -> torch.Tensor:
-    from ..io import load
+    from remaster.io import load
 
     image = load(path)  # raises InputError naming the file for anything that is not a readable image
     pixels = image.pixels[0].float()

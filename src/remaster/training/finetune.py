@@ -32,14 +32,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
-from .data import PatchSampler, SkippedFile, TrainingImage, load_folder, load_pairs
-from .losses import DEFAULT_LOSSES, UNetDiscriminatorSN, check_perceptual_weights, gan_loss, parse_losses, \
-    perceptual_loss
-from .models import Generator, apply_freeze, load_generator
+from remaster.errors import UsageError
+from remaster.training.data import PatchSampler, SkippedFile, TrainingImage, load_folder, load_pairs
+from remaster.training.losses import (
+    DEFAULT_LOSSES,
+    UNetDiscriminatorSN,
+    check_perceptual_weights,
+    gan_loss,
+    parse_losses,
+    perceptual_loss,
+)
+from remaster.training.models import apply_freeze, load_generator
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
+    from remaster.plugin.host import PluginHost
 
 __all__ = ["FinetuneOptions", "FinetuneResult", "finetune", "CHECKPOINT_KEYS"]
 
@@ -189,9 +195,9 @@ class _Run:
     """One fine-tuning run: set-up, the training step, validation, checkpoints."""
 
     def __init__(self, options: FinetuneOptions, host: PluginHost | None = None):
-        from ..devices import resolve_device, resolve_precision
-        from ..plugins import get_host
-        from ..weights import get_manager
+        from remaster.pipeline.devices import resolve_device, resolve_precision
+        from remaster.plugin.host import get_host
+        from remaster.weights import get_manager
 
         self.o = options
         self.host = host = host.ensure_loaded() if host is not None else get_host()
@@ -217,7 +223,7 @@ class _Run:
         self.trainable, self.frozen = apply_freeze(self.generator, options.freeze)
         self.settings = None
         if self.kind == "realesrgan":
-            from ..stages.highorder import load_settings
+            from remaster.stages.highorder import load_settings
 
             self.settings = load_settings(options.config)
         elif options.config:
@@ -271,18 +277,18 @@ class _Run:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            from ..errors import OutputError
+            from remaster.errors import OutputError
 
             raise OutputError(f"cannot create the run folder: {exc.strerror}", path=self.dir) from None
 
     def _make_degradation(self, seed: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
         scale = self.generator.scale
         if self.kind == "realesrgan":
-            from ..stages.highorder import RealESRGANDegradation
+            from remaster.stages.highorder import RealESRGANDegradation
 
             return RealESRGANDegradation(self.settings, scale=scale, seed=seed, device=self.device)
         if self.kind == "simple":
-            from ..stages.interpolate import resize
+            from remaster.stages.interpolate import resize
 
             def bicubic(hr: torch.Tensor) -> torch.Tensor:
                 size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
@@ -324,7 +330,7 @@ class _Run:
     # ------------------------------------------------------------------ training
 
     def train_step(self) -> dict[str, float]:
-        from ..devices import autocast_context
+        from remaster.pipeline.devices import autocast_context
 
         hr, lr = self.sampler.batch(self.o.batch)
         hr = hr.to(self.device)
@@ -393,8 +399,8 @@ class _Run:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        from ..devices import autocast_context
-        from ..metrics import psnr, ssim
+        from remaster.metrics import psnr, ssim
+        from remaster.pipeline.devices import autocast_context
 
         model = self.result_model
         was_training = model.training
@@ -420,12 +426,12 @@ class _Run:
                 **{f"remaster.{k}": f"{v:.4f}" for k, v in extra.items()}}
 
     def save_model(self, name: str, scores: Mapping[str, float]) -> Path:
-        from ..weights import save_state_dict
+        from remaster.weights import save_state_dict
 
         return save_state_dict(self.result_model.state_dict(), self.dir / name, metadata=self._metadata(scores))
 
     def save_state(self) -> None:
-        from ..weights import save_state_dict
+        from remaster.weights import save_state_dict
 
         tensors: dict[str, torch.Tensor] = {}
         tensors.update({f"g.{k}": v for k, v in self.generator.model.state_dict().items()})
@@ -449,7 +455,7 @@ class _Run:
     def load_state(self) -> None:
         from safetensors import safe_open
 
-        from ..weights import load_state_dict
+        from remaster.weights import load_state_dict
 
         path = self.dir / _STATE
         tensors = load_state_dict(path)
@@ -498,7 +504,7 @@ class _Log:
         self._rewrite()
 
     def _rewrite(self) -> None:
-        from ..io import write_atomic
+        from remaster.io import write_atomic
 
         write_atomic(self.path, "".join(json.dumps(e) + "\n" for e in self.entries).encode())
 
@@ -508,7 +514,7 @@ class _Log:
             file.write(json.dumps(entry) + "\n")
 
     def plot(self, path: Path) -> None:
-        from .plot import plot_curves
+        from remaster.training.plot import plot_curves
 
         losses: dict[str, list[tuple[float, float]]] = {}
         for entry in self.entries:
@@ -567,8 +573,8 @@ def finetune(options: FinetuneOptions, *, host: PluginHost | None = None) -> Fin
     """
     from tqdm import tqdm
 
-    from ..devices import describe_device
-    from ..io import write_atomic
+    from remaster.io import write_atomic
+    from remaster.pipeline.devices import describe_device
 
     _check_options(options)
     run = _Run(options, host)

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..errors import UsageError, WeightsNotFoundError
+from remaster.errors import UsageError, WeightsNotFoundError
 
 if TYPE_CHECKING:
-    from ..weights import WeightsManager
+    from remaster.weights import WeightsManager
 
 __all__ = ["LOSS_NAMES", "DEFAULT_LOSSES", "parse_losses", "PERCEPTUAL_LAYERS", "perceptual_loss",
            "check_perceptual_weights", "UNetDiscriminatorSN", "gan_loss"]
@@ -83,7 +83,7 @@ def perceptual_loss(output: torch.Tensor, target: torch.Tensor, *,
 
     ``weights_manager`` is the run's, which VGG19 is read from.
     """
-    from ..metrics import vgg_distance
+    from remaster.metrics import vgg_distance
 
     return vgg_distance(output, target, data_range=1.0, layers=PERCEPTUAL_LAYERS, criterion="l1", reduction="mean",
                         weights_manager=weights_manager)

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import UsageError
+from remaster.errors import UsageError
 
 if TYPE_CHECKING:
-    from ..plugins import PluginHost
-    from ..weights import WeightsManager
+    from remaster.plugin.host import PluginHost
+    from remaster.weights import WeightsManager
 
 __all__ = ["Generator", "load_generator", "frozen_names", "apply_freeze"]
 
@@ -54,10 +54,10 @@ def _weights_file(model: str, host: PluginHost | None, weights_manager: WeightsM
     path = Path(model).expanduser()
     if path.is_file():
         return path
-    from ..pipeline import resolve_spec
-    from ..plugins import get_host
-    from ..stage import NetworkStage
-    from ..weights import get_manager
+    from remaster.pipeline.remasterer import resolve_spec
+    from remaster.pipeline.stage import NetworkStage
+    from remaster.plugin.host import get_host
+    from remaster.weights import get_manager
 
     host = host.ensure_loaded() if host is not None else get_host()
     manager = weights_manager if weights_manager is not None else get_manager(host)
@@ -76,7 +76,7 @@ def load_generator(model: str, *, host: PluginHost | None = None,
 
     Args:
         model: A weights file, or the name of a stage of ``host`` that implements
-            :class:`remaster.stage.NetworkStage`.
+            :class:`remaster.pipeline.stage.NetworkStage`.
         host: The plugin host the stage name is looked up in; default the process-wide one.
         weights_manager: The run's weights manager, which the stage gets its file from; default
             ``get_manager(host)``. Neither is used for a file.
@@ -86,7 +86,7 @@ def load_generator(model: str, *, host: PluginHost | None = None,
         WeightsError: the weights cannot be obtained or read.
         StageError: spandrel does not know the architecture, or it is not an image-to-image network.
     """
-    from ..weights import load_network
+    from remaster.weights import load_network
 
     file = _weights_file(model, host, weights_manager)
     descriptor = load_network(file)

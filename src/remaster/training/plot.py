@@ -53,7 +53,7 @@ def plot_curves(path: Path, losses: dict[str, list[tuple[float, float]]],
     """Write ``path``: training losses on the left, validation metrics on the right."""
     from PIL import Image, ImageDraw
 
-    from ..io import write_atomic
+    from remaster.io import write_atomic
 
     image = Image.new("RGB", (_W, _H), (255, 255, 255))
     draw = ImageDraw.Draw(image)

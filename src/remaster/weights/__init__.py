@@ -32,12 +32,11 @@ modules imports torch, safetensors or spandrel at module level.
 
 from __future__ import annotations
 
-# CACHE_ENV, QUARANTINE_DIR and PINS_FILE stay importable from here, outside __all__, as before the split.
-from .cache import CACHE_ENV, QUARANTINE_DIR, WeightsManager, WeightsStatus, cache_dir, get_manager, sha256_file
-from .download import ProgressCallback
-from .networks import expect_network, find_and_load_network, load_network
-from .serialize import load_state_dict, load_state_dict_layout, save_state_dict
-from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
+from remaster.plugin.weights import WeightsRegistry, WeightsSpec
+from remaster.weights.cache import CACHE_ENV, WeightsManager, WeightsStatus, cache_dir, get_manager, sha256_file
+from remaster.weights.download import ProgressCallback
+from remaster.weights.networks import expect_network, find_and_load_network, load_network
+from remaster.weights.serialize import load_state_dict, load_state_dict_layout, save_state_dict
 
 __all__ = [
     "WeightsSpec",
@@ -45,6 +44,7 @@ __all__ = [
     "WeightsStatus",
     "WeightsManager",
     "ProgressCallback",
+    "CACHE_ENV",
     "cache_dir",
     "get_manager",
     "sha256_file",

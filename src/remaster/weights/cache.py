@@ -16,21 +16,27 @@ import re
 import secrets
 import shlex
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from ..errors import (ChecksumError, RemasterError, UsageError, WeightsError, WeightsNotFoundError,
-                      WrongWeightsError)
-from ..plugin.reference import load_reference
-from .download import _CHUNK, ProgressCallback, download, open_part
-from .serialize import _first_line
-from .specs import PINS_FILE, WeightsRegistry, WeightsSpec
+from remaster.errors import (
+    ChecksumError,
+    RemasterError,
+    UsageError,
+    WeightsError,
+    WeightsNotFoundError,
+    WrongWeightsError,
+)
+from remaster.plugin.reference import load_reference
+from remaster.plugin.weights import PINS_FILE, WeightsRegistry, WeightsSpec
+from remaster.weights.download import CHUNK, ProgressCallback, download, open_part
+from remaster.weights.serialize import first_line
 
 if TYPE_CHECKING:
-    from ..plugin.host import Host
+    from remaster.plugin.host import PluginHost
 
 __all__ = ["WeightsStatus", "WeightsManager", "cache_dir", "get_manager", "sha256_file", "CACHE_ENV",
            "QUARANTINE_DIR"]
@@ -55,7 +61,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     """The sha256 of a file as 64 lower-case hex digits, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
+        while chunk := file.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -209,7 +215,7 @@ class WeightsManager:
             return exc.message
         except Exception as exc:  # a check that breaks is the plugin's problem, not a verdict on the file
             raise WeightsError(f"the check {spec.check!r} of weights {spec.name!r} failed: "
-                               f"{type(exc).__name__}: {_first_line(str(exc))}", path=file,
+                               f"{type(exc).__name__}: {first_line(str(exc))}", path=file,
                                hint=self._reinstall_hint(spec)) from exc
         return None
 
@@ -475,7 +481,7 @@ class WeightsManager:
 
     def _pin(self, name: str, digest: str | None) -> None:
         """Pin ``digest`` for ``name``; ``None`` removes the pin."""
-        from ..io import write_atomic
+        from remaster.io import write_atomic
 
         pins = self._pins()
         if digest is None:
@@ -505,7 +511,7 @@ def _shell_word(text: str) -> str:
 def _copy_hashing(source: Path, target: Path) -> str:
     digest = hashlib.sha256()
     with open(source, "rb") as src, open(target, "xb") as dst:
-        while chunk := src.read(_CHUNK):
+        while chunk := src.read(CHUNK):
             digest.update(chunk)
             dst.write(chunk)
         dst.flush()
@@ -513,12 +519,10 @@ def _copy_hashing(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def get_manager(host: Host | None = None) -> WeightsManager:
+def get_manager(host: PluginHost | None = None) -> WeightsManager:
     """A manager over ``host``'s weights (default: the process-wide plugin host) and the current cache folder."""
     if host is None:
-        # The default comes through the provider slot of remaster.plugin.host, so that the weights package (below
-        # the host, and imported by metrics) imports no plugin host.
-        from ..plugin.host import default_host
+        from remaster.plugin.host import get_host
 
-        host = default_host()
+        host = get_host()
     return WeightsManager(host.weights)

@@ -11,28 +11,28 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Union
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 try:  # POSIX only; elsewhere concurrent downloads of one file are simply not guarded
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from ..errors import WeightsError
+from remaster.errors import WeightsError
 
 if TYPE_CHECKING:
-    from .specs import WeightsSpec
+    from remaster.plugin.weights import WeightsSpec
 
 __all__ = ["ProgressCallback", "open_part", "download"]
 
 #: ``progress(bytes_done, total_bytes_or_None)``, called as a download proceeds.
-ProgressCallback = Callable[[int, Union[int, None]], None]
+ProgressCallback = Callable[[int, int | None], None]
 
-_CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough to keep memory flat on multi-GB files
+CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough to keep memory flat on multi-GB files
 _TIMEOUT_S = 60.0  # per socket operation, not for the whole download: slow links still finish
 
 
@@ -78,7 +78,7 @@ def download(spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCall
                 done = file.tell()
                 if progress:
                     progress(done, total)
-                while chunk := response.read(_CHUNK):
+                while chunk := response.read(CHUNK):
                     file.write(chunk)
                     done += len(chunk)
                     if progress:
@@ -100,7 +100,7 @@ def download(spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCall
         except urllib.error.URLError as exc:
             raise WeightsError(f"download of weights {spec.name!r} failed: {exc.reason}", path=url,
                                hint=hint) from None
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise WeightsError(f"download of weights {spec.name!r} timed out ({exc})", path=url,
                                hint=hint) from None
         except (http.client.HTTPException, ConnectionError) as exc:  # cut off mid-body; the .part is kept

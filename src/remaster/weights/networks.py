@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import StageError, WrongWeightsError
-from .serialize import load_state_dict
+from remaster.errors import StageError, WrongWeightsError
+from remaster.weights.serialize import load_state_dict
 
 __all__ = ["load_network", "find_and_load_network", "expect_network"]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnsafeWeightsError, WeightsError
+from remaster.errors import UnsafeWeightsError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -139,7 +139,7 @@ def _load_pickle_safely(file: Path, *, mmap: bool = False) -> Any:
                  "environment you trust",
         ) from None
     except Exception as exc:  # zip/EOF/struct errors: torch has no single type for a damaged file
-        raise WeightsError(f"cannot read the checkpoint ({type(exc).__name__}: {_first_line(str(exc))})",
+        raise WeightsError(f"cannot read the checkpoint ({type(exc).__name__}: {first_line(str(exc))})",
                            path=file, hint="the file is damaged or not a PyTorch checkpoint; get it again") from None
 
 
@@ -164,10 +164,10 @@ def _looks_like_safetensors(file: Path) -> bool:
 def _weights_only_reason(message: str) -> str:
     """The useful part of torch's long weights_only message (e.g. 'Unsupported global: GLOBAL os.system ...')."""
     match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
-    return _first_line(match.group(1) if match else message)
+    return first_line(match.group(1) if match else message)
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else "no details"
     return line.split(". Please use")[0].strip().rstrip(".")
 
@@ -222,7 +222,7 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
     """
     from safetensors.torch import save
 
-    from ..io import write_atomic
+    from remaster.io import write_atomic
 
     target = Path(path)
     # safetensors refuses non-contiguous and shared-memory tensors; make each its own contiguous copy.

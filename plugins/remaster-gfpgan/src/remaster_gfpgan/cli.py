@@ -35,7 +35,7 @@ def remaster_upscale_pipeline(args: argparse.Namespace, upscaler: str, scale: fl
     face_weight, face_model = getattr(args, "face_weight", None), getattr(args, "face_model", None)
     if not (getattr(args, "face", False) or face_weight is not None or face_model):
         return None
-    from remaster.stagestring import format_stage
+    from remaster import format_stage
 
     params: dict[str, Any] = {"upscale": float(scale), "background": upscaler}
     if face_weight is not None:

@@ -9,17 +9,25 @@ import cv2
 import numpy as np
 import torch
 
-from remaster import Image, PrepareContext, RunContext, Stage, StageError, UsageError
-from remaster.image import Meta
-from remaster.devices import autocast_context as _autocast
-from remaster.plugins import PluginHost
-from remaster.stage import SubPipeline
+from remaster import (
+    Image,
+    Meta,
+    PrepareContext,
+    RunContext,
+    Stage,
+    StageError,
+    SubPipeline,
+    UsageError,
+    autocast_context,
+)
+from remaster.plugin import PluginHost
 from remaster.weights import WeightsManager, get_manager, load_network, load_state_dict
 
 from . import geometry
 from .catalogue import PARSING, RESTORERS, RETINAFACE
 from .detectors import FaceDetector, HaarDetector, RetinaFaceDetector
 from .geometry import FACE_SIZE, Face
+
 
 def load_restorer(path: Path) -> Any:
     """A GFPGANv1Clean or RestoreFormer network from a checkpoint (:func:`remaster.weights.load_network`).
@@ -198,7 +206,7 @@ class GFPGANStage(Stage):
 
     def _restore(self, face: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)[None].to(self._device)
-        with torch.inference_mode(), _autocast(self._device, self._dtype):
+        with torch.inference_mode(), autocast_context(self._device, self._dtype):
             restored = self._restorer(tensor)
         return restored[0].permute(1, 2, 0).float().cpu().numpy()
 
@@ -225,7 +233,7 @@ class GFPGANStage(Stage):
         side = self._restorer.size
         face = pixels if (height, width) == (side, side) else F.interpolate(
             pixels, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-        with torch.inference_mode(), _autocast(self._device, self._dtype):
+        with torch.inference_mode(), autocast_context(self._device, self._dtype):
             restored = self._restorer(face.to(self._device)).to(pixels.device)
         restored = face + weight * (restored - face)
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
@@ -239,7 +247,7 @@ def _with_scale(stage: str, scale: float, host: PluginHost) -> str:
 
     ``host`` is the pipeline's plugin host, which knows the stage's spec.
     """
-    from remaster.pipeline import format_stage, parse_stage, resolve_spec
+    from remaster import format_stage, parse_stage, resolve_spec
 
     # A model file's path may hold spaces or parentheses: it is a name as it stands, not a stage string.
     name, given = (stage, {}) if Path(stage).expanduser().is_file() else parse_stage(stage)

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: A scalar ``key=value`` of a ``.param`` line, or an array (``-233xx`` keys).
-ParamValue = Union[int, float, list[Union[int, float]]]
+ParamValue = Union[int, float, list[int | float]]
 
 _MAGIC = "7767517"
 # ncnn encodes "key k holds an array" as key -23300 - k.

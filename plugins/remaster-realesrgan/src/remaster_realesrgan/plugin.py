@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from remaster import MODEL_FILE_SUFFIXES
 from remaster.plugin import Param, Preset, Ref, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
-from remaster.stagestring import MODEL_FILE_SUFFIXES
 
 from .catalogue import MODELS, WEIGHTS
 

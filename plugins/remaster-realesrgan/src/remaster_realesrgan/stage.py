@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -70,7 +71,7 @@ class SpandrelUpscaler(Stage):
         """The file this stage loads: the model file it was given, else the first cached choice, else the last
         producible one.
 
-        Implements :class:`remaster.stage.NetworkStage`, which fine-tuning asks (with its run's manager)
+        Implements :class:`remaster.pipeline.stage.NetworkStage`, which fine-tuning asks (with its run's manager)
         before any pipeline prepares the stage.
         """
         if self._path is not None:
@@ -82,7 +83,7 @@ class SpandrelUpscaler(Stage):
 
     def weights_path(self, weights: WeightsManager | None = None) -> Path:
         """:meth:`network_file` with ``weights`` defaulting to the manager :meth:`prepare` was given, else the
-        process-wide one (kept for callers from before :class:`~remaster.stage.NetworkStage`)."""
+        process-wide one (kept for callers from before :class:`~remaster.pipeline.stage.NetworkStage`)."""
         return self.network_file(weights or self._weights_manager or get_manager())
 
     def prepare(self, ctx: PrepareContext) -> None:

@@ -4,7 +4,7 @@ The GIMP and Krita plug-ins run inside the editors' own Python, which cannot
 import torch or even numpy, so this module uses only ``urllib``, ``json``,
 ``zlib`` and ``subprocess``. The plug-in installers copy this one file next to
 each plug-in (``remaster_client.py``); inside remaster it is
-``remaster.client``, and the server reads :func:`server_file` from here so both
+``remaster.server.client``, and the server reads :func:`server_file` from here so both
 sides agree where the address and token live.
 
 Example:
@@ -25,8 +25,9 @@ import urllib.error
 import urllib.request
 import zlib
 from array import array
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 __all__ = ["ServerError", "Client", "server_file", "read_server_file", "start_server", "connect", "encode_png",
            "swap_red_blue", "FALLBACK_PRESETS", "dialog_presets", "face_variant", "preset_pipeline",

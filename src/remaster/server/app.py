@@ -8,7 +8,7 @@ every :class:`~remaster.errors.RemasterError` becomes a JSON error with an HTTP
 status.
 
 Safety: it listens on loopback unless told otherwise; every request needs the
-random bearer token written (mode 0600) to :func:`remaster.client.server_file`;
+random bearer token written (mode 0600) to :func:`remaster.server.client.server_file`;
 the Host header must name a loopback address (against DNS rebinding) and any
 ``Origin`` other than the server's own is refused, and no CORS headers are
 sent, so web pages cannot drive it. Request bytes, input pixels and output
@@ -31,18 +31,20 @@ import threading
 import time
 import traceback
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import __version__, devices, io
-from .client import server_file
-from .errors import ImageTooLargeError, InputError, OutputError, RemasterError, StageError, UsageError
-from .image import Image
-from .pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
-from .plugins import PluginHost, get_host
-from .stagestring import parse_pipeline, parse_stage
+from remaster import __version__, io
+from remaster.pipeline import devices
+from remaster.errors import ImageTooLargeError, InputError, OutputError, RemasterError, StageError, UsageError
+from remaster.io.image import Image
+from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+from remaster.pipeline.syntax import parse_pipeline, parse_stage
+from remaster.plugin.host import PluginHost, get_host
+from remaster.server.client import server_file
 
 __all__ = ["ServerConfig", "JobQueue", "build_app", "serve", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_REQUEST_BYTES"]
 

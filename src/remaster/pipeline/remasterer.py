@@ -11,27 +11,29 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import devices, io, tiling, transfer
-from .compiling import DEFAULT_COMPILE_TILE, CompiledRun
-from .io.conversion import returns_integers
-from .io.encoding import saves_integers
-from .io.intbuffer import IntegerBuffer
-from .resample import resize
-from .errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
-from .image import LUMA_BT601, Image
-from .plugins import PluginHost, get_host
-from .stage import (PrepareContext, RunContext, Stage, StageInfo, StageSpec, Tiling, prepare_stage, scaled_size,
-                    tile_overlap_of)
-from .stagestring import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage, split_top_level
-from .weights import get_manager
+from remaster import io
+from remaster.errors import ImageTooLargeError, RemasterError, StageContractError, StageError, UsageError
+from remaster.io.conversion import returns_integers
+from remaster.io.encoding import saves_integers
+from remaster.io.image import LUMA_BT601, Image
+from remaster.io.intbuffer import IntegerBuffer
+from remaster.pipeline import devices, tiling, transfer
+from remaster.pipeline.compiling import DEFAULT_COMPILE_TILE, CompiledRun
+from remaster.pipeline.resample import resize
+from remaster.pipeline.stage import PrepareContext, RunContext, Stage, scaled_size, tile_overlap_of
+from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, parse_pipeline, parse_stage, split_top_level
+from remaster.plugin.host import PluginHost, get_host
+from remaster.plugin.specs import StageInfo, StageSpec, Tiling
+from remaster.weights import get_manager
 
 __all__ = ["Remasterer", "ConfiguredStage", "parse_pipeline", "split_top_level", "resolve_spec", "DEFAULT_UPSCALER", "default_upscaler", "DEFAULT_MAX_OUTPUT_PIXELS", "prepare_context"]
 
@@ -152,7 +154,7 @@ class ConfiguredStage:
                 raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
         if self._prepared_for != (device, dtype):
             try:
-                prepare_stage(self._instance, (context or _default_context)(device, dtype))
+                self._instance.prepare((context or _default_context)(device, dtype))
             except RemasterError:
                 raise
             except Exception as exc:  # a plugin's own failure while loading its model: name the stage
@@ -451,7 +453,7 @@ class Remasterer:
             progress: As in :meth:`run`.
             precision: Overrides the precision request for this call (a stage that runs
                 a pipeline of its own passes down what the user asked for).
-            quantise: Return an integer image (:mod:`remaster.image`): ``uint8`` for 8-bit
+            quantise: Return an integer image (:mod:`remaster.io.image`): ``uint8`` for 8-bit
                 sources, ``uint16`` for 16-bit; float (32-bit) sources stay float. A tiled
                 last stage then writes each finished band of rows straight into it,
                 quantised on its device, instead of making a full-size float result; the

@@ -16,16 +16,17 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from . import io
-from .batch import BatchItem
-from .errors import RemasterError
+from remaster import io
+from remaster.errors import RemasterError
+from remaster.runs.plan import BatchItem
 
 if TYPE_CHECKING:
-    from .image import Image
-    from .pipeline import Remasterer
+    from remaster.io.image import Image
+    from remaster.pipeline.remasterer import Remasterer
 
 __all__ = ["run_items", "item_error"]
 
@@ -70,7 +71,7 @@ def run_items(
 
     Args:
         remasterer: The pipeline, prepared or not.
-        items: The planned items (:func:`remaster.batch.plan_outputs`).
+        items: The planned items (:func:`remaster.runs.plan.plan_outputs`).
         overwrite: Replace existing outputs; otherwise an existing one fails its item before it is read.
         quality: JPEG/WebP quality of the outputs.
         read_ahead: Inputs decoded ahead of the one running (at least 1).

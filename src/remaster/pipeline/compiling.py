@@ -1,7 +1,7 @@
 """``torch.compile`` for network stages (``Remasterer(compile=True)``, ``--compile``): timed, with an eager fallback.
 
 Compiling pays off only when the same shapes come back: the pipeline runs a
-compiled stage on tiles of one fixed size (:func:`remaster.tiling.run_tiled`
+compiled stage on tiles of one fixed size (:func:`remaster.pipeline.tiling.run_tiled`
 with ``fixed_window``), so one compilation serves every tile of every image
 larger than the window; calls of any other size (an image smaller than the
 window on an axis) run eagerly rather than on padded input, which would change
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from .errors import RemasterError
-from .stage import RunContext
-from .tiling import is_out_of_memory
+from remaster.errors import RemasterError
+from remaster.pipeline.stage import RunContext
+from remaster.pipeline.tiling import is_out_of_memory
 
 __all__ = ["CompiledRun", "DEFAULT_COMPILE_TILE", "backend_name"]
 

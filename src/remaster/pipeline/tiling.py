@@ -45,12 +45,12 @@ from __future__ import annotations
 import gc
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
-from .errors import StageContractError
+from remaster.errors import StageContractError
 
 __all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory", "fixed_window_size"]
 

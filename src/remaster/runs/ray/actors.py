@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputError, RemasterError
-from ..overlap import item_error
-from . import storage
-from .spec import RunSpec, WorkItem
+from remaster.errors import OutputError, RemasterError
+from remaster.runs.local import item_error
+from remaster.runs.ray import storage
+from remaster.runs.ray.spec import RunSpec, WorkItem
 
 __all__ = ["Worker", "remote_worker", "row"]
 
 
 def row(item: WorkItem, *, ok: bool, error: str | None = None, seconds: float = 0.0,
         extras: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a worker returns for an item: the fields of a :class:`~remaster.batch.BatchItem` after it ran."""
+    """What a worker returns for an item: the fields of a :class:`~remaster.runs.plan.BatchItem` after it ran."""
     return {"index": item.index, "ok": ok, "error": error, "seconds": seconds, "extras": extras or {}}
 
 
@@ -72,7 +72,7 @@ class Worker:
         return row(item, ok=False, error=error, seconds=time.perf_counter() - started)
 
     def _run(self, item: WorkItem) -> dict[str, Any]:
-        from .. import io
+        from remaster import io
 
         spec = self.spec
         if not (storage.is_uri(item.source) or storage.is_uri(item.target)):

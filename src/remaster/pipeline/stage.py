@@ -1,8 +1,7 @@
 """The stage contract at run time: the :class:`Stage` base class and the :class:`RunContext` it gets.
 
 What a plugin declares about a stage (:class:`StageSpec`, :class:`StageInfo`,
-:class:`Param`) lives in the torch-free :mod:`remaster.plugin`; it is
-re-exported here.
+:class:`Param`) lives in the torch-free :mod:`remaster.plugin`.
 
 A :class:`Stage` works on colour pixels only: a ``(N, C, H, W)`` float tensor
 in ``[0, 1]``. The pipeline takes care of everything around it — loading and
@@ -19,36 +18,28 @@ the way down.
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
-from .errors import StageContractError
-# The declarative types live in the torch-free plugin surface; re-exported here for older imports.
-from .plugin.specs import AlphaHandling, Param, StageInfo, StageKind, StageSpec, Tiling
+from remaster.errors import StageContractError
+from remaster.plugin.specs import StageInfo
 
 if TYPE_CHECKING:  # types only, and only from layers below this one (the pipeline, above, is never imported)
     from pathlib import Path
 
-    from .image import Image
-    from .plugins import PluginHost
-    from .weights import WeightsManager
+    from remaster.io.image import Image
+    from remaster.plugin.host import PluginHost
+    from remaster.weights import WeightsManager
 
 __all__ = [
-    "StageKind",
-    "Tiling",
-    "AlphaHandling",
-    "Param",
-    "StageInfo",
-    "StageSpec",
     "Stage",
     "RunContext",
     "PrepareContext",
     "SubPipeline",
     "NetworkStage",
-    "prepare_stage",
     "scaled_size",
     "tile_overlap_of",
 ]
@@ -192,15 +183,10 @@ class Stage:
     def __init__(self, **params: Any):
         self.params: dict[str, Any] = params
 
-    def prepare(self, ctx: PrepareContext, *_api1: Any) -> None:
+    def prepare(self, ctx: PrepareContext) -> None:
         """Build models and read weights; called once before the first :meth:`run`.
 
-        Override it as ``prepare(self, ctx)`` and take the device, the weights
-        manager and the plugin host from ``ctx``. Stages written for plugin
-        API 1 override ``prepare(self, device, dtype)`` instead and are still
-        called that way (see :func:`prepare_stage`); the extra positional
-        parameter here only lets such a stage's ``super().prepare(device, dtype)``
-        keep working.
+        Take the device, the weights manager and the plugin host from ``ctx``.
         """
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
@@ -231,47 +217,6 @@ class NetworkStage(Protocol):
             WeightsNotFoundError, ChecksumError, WeightsError: as :meth:`WeightsManager.ensure`.
         """
         ...
-
-
-def prepare_stage(stage: Any, ctx: PrepareContext) -> None:
-    """Call ``stage.prepare`` in the form it was written for: ``prepare(ctx)``, or API 1's ``prepare(device, dtype)``.
-
-    A ``prepare`` that accepts two positional arguments is an API-1 one (every
-    such stage does) and gets ``(ctx.device, ctx.dtype)``; one that accepts only
-    one gets the context. The signature is read once per stage class.
-    """
-    if _takes_context(type(stage), stage.prepare):
-        stage.prepare(ctx)
-    else:
-        stage.prepare(ctx.device, ctx.dtype)
-
-
-# Per stage class: does its prepare() take the context? Signatures do not change at run time, and
-# inspect.signature is not free; a class's entry lives as long as the class does (classes are few).
-_TAKES_CONTEXT: dict[type, bool] = {}
-
-
-def _takes_context(cls: type, prepare: Callable[..., Any]) -> bool:
-    if getattr(cls, "prepare", None) is Stage.prepare:
-        return True  # not overridden: the base class does nothing either way
-    known = _TAKES_CONTEXT.get(cls)
-    if known is None:
-        try:
-            signature = inspect.signature(prepare)
-        except (TypeError, ValueError):  # a builtin or C callable without one: call it the old way
-            known = False
-        else:
-            known = _binds(signature, 1) and not _binds(signature, 2)
-        _TAKES_CONTEXT[cls] = known
-    return known
-
-
-def _binds(signature: inspect.Signature, count: int) -> bool:
-    try:
-        signature.bind(*range(count))
-    except TypeError:
-        return False
-    return True
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import RemasterError, UsageError
+from remaster.errors import RemasterError, UsageError
 
 __all__ = ["EngineMissingError", "ClusterError", "ClusterCapacityError"]
 

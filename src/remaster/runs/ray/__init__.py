@@ -5,9 +5,9 @@ Ray is imported only when a run starts (``pip install 'remaster[ray]'``), so imp
 
 from __future__ import annotations
 
-from .driver import Plan, execute, make_spec, plan_run, run_folder
-from .errors import ClusterCapacityError, ClusterError, EngineMissingError
-from .spec import RunSpec, WorkItem
+from remaster.runs.ray.driver import Plan, execute, make_spec, plan_run, run_folder
+from remaster.runs.ray.errors import ClusterCapacityError, ClusterError, EngineMissingError
+from remaster.runs.ray.spec import RunSpec, WorkItem
 
 __all__ = ["run_folder", "plan_run", "execute", "make_spec", "Plan", "RunSpec", "WorkItem", "ClusterError",
            "ClusterCapacityError", "EngineMissingError"]

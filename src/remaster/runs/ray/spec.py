@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..pipeline import Remasterer
+    from remaster.pipeline.remasterer import Remasterer
 
 __all__ = ["RunSpec", "WorkItem", "driver_environment"]
 
@@ -61,7 +61,7 @@ class RunSpec:
 
     def build(self) -> Remasterer:
         """The pipeline, built and prepared (weights read) in this process."""
-        from ..pipeline import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+        from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
 
         return Remasterer(list(self.stages), device=self.device, precision=self.precision, tile=self.tile,
                           max_pixels=self.max_pixels,

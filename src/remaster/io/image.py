@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from .io import conversion, encoding
+from remaster.io import conversion, encoding
 
 __all__ = ["Image", "Meta", "LUMA_BT601"]
 

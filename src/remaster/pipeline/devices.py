@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .errors import UsageError
-from .plugin.specs import precision_name as plugin_precision_name
+from remaster.errors import UsageError
+from remaster.plugin.specs import precision_name as plugin_precision_name
 
 __all__ = [
     "resolve_device",
@@ -148,7 +148,7 @@ def _cpu_isa() -> str:
 CPU_ISA_ENV = "REMASTER_CPU_ISA"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _detected_cpu_isa() -> str:
     return _cpu_isa()
 

@@ -12,18 +12,27 @@ import collections
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from ..batch import (FOLDER_SEPARATORS, WRITABLE_SUFFIXES, BatchItem, check_writable, collect_inputs, plan_outputs,
-                     summarize, write_report)
-from ..errors import RemasterError
-from . import storage
-from .actors import remote_worker, row
-from .cluster import check_capacity, connected
-from .errors import ClusterCapacityError, ClusterError
-from .spec import RunSpec, WorkItem, driver_environment
+from remaster.errors import RemasterError
+from remaster.runs.plan import (
+    FOLDER_SEPARATORS,
+    WRITABLE_SUFFIXES,
+    BatchItem,
+    check_writable,
+    collect_inputs,
+    plan_outputs,
+    summarize,
+    write_report,
+)
+from remaster.runs.ray import storage
+from remaster.runs.ray.actors import remote_worker, row
+from remaster.runs.ray.cluster import check_capacity, connected
+from remaster.runs.ray.errors import ClusterCapacityError, ClusterError
+from remaster.runs.ray.spec import RunSpec, WorkItem, driver_environment
 
 __all__ = ["Plan", "plan_run", "execute", "run_folder", "default_workers"]
 
@@ -43,7 +52,7 @@ def plan_run(inputs: Sequence[str], output: str, *, fmt: str | None = None, name
              suffix: str = "", skip_existing: bool = False, report: str | None = None) -> Plan:
     """Plan as ``remaster upscale INPUTS -o OUTPUT`` would: same inputs, names, collision rules and checks.
 
-    Local paths go through :func:`remaster.batch.plan_outputs` unchanged. Object-storage URIs are named by the
+    Local paths go through :func:`remaster.runs.plan.plan_outputs` unchanged. Object-storage URIs are named by the
     same function, against an empty placeholder folder, so that a bucket gets exactly the names a folder would.
 
     Raises:
@@ -115,7 +124,7 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
     Args:
         plan: From :func:`plan_run`.
         spec: The pipeline every worker builds.
-        ray: The connected ``ray`` module (:func:`~remaster.distributed.cluster.connected`).
+        ray: The connected ``ray`` module (:func:`~remaster.runs.ray.cluster.connected`).
         workers: Pool size (default :func:`default_workers`), never more than the items to do.
         cpus_per_worker: CPUs each worker reserves (and its torch threads).
         gpus_per_worker: GPUs each worker reserves; Ray gives each its own ``CUDA_VISIBLE_DEVICES``.
@@ -257,7 +266,7 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
                half_weights: bool = False, compile: bool = False, compile_backend: str = "inductor") -> dict[str, Any]:
     """Run a pipeline over files, folders or object-storage URIs on a Ray cluster.
 
-    Plans exactly as a local folder run (:mod:`remaster.batch`), runs the items on Ray actors that each build the
+    Plans exactly as a local folder run (:mod:`remaster.runs.plan`), runs the items on Ray actors that each build the
     pipeline once, and returns the report a local run writes with ``--report``.
 
     Args:
@@ -277,7 +286,7 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
         half_weights, compile, compile_backend: As for :class:`~remaster.pipeline.Remasterer`, in every worker.
 
     Returns:
-        ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``, as :func:`remaster.batch.summarize`.
+        ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``, as :func:`remaster.runs.plan.summarize`.
 
     Raises:
         EngineMissingError: Ray is not installed.
@@ -308,7 +317,7 @@ def make_spec(stages: Sequence[str], *, device: str, precision: str, tile: int |
               gpus_per_worker: float, half_weights: bool = False, compile: bool = False,
               compile_backend: str = "inductor") -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
-    from ..pipeline import Remasterer
+    from remaster.pipeline.remasterer import Remasterer
 
     # Built on the CPU only to check names and parameters (nothing is loaded); the workers pick their own device.
     Remasterer(list(stages), device="cpu", precision="fp32" if precision == "fp16" else precision, tile=tile,
@@ -323,6 +332,6 @@ def make_spec(stages: Sequence[str], *, device: str, precision: str, tile: int |
 
 
 def _stage_strings(stages: str | Sequence[str]) -> list[str]:
-    from ..stagestring import parse_pipeline
+    from remaster.pipeline.syntax import parse_pipeline
 
     return list(parse_pipeline(stages)) if isinstance(stages, str) else list(stages)

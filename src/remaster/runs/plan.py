@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Sequence
+from typing import Any
 
-from .errors import OutputError, UsageError
-
+from remaster.errors import OutputError, UsageError
 
 #: Extensions picked up when a folder is given as input.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
@@ -34,7 +34,7 @@ FOLDER_SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep} if sep)
 class BatchItem:
     """One input and its planned output; after the run, how it went (one entry of the report)."""
 
-    # Paths in a local run; a distributed run over object storage (remaster.distributed) keeps URIs as strings.
+    # Paths in a local run; a distributed run over object storage (remaster.runs.ray) keeps URIs as strings.
     source: Path | str
     target: Path | str
     ok: bool = False
@@ -158,7 +158,7 @@ def _check_name_template(name_template: str | None, suffix: str) -> str:
         used.add(name)
     if suffix and "suffix" not in used:
         raise UsageError(f"--suffix {suffix!r} is not used: the name template has no {{suffix}}",
-                         hint=f"add {{suffix}} to the template, e.g. '{{stem}}{{suffix}}.{{ext}}'")
+                         hint="add {suffix} to the template, e.g. '{stem}{suffix}.{ext}'")
     return name_template
 
 
@@ -197,7 +197,7 @@ def summarize(items: list[BatchItem], interrupted: bool) -> dict[str, Any]:
 
 
 def write_report(path: Path, summary: dict[str, Any]) -> None:
-    from .io import write_atomic
+    from remaster.io import write_atomic
 
     write_atomic(path, (json.dumps(summary, indent=2, default=json_value) + "\n").encode())
 

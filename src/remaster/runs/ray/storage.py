@@ -12,9 +12,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..batch import IMAGE_SUFFIXES
-from ..errors import InputError, OutputError, UsageError
-from .errors import EngineMissingError
+from remaster.errors import InputError, OutputError, UsageError
+from remaster.runs.plan import IMAGE_SUFFIXES
+from remaster.runs.ray.errors import EngineMissingError
 
 __all__ = ["is_uri", "local_path", "list_images", "join", "read_bytes", "write_bytes", "exists", "existing_under",
            "ENV_PASSED"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from .errors import ClusterCapacityError, ClusterError, EngineMissingError
+from remaster.runs.ray.errors import ClusterCapacityError, ClusterError, EngineMissingError
 
 __all__ = ["import_ray", "connected", "check_capacity", "LOOPBACK", "LOCAL_CLUSTER_ENV"]
 

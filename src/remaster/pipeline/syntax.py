@@ -39,7 +39,7 @@ import ast
 import re
 from typing import Any
 
-from .errors import UsageError
+from remaster.errors import UsageError
 
 __all__ = ["parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"]
 

@@ -1,0 +1,51 @@
+"""The pipeline: options, the stage-string syntax, the stage contract, planning and running stages.
+
+>>> from remaster.pipeline import Remasterer
+>>> Remasterer("degrade.jpeg(quality=30) | bicubic(scale=2)").run(img)
+
+Names are imported from their modules on first use (PEP 562), so that the torch-free parts
+(:mod:`remaster.pipeline.syntax`) can be read without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from remaster.lazy import LazyExports
+
+if TYPE_CHECKING:
+    from remaster.pipeline.remasterer import (
+        DEFAULT_MAX_OUTPUT_PIXELS,
+        DEFAULT_UPSCALER,
+        ConfiguredStage,
+        Remasterer,
+        default_upscaler,
+        prepare_context,
+        resolve_spec,
+    )
+    from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
+    from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage, split_top_level
+
+_EXPORTS = {
+    **dict.fromkeys(("Remasterer", "ConfiguredStage", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS",
+                     "default_upscaler", "resolve_spec", "prepare_context"), "remasterer"),
+    **dict.fromkeys(("Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage"), "stage"),
+    **dict.fromkeys(("parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"),
+                    "syntax"),
+}
+
+__all__ = [
+    "Remasterer", "ConfiguredStage", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS", "default_upscaler",
+    "resolve_spec", "prepare_context", "Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage",
+    "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES",
+]
+
+_lazy = LazyExports(globals(), _EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    return _lazy.get(name)
+
+
+def __dir__() -> list[str]:
+    return _lazy.names()
