@@ -37,7 +37,9 @@ from remaster.plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, Sta
 if TYPE_CHECKING:
     from remaster.io.image import Image, Meta
     from remaster.pipeline.devices import autocast_context
-    from remaster.pipeline.remasterer import DEFAULT_UPSCALER, Remasterer, resolve_spec
+    from remaster.pipeline.configured import DEFAULT_UPSCALER, resolve_spec
+    from remaster.pipeline.options import PipelineOptions
+    from remaster.pipeline.remasterer import Remasterer
     from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
     from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage
 
@@ -49,7 +51,8 @@ except PackageNotFoundError:  # running from a source tree without installing
 #: Names that need torch, and the module each comes from; imported when first asked for.
 _LAZY = {
     "Remasterer": ".pipeline.remasterer",
-    "DEFAULT_UPSCALER": ".pipeline.remasterer",
+    "PipelineOptions": ".pipeline.options",
+    "DEFAULT_UPSCALER": ".pipeline.configured",
     "Image": ".io.image",
     "Meta": ".io.image",
     "Stage": ".pipeline.stage",
@@ -57,7 +60,7 @@ _LAZY = {
     "PrepareContext": ".pipeline.stage",
     "SubPipeline": ".pipeline.stage",
     "NetworkStage": ".pipeline.stage",
-    "resolve_spec": ".pipeline.remasterer",
+    "resolve_spec": ".pipeline.configured",
     "autocast_context": ".pipeline.devices",
     "parse_stage": ".pipeline.syntax",
     "format_stage": ".pipeline.syntax",
@@ -89,6 +92,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Remasterer",
+    "PipelineOptions",
     "DEFAULT_UPSCALER",
     "Image",
     "Meta",

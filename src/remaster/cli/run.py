@@ -70,7 +70,7 @@ def degrade(args: argparse.Namespace, host: PluginHost) -> int:
 
 
 def _upscale_pipeline(args: argparse.Namespace, host: PluginHost | None = None) -> list[str]:
-    from remaster.pipeline.remasterer import default_upscaler, resolve_spec
+    from remaster.pipeline.configured import default_upscaler, resolve_spec
     from remaster.pipeline.syntax import format_stage
     from remaster.plugin.host import get_host
 
@@ -115,7 +115,8 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
 
     from remaster.cli.distributed import check_engine_options
     from remaster.pipeline.devices import describe_device
-    from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+    from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS
+    from remaster.pipeline.remasterer import Remasterer
     from remaster.runs.local import run_items
 
     if check_engine_options(args):

@@ -12,7 +12,7 @@ from typing import Any
 from remaster.errors import UsageError
 from remaster.evaluation.defaults import DEFAULT_METRICS
 from remaster.metrics import MetricSpec
-from remaster.pipeline.remasterer import resolve_spec
+from remaster.pipeline.configured import resolve_spec
 from remaster.pipeline.syntax import format_stage, parse_pipeline, parse_stage, split_top_level
 from remaster.plugin.host import PluginHost, get_host
 

@@ -14,29 +14,24 @@ from typing import TYPE_CHECKING, Any
 from remaster.lazy import LazyExports
 
 if TYPE_CHECKING:
-    from remaster.pipeline.remasterer import (
-        DEFAULT_MAX_OUTPUT_PIXELS,
-        DEFAULT_UPSCALER,
-        ConfiguredStage,
-        Remasterer,
-        default_upscaler,
-        prepare_context,
-        resolve_spec,
-    )
+    from remaster.pipeline.configured import DEFAULT_UPSCALER, ConfiguredStage, default_upscaler, resolve_spec
+    from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS, OPTION_NAMES, PipelineOptions
+    from remaster.pipeline.remasterer import Remasterer, prepare_context
     from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
     from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage, split_top_level
 
 _EXPORTS = {
-    **dict.fromkeys(("Remasterer", "ConfiguredStage", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS",
-                     "default_upscaler", "resolve_spec", "prepare_context"), "remasterer"),
+    **dict.fromkeys(("Remasterer", "prepare_context"), "remasterer"),
+    **dict.fromkeys(("ConfiguredStage", "DEFAULT_UPSCALER", "default_upscaler", "resolve_spec"), "configured"),
+    **dict.fromkeys(("PipelineOptions", "DEFAULT_MAX_OUTPUT_PIXELS", "OPTION_NAMES"), "options"),
     **dict.fromkeys(("Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage"), "stage"),
     **dict.fromkeys(("parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"),
                     "syntax"),
 }
 
 __all__ = [
-    "Remasterer", "ConfiguredStage", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS", "default_upscaler",
-    "resolve_spec", "prepare_context", "Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage",
+    "Remasterer", "PipelineOptions", "OPTION_NAMES", "ConfiguredStage", "DEFAULT_UPSCALER",
+    "DEFAULT_MAX_OUTPUT_PIXELS", "default_upscaler", "resolve_spec", "prepare_context", "Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage",
     "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES",
 ]
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from remaster.errors import UsageError
+from remaster.pipeline.options import precision_request
 from remaster.plugin.specs import precision_name as plugin_precision_name
 
 __all__ = [
@@ -25,8 +26,7 @@ __all__ = [
     "cpu_supports_fast_bf16",
     "resolve_precision",
     "choose_precision",
-    "check_precision_name",
-    "precision_name",
+        "precision_name",
     "Capability",
     "PrecisionChoice",
     "host_capability",
@@ -206,18 +206,6 @@ class PrecisionChoice:
         return precision_name(self.dtype)
 
 
-def check_precision_name(requested: str) -> str:
-    """The normalised precision name (``" BF16"`` → ``"bf16"``).
-
-    Raises:
-        UsageError: for a name that is not auto, fp32, bf16 or fp16.
-    """
-    name = str(requested).strip().lower()
-    if name != "auto" and name not in PRECISIONS:
-        raise UsageError(f"unknown precision {requested!r}", hint="use auto, fp32, bf16 or fp16")
-    return name
-
-
 def choose_precision(requested: str, device: torch.device, supported: tuple[str | torch.dtype, ...], *,
                      bit_depth: int = 8, capability: Capability | None = None) -> PrecisionChoice:
     """Choose the compute precision of one stage for one image; never fails for a supported stage.
@@ -239,7 +227,7 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
     Raises:
         UsageError: for an unknown name, or a stage with no precision that runs on ``device``.
     """
-    name = check_precision_name(requested)
+    name = precision_request(requested)
     capability = capability or host_capability(device)
     supported = tuple(PRECISIONS[plugin_precision_name(dtype)] for dtype in supported)
     runnable = tuple(dtype for dtype in supported if not (dtype is torch.float16 and device.type == "cpu"))

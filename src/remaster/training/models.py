@@ -54,7 +54,7 @@ def _weights_file(model: str, host: PluginHost | None, weights_manager: WeightsM
     path = Path(model).expanduser()
     if path.is_file():
         return path
-    from remaster.pipeline.remasterer import resolve_spec
+    from remaster.pipeline.configured import resolve_spec
     from remaster.pipeline.stage import NetworkStage
     from remaster.plugin.host import get_host
     from remaster.weights import get_manager

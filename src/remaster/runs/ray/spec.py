@@ -61,7 +61,8 @@ class RunSpec:
 
     def build(self) -> Remasterer:
         """The pipeline, built and prepared (weights read) in this process."""
-        from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+        from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS
+        from remaster.pipeline.remasterer import Remasterer
 
         return Remasterer(list(self.stages), device=self.device, precision=self.precision, tile=self.tile,
                           max_pixels=self.max_pixels,

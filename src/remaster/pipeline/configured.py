@@ -1,0 +1,164 @@
+"""Stages as a pipeline holds them: a registered spec with its parameters resolved, built on first use.
+
+Also which spec a name means (a registered stage, or a model file asked of the plugins) and the default upscaler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from remaster.errors import RemasterError, StageError
+from remaster.pipeline import devices
+from remaster.pipeline.compiling import CompiledRun
+from remaster.pipeline.stage import PrepareContext, Stage
+from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES
+from remaster.plugin.host import PluginHost
+from remaster.plugin.specs import StageInfo, StageSpec
+
+__all__ = ["ConfiguredStage", "ContextFactory", "DEFAULT_UPSCALER", "FALLBACK_UPSCALER", "default_upscaler",
+           "resolve_spec", "from_stage_object"]
+
+log = logging.getLogger("remaster.pipeline")
+
+#: Makes the :class:`PrepareContext` of a stage on a device and dtype: the running pipeline's host, weights, options.
+ContextFactory = Callable[[torch.device, torch.dtype], PrepareContext]
+
+#: What ``Remasterer()`` and ``remaster upscale`` run when no stages or model are given.
+DEFAULT_UPSCALER = "realesrgan-x4plus"
+
+#: Used instead, with a warning, when the remaster-realesrgan plugin is not installed.
+FALLBACK_UPSCALER = "lanczos"
+
+
+def default_upscaler(host: PluginHost) -> str:
+    """:data:`DEFAULT_UPSCALER` if a plugin provides it, else Lanczos with a warning."""
+    if DEFAULT_UPSCALER in host.stages:
+        return DEFAULT_UPSCALER
+    log.warning("%s is not installed (pip install remaster-realesrgan); upscaling with %s instead",
+                DEFAULT_UPSCALER, FALLBACK_UPSCALER)
+    return FALLBACK_UPSCALER
+
+
+def resolve_spec(name: str, host: PluginHost) -> StageSpec:
+    """The spec for a stage name, or for a model file path (asked of the plugins)."""
+    if name in host.stages:
+        return host.stages.get(name)
+    if name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name or Path(name).is_file():
+        return host.stage_from_file(Path(name).expanduser())
+    return host.stages.get(name)  # raises UnknownStageError with close matches
+
+
+
+
+@dataclass
+class ConfiguredStage:
+    """A stage with its parameters resolved; the implementation is built on first use.
+
+    Attributes:
+        spec: The registered description.
+        params: Validated parameters including defaults.
+        context: Makes the :class:`PrepareContext` the stage is prepared with (the pipeline that holds it sets it).
+    """
+
+    spec: StageSpec
+    params: dict[str, Any]
+    context: ContextFactory | None = field(default=None, repr=False)
+    _instance: Stage | None = field(default=None, repr=False)
+    _prepared_for: tuple[torch.device, torch.dtype] | None = field(default=None, repr=False)
+    _compiled: CompiledRun | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def info(self) -> StageInfo:
+        return self.spec.info
+
+    @property
+    def scale(self) -> float:
+        """The factor the user asked for."""
+        return self.spec.info.scale_for(self.params)
+
+    @property
+    def run_scale(self) -> float:
+        """The factor the stage itself runs at (its native one when the pipeline resamples the rest)."""
+        return self.spec.info.scale if self.spec.info.resample else self.scale
+
+    @property
+    def alpha(self) -> str:
+        """How alpha passes: a stage parameter named ``alpha`` overrides ``StageInfo.alpha``."""
+        return str(self.params.get("alpha") or self.spec.info.alpha)
+
+    def __str__(self) -> str:
+        changed = {k: v for k, v in self.params.items()
+                   if any(p.name == k and p.default != v for p in self.spec.params)}
+        return self.name + (f"({', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else "")
+
+    def run_notes(self, dtype: torch.dtype) -> dict[str, Any]:
+        """What ``meta.extras["stages"]`` says about how the last run in ``dtype`` went, besides device and precision:
+        ``weights`` (``"fp16"``/``"bf16"``) when the stage ran with half weights; with ``compile``, ``compiled``
+        (the backend, or ``"eager"`` after a failure) and ``compile_seconds`` on the run that compiled."""
+        notes: dict[str, Any] = {}
+        weights = getattr(self._instance, "weights_dtype", None)
+        if weights is not None and weights == dtype != torch.float32:
+            notes["weights"] = devices.precision_name(weights)
+        if self._compiled is not None:
+            notes.update(self._compiled.take_report())
+        return notes
+
+    def compiled_run(self, instance: Stage, backend: str | Callable[..., Any]) -> CompiledRun:
+        """The stage's ``run`` compiled (once per pipeline; compilation itself happens on the first call)."""
+        if self._compiled is None:
+            self._compiled = CompiledRun(instance.run, name=self.name, backend=backend)
+        return self._compiled
+
+    def instance(self, device: torch.device, dtype: torch.dtype, context: ContextFactory | None = None) -> Stage:
+        """The stage object, built and prepared for ``device``/``dtype`` once.
+
+        ``context`` makes the :class:`PrepareContext` (the running :class:`Remasterer`'s host, weights and
+        limits); without one, :attr:`context`.
+
+        Raises:
+            StageError: the stage could not be built or prepared.
+        """
+        if self._instance is None:
+            factory = self.spec.load_factory()
+            try:
+                self._instance = factory(**self.params)
+            except RemasterError:
+                raise
+            except Exception as exc:
+                raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
+        if self._prepared_for != (device, dtype):
+            try:
+                factory = context or self.context
+                if factory is None:
+                    raise StageError("has no pipeline to be prepared in", path=self.name,
+                                     hint="configure it through a Remasterer")
+                self._instance.prepare(factory(device, dtype))
+            except RemasterError:
+                raise
+            except Exception as exc:  # a plugin's own failure while loading its model: name the stage
+                raise StageError(f"could not be prepared: {type(exc).__name__}: {exc}", path=self.name) from exc
+            self._prepared_for = (device, dtype)
+        return self._instance
+
+
+def from_stage_object(stage: Stage, context: ContextFactory | None = None) -> ConfiguredStage:
+    """Wrap a user-made stage object so it runs like a registered one."""
+    spec = getattr(stage, "spec", None)
+    if not isinstance(spec, StageSpec):
+        info = getattr(stage, "info", StageInfo())
+        name = getattr(stage, "name", type(stage).__name__.lower())
+        spec = StageSpec(name=name, kind=getattr(stage, "kind", "filter"), factory=lambda **_: stage, info=info)  # type: ignore[arg-type]
+    configured = ConfiguredStage(spec, dict(getattr(stage, "params", {}) or {}), context)
+    configured._instance = stage
+    return configured
