@@ -26,7 +26,7 @@ from remaster import Remasterer, io
 from remaster.server.client import FALLBACK_PRESETS, Client, ServerError, dialog_presets, encode_png, preset_pipeline
 from remaster.plugin import Preset, hookimpl
 from remaster.plugin.host import PluginHost
-from remaster.server.app import available_presets
+from remaster.server.presets import available_presets
 
 MAX_PIXELS = 4_200_000
 MAX_OUTPUT_PIXELS = 20_000_000

@@ -29,8 +29,9 @@ def serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster serve``: run the server with this host's stages and presets until interrupted."""
-    from remaster.server.app import ServerConfig, is_loopback
+    from remaster.server.app import ServerConfig
     from remaster.server.app import serve as run_server
+    from remaster.server.guard import is_loopback
 
     config = ServerConfig(host=args.host, port=args.port, device=args.device)
     for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):

@@ -16,11 +16,14 @@ pixels (from :meth:`Remasterer.plan`, before anything runs) are limited, the
 queue is bounded (503 with ``Retry-After``), and one worker thread per device
 runs jobs one at a time. Images never touch the disk: decoded from the request
 body, results encoded in memory, so a failed or cancelled job leaves no files.
+
+This module assembles the app (:func:`build_app`) and runs it (:func:`serve`); the guard is in
+:mod:`remaster.server.guard`, the queue and its worker in :mod:`remaster.server.jobs`, the request and
+response helpers in :mod:`remaster.server.http` and the presets in :mod:`remaster.server.presets`.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
@@ -28,9 +31,7 @@ import secrets
 import signal
 import socket
 import threading
-import time
 import traceback
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -38,15 +39,26 @@ from pathlib import Path
 from typing import Any
 
 from remaster import __version__, io
+from remaster.errors import ImageTooLargeError, RemasterError, UsageError
 from remaster.pipeline import devices
-from remaster.errors import ImageTooLargeError, InputError, OutputError, RemasterError, StageError, UsageError
-from remaster.io.image import Image
 from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
-from remaster.pipeline.syntax import parse_pipeline, parse_stage
 from remaster.plugin.host import PluginHost, get_host
 from remaster.server.client import server_file
+from remaster.server.guard import LOOPBACK_NAMES, Guard
+from remaster.server.http import (
+    IMAGE_TYPES,
+    OPTIONS_HEADER,
+    RESULT_TYPES,
+    HTTPError,
+    json_response,
+    parse_options,
+    read_body,
+    status_for,
+)
+from remaster.server.jobs import DEFAULT_MAX_QUEUE, Job, JobQueue
+from remaster.server.presets import available_presets
 
-__all__ = ["ServerConfig", "JobQueue", "build_app", "serve", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_REQUEST_BYTES"]
+__all__ = ["ServerConfig", "build_app", "serve", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_REQUEST_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +66,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 64_000_000
 #: Largest request body accepted by default.
 DEFAULT_MAX_REQUEST_BYTES = 512 * 2**20
-#: Jobs waiting behind the running one before new ones get 503.
-DEFAULT_MAX_QUEUE = 8
-#: Finished jobs whose results are kept until fetched and deleted; the oldest go first.
-KEEP_FINISHED = 16
-#: Names a Host header may carry: loopback only, so a DNS-rebinding page cannot reach the server.
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
-#: What a request body may be (the bytes themselves are sniffed; the type only has to claim an image).
-IMAGE_TYPES = {"image/png", "image/tiff", "application/octet-stream"}
-RESULT_TYPES = {"png": "image/png", "tiff": "image/tiff"}
-OPTIONS_HEADER = "x-remaster-options"
 
 
 @dataclass
@@ -91,317 +93,9 @@ class ServerConfig:
     server_file: Path = field(default_factory=server_file)
 
 
-class HTTPError(Exception):
-    """A refusal with its status; becomes ``{"error": {...}}``."""
-
-    def __init__(self, status: int, message: str, *, hint: str | None = None, kind: str = "RequestError",
-                 headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.hint, self.kind, self.headers = status, message, hint, kind, headers or {}
-
-    @classmethod
-    def from_remaster(cls, exc: RemasterError, status: int) -> HTTPError:
-        message = f"{exc.path}: {exc.message}" if exc.path else exc.message
-        return cls(status, message, hint=exc.hint, kind=type(exc).__name__)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "hint": self.hint, "type": self.kind, "status": self.status}}
-
-
-def status_for(exc: RemasterError) -> int:
-    """The HTTP status of a library error raised while checking a request."""
-    if isinstance(exc, ImageTooLargeError):
-        return 413
-    if isinstance(exc, (InputError, UsageError, StageError)):
-        return 422  # well-formed request, but the image or pipeline cannot be used
-    if isinstance(exc, OutputError):
-        return 422
-    return 500
-
-
-class JobCancelled(Exception):
-    """Raised from the progress callback to stop a cancelled job."""
-
-
-@dataclass
-class Job:
-    id: str
-    pipeline: str
-    result_format: str
-    tile: int | str
-    remasterer: Remasterer
-    image: Image | None
-    output: tuple[int, int, int]
-    state: str = "queued"
-    progress: float = 0.0
-    error: dict[str, Any] | None = None
-    result: bytes | None = None
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    #: Per stage: name, device and precision; planned for the input's bit depth, then what actually ran.
-    stages: list[dict[str, str]] = field(default_factory=list)
-
-    def status(self) -> dict[str, Any]:
-        height, width, channels = self.output
-        return {"id": self.id, "state": self.state, "progress": round(self.progress, 4), "pipeline": self.pipeline,
-                "format": self.result_format, "output": {"width": width, "height": height, "channels": channels},
-                "stages": self.stages, "error": self.error, "created": self.created, "finished": self.finished}
-
-
-class JobQueue:
-    """Jobs by id, the waiting line, and the one worker thread that runs them on the device.
-
-    Args:
-        max_queue: Jobs that may wait behind the running one.
-        keep_finished: Finished jobs kept for their results; older ones are forgotten.
-    """
-
-    def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE, keep_finished: int = KEEP_FINISHED):
-        self.max_queue = max_queue
-        self.keep_finished = keep_finished
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self._waiting: deque[Job] = deque()
-        self._ready = threading.Condition()
-        self._stopping = False
-        self._worker = threading.Thread(target=self._work, name="remaster-worker", daemon=True)
-        self.seconds_per_job = 5.0  # a running average, for Retry-After
-        # The last pipelines run, with their stages built: a second upscale does not load the network again.
-        self._remasterers: OrderedDict[tuple[str, int | str], Remasterer] = OrderedDict()
-
-    def start(self) -> None:
-        self._worker.start()
-
-    def stop(self) -> None:
-        with self._ready:
-            self._stopping = True
-            for job in self.jobs.values():
-                job.cancel.set()
-            self._ready.notify_all()
-        self._worker.join(timeout=10)
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
-    @property
-    def full(self) -> bool:
-        return self.waiting >= self.max_queue
-
-    def retry_after(self) -> int:
-        return max(1, round(self.seconds_per_job * (len(self._waiting) + 1)))
-
-    def submit(self, job: Job) -> None:
-        with self._ready:
-            if self.full:
-                raise HTTPError(503, f"the queue is full ({self.max_queue} jobs waiting)",
-                                hint="try again in a little while", kind="QueueFull",
-                                headers={"Retry-After": str(self.retry_after())})
-            self.jobs[job.id] = job
-            self._waiting.append(job)
-            self._forget_old()
-            self._ready.notify()
-
-    def get(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise HTTPError(404, f"no job {job_id!r}", hint="it may have finished and been deleted", kind="NotFound")
-        return job
-
-    def cancel(self, job_id: str) -> Job:
-        """Cancel a waiting or running job; a finished one is forgotten with its result."""
-        with self._ready:
-            job = self.get(job_id)
-            if job.state == "queued":
-                self._waiting.remove(job)
-                self._end(job, "cancelled")
-            elif job.state == "running":
-                job.cancel.set()
-                job.state = "cancelling"
-            else:
-                del self.jobs[job_id]
-            return job
-
-    def _end(self, job: Job, state: str, *, result: bytes | None = None, error: dict[str, Any] | None = None) -> None:
-        job.state, job.result, job.error = state, result, error
-        job.image = None  # the decoded input is the big thing; free it as soon as the job ends
-        job.finished = time.time()
-
-    def _forget_old(self) -> None:
-        finished = [job for job in self.jobs.values() if job.finished is not None]
-        for job in finished[: max(0, len(finished) - self.keep_finished)]:
-            del self.jobs[job.id]
-
-    def _work(self) -> None:
-        while True:
-            with self._ready:
-                while not self._waiting and not self._stopping:
-                    self._ready.wait()
-                if self._stopping:
-                    return
-                job = self._waiting.popleft()
-                job.state = "running"
-            self._run(job)
-
-    def _remasterer_for(self, job: Job, keep: int = 2) -> Remasterer:
-        key = (job.pipeline, job.tile)
-        remasterer = self._remasterers.pop(key, None) or job.remasterer
-        self._remasterers[key] = remasterer
-        while len(self._remasterers) > keep:
-            self._remasterers.popitem(last=False)
-        return remasterer
-
-    def _run(self, job: Job) -> None:
-        started = time.monotonic()
-
-        def progress(fraction: float) -> None:
-            if job.cancel.is_set():
-                raise JobCancelled
-            job.progress = fraction
-
-        state, result, error = "done", None, None
-        try:
-            assert job.image is not None
-            # The integer result wherever the encoding quantises anyway: a huge result never exists as floats.
-            image = self._remasterer_for(job).run_for_file(job.image, f"result.{job.result_format}",
-                                                           progress=progress)
-            job.stages = list(image.meta.extras.get("stages", job.stages))
-            progress(1.0)
-            result = io.encode(image, job.result_format)
-        except JobCancelled:
-            state = "cancelled"
-        except RemasterError as exc:
-            state, error = "failed", HTTPError.from_remaster(exc, 500).body()["error"]
-        except Exception as exc:  # a bug in a stage must fail the job, not the worker
-            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-            state = "failed"
-            error = HTTPError(500, f"internal error: {type(exc).__name__}: {exc}", kind="InternalError").body()["error"]
-        with self._ready:
-            if job.cancel.is_set():
-                state, result, error = "cancelled", None, None
-            self._end(job, state, result=result, error=error)
-            if state == "done":
-                job.progress = 1.0
-                self.seconds_per_job = 0.7 * self.seconds_per_job + 0.3 * (time.monotonic() - started)
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
-    from starlette.responses import Response
-
-    return Response(json.dumps(body), status_code=status, headers=headers, media_type="application/json")
-
-
-def _hostname(host_header: str) -> str:
-    if host_header.startswith("["):
-        return host_header[1:].split("]", 1)[0]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-class Guard:
-    """ASGI middleware that checks Host, Origin and the bearer token before anything else runs.
-
-    Args:
-        app: The application behind it.
-        token: The bearer token every request must carry.
-        hostnames: Names the Host header may use.
-        origins: Origins a request may come from (the server's own; browsers
-            send ``Origin`` on cross-site requests, plug-ins send none).
-    """
-
-    def __init__(self, app: Any, *, token: str, hostnames: set[str], origins: set[str]):
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-        self.hostnames = hostnames
-        self.origins = origins
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
-        refusal = self.check(headers)
-        if refusal is not None:
-            return await _json(refusal.body(), refusal.status, refusal.headers)(scope, receive, send)
-        return await self.app(scope, receive, send)
-
-    def check(self, headers: dict[str, str]) -> HTTPError | None:
-        if _hostname(headers.get("host", "")).lower() not in self.hostnames:
-            return HTTPError(403, f"requests for host {headers.get('host', '(none)')!r} are refused",
-                             hint="use http://127.0.0.1:PORT", kind="Forbidden")
-        origin = headers.get("origin")
-        if origin is not None and origin not in self.origins:
-            return HTTPError(403, f"requests from origin {origin!r} are refused", kind="Forbidden",
-                             hint="the server takes requests from local programs, not web pages")
-        supplied = headers.get("authorization", "").encode("latin-1")
-        if not hmac.compare_digest(supplied, self.expected):
-            what = "a wrong token" if supplied else "no token"
-            return HTTPError(401, f"the request carries {what}", kind="Unauthorized",
-                             hint="send 'Authorization: Bearer TOKEN' with the token from the server file",
-                             headers={"WWW-Authenticate": "Bearer"})
-        return None
-
-
-def _options(raw: str | None) -> tuple[str, str, int | str]:
-    """The pipeline, result format and tile from the ``X-Remaster-Options`` JSON header."""
-    if not raw:
-        raise HTTPError(400, "the request has no X-Remaster-Options header",
-                        hint='send X-Remaster-Options: {"pipeline": "bicubic(scale=2)"}')
-    try:
-        options = json.loads(raw)
-    except ValueError as exc:
-        raise HTTPError(400, f"X-Remaster-Options is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise HTTPError(400, "X-Remaster-Options must be a JSON object")
-    unknown = sorted(set(options) - {"pipeline", "format", "tile"})
-    if unknown:
-        raise HTTPError(400, f"unknown option(s) {', '.join(unknown)}", hint="options are pipeline, format, tile")
-    pipeline, result_format, tile = options.get("pipeline"), options.get("format", "png"), options.get("tile", "auto")
-    if not isinstance(pipeline, str) or not pipeline.strip():
-        raise HTTPError(400, "the option 'pipeline' must be a non-empty string", hint='e.g. "bicubic(scale=2)"')
-    if result_format not in RESULT_TYPES:
-        raise HTTPError(400, f"the option 'format' must be png or tiff, not {result_format!r}")
-    if not (tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 0)):
-        raise HTTPError(400, f"the option 'tile' must be 'auto' or a size in pixels, not {tile!r}")
-    return pipeline, result_format, tile
-
-
-async def _read_body(request: Any, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    too_big = HTTPError(413, f"the request is larger than the limit of {limit:,} bytes", kind="RequestTooLarge",
-                        hint="send a smaller image, or restart the server with a higher --max-request-bytes")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body that never said its length
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def available_presets(host: PluginHost) -> list[dict[str, Any]]:
-    """The presets ``GET /v1/presets`` lists: those whose stages are all installed, in dialog order.
-
-    A preset whose pipeline names a missing stage (or whose ``requires`` does), or cannot be read, is left out,
-    and so is a face variant whose plain preset is left out: the dialogs could not offer it.
-    """
-    usable: dict[str, Any] = {}
-    for preset in host.presets:
-        try:
-            names = [parse_stage(stage)[0] for stage in parse_pipeline(preset.pipeline)]
-        except UsageError:
-            log.warning("preset %r of plugin %r has an unreadable pipeline %r", preset.name, preset.plugin,
-                        preset.pipeline)
-            continue
-        if all(name in host.stages for name in (*names, *preset.requires)):
-            usable[preset.name] = preset
-    return [preset.as_json() for preset in usable.values()
-            if preset.faces_of is None or (preset.faces_of in usable and usable[preset.faces_of].faces_of is None)]
-
-
 def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set[str],
               host: PluginHost | None = None) -> Any:
-    """The Starlette application, wrapped in :class:`Guard`; ``host`` gives its stages (default: the process-wide one)."""
+    """The Starlette app, wrapped in :class:`Guard`; ``host`` gives its stages (default: the process-wide one)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -414,17 +108,17 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     device_text = devices.describe_device(device)
 
     async def health(request: Request) -> Response:
-        return _json({"status": "ok", "version": __version__, "device": device_text,
+        return json_response({"status": "ok", "version": __version__, "device": device_text,
                       "queue": {"waiting": queue.waiting, "max": config.max_queue},
                       "limits": {"max_request_bytes": config.max_request_bytes, "max_pixels": config.max_pixels,
                                  "max_output_pixels": config.max_output_pixels}})
 
     async def stages(request: Request) -> Response:
-        return _json({"stages": [spec.as_json() for spec in host.stages],
+        return json_response({"stages": [spec.as_json() for spec in host.stages],
                       "plugin_errors": [str(error) for error in host.errors]})
 
     async def presets(request: Request) -> Response:
-        return _json({"presets": available_presets(host)})
+        return json_response({"presets": available_presets(host)})
 
     def prepare(data: bytes, pipeline: str, result_format: str, tile: int | str) -> Job:
         try:
@@ -455,14 +149,14 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
         if content_type not in IMAGE_TYPES:
             raise HTTPError(415, f"the body must be a PNG or TIFF image, not {content_type or 'untyped'!r}",
                             hint="send Content-Type: image/png or image/tiff")
-        pipeline, result_format, tile = _options(request.headers.get(OPTIONS_HEADER))
-        data = await _read_body(request, config.max_request_bytes)
+        pipeline, result_format, tile = parse_options(request.headers.get(OPTIONS_HEADER))
+        data = await read_body(request, config.max_request_bytes)
         job = await run_in_threadpool(prepare, data, pipeline, result_format, tile)
         queue.submit(job)
-        return _json(job.status(), 202, {"Location": f"/v1/jobs/{job.id}"})
+        return json_response(job.status(), 202, {"Location": f"/v1/jobs/{job.id}"})
 
     async def job_status(request: Request) -> Response:
-        return _json(queue.get(request.path_params["job_id"]).status())
+        return json_response(queue.get(request.path_params["job_id"]).status())
 
     async def job_result(request: Request) -> Response:
         job = queue.get(request.path_params["job_id"])
@@ -472,23 +166,23 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
         return Response(job.result, media_type=RESULT_TYPES[job.result_format])
 
     async def job_cancel(request: Request) -> Response:
-        return _json(queue.cancel(request.path_params["job_id"]).status())
+        return json_response(queue.cancel(request.path_params["job_id"]).status())
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPError)
-        return _json(exc.body(), exc.status, exc.headers)
+        return json_response(exc.body(), exc.status, exc.headers)
 
     async def starlette_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = {404: f"no such endpoint {request.url.path}", 405: f"{request.method} is not allowed here"}
         error = HTTPError(exc.status_code, message.get(exc.status_code, str(exc.detail)), kind="RequestError",
                           hint="see docs/editors.md for the API")
-        return _json(error.body(), exc.status_code, dict(exc.headers or {}))
+        return json_response(error.body(), exc.status_code, dict(exc.headers or {}))
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.error("request %s %s failed:\n%s", request.method, request.url.path, traceback.format_exc())
         error = HTTPError(500, f"internal error: {type(exc).__name__}: {exc}", kind="InternalError")
-        return _json(error.body(), 500)
+        return json_response(error.body(), 500)
 
     job_path = "/v1/jobs/{job_id:str}"
     app = Starlette(
@@ -597,11 +291,3 @@ class _Stopped(Exception):
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise _Stopped
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine."""
-    with suppress(OSError):
-        return all(info[4][0] in ("127.0.0.1", "::1") or info[4][0].startswith("127.")
-                   for info in socket.getaddrinfo(host.strip("[]"), None))
-    return False

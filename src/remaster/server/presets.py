@@ -1,0 +1,36 @@
+"""The editor presets ``remaster serve`` offers: :func:`available_presets`, those of the plugin host whose stages
+are all installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from remaster.errors import UsageError
+from remaster.pipeline.syntax import parse_pipeline, parse_stage
+from remaster.plugin.host import PluginHost
+
+__all__ = ["available_presets"]
+
+log = logging.getLogger(__name__)
+
+
+def available_presets(host: PluginHost) -> list[dict[str, Any]]:
+    """The presets ``GET /v1/presets`` lists: those whose stages are all installed, in dialog order.
+
+    A preset whose pipeline names a missing stage (or whose ``requires`` does), or cannot be read, is left out,
+    and so is a face variant whose plain preset is left out: the dialogs could not offer it.
+    """
+    usable: dict[str, Any] = {}
+    for preset in host.presets:
+        try:
+            names = [parse_stage(stage)[0] for stage in parse_pipeline(preset.pipeline)]
+        except UsageError:
+            log.warning("preset %r of plugin %r has an unreadable pipeline %r", preset.name, preset.plugin,
+                        preset.pipeline)
+            continue
+        if all(name in host.stages for name in (*names, *preset.requires)):
+            usable[preset.name] = preset
+    return [preset.as_json() for preset in usable.values()
+            if preset.faces_of is None or (preset.faces_of in usable and usable[preset.faces_of].faces_of is None)]
