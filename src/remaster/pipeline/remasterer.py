@@ -27,20 +27,19 @@ from remaster.pipeline import devices, transfer
 from remaster.pipeline.channels import RowSink, to_gray
 from remaster.pipeline.checks import CallerStop
 from remaster.pipeline.configured import (
-    DEFAULT_UPSCALER,
     ConfiguredStage,
     default_upscaler,
     from_stage_object,
     resolve_spec,
 )
 from remaster.pipeline.execute import StageExecutor
-from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS, PipelineOptions, precision_request
+from remaster.pipeline.options import PipelineOptions, precision_request
 from remaster.pipeline.stage import PrepareContext, RunContext, Stage, scaled_size
 from remaster.pipeline.syntax import parse_pipeline, parse_stage
 from remaster.plugin.host import PluginHost, get_host
 from remaster.weights import get_manager
 
-__all__ = ["Remasterer", "prepare_context", "PipelineOptions", "DEFAULT_UPSCALER", "DEFAULT_MAX_OUTPUT_PIXELS"]
+__all__ = ["Remasterer", "prepare_context"]
 
 log = logging.getLogger("remaster.pipeline")
 

@@ -41,7 +41,8 @@ from typing import Any
 from remaster import __version__, io
 from remaster.errors import ImageTooLargeError, RemasterError, UsageError
 from remaster.pipeline import devices
-from remaster.pipeline.remasterer import DEFAULT_MAX_OUTPUT_PIXELS, Remasterer
+from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS
+from remaster.pipeline.remasterer import Remasterer
 from remaster.plugin.host import PluginHost, get_host
 from remaster.server.client import server_file
 from remaster.server.guard import LOOPBACK_NAMES, Guard
