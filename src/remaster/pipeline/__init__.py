@@ -31,7 +31,8 @@ _EXPORTS = {
 
 __all__ = [
     "Remasterer", "PipelineOptions", "OPTION_NAMES", "ConfiguredStage", "DEFAULT_UPSCALER",
-    "DEFAULT_MAX_OUTPUT_PIXELS", "default_upscaler", "resolve_spec", "prepare_context", "Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage",
+    "DEFAULT_MAX_OUTPUT_PIXELS", "default_upscaler", "resolve_spec", "prepare_context", "Stage", "RunContext",
+    "PrepareContext", "SubPipeline", "NetworkStage",
     "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES",
 ]
 
