@@ -42,11 +42,12 @@ def local_seconds(source: Path, out: Path, stages: list[str]) -> float:
 
 def ray_seconds(ray: Any, source: Path, out: Path, stages: list[str], workers: int) -> tuple[float, float]:
     """(seconds until the first worker is ready, seconds from then until every item is done)."""
+    from remaster.pipeline import PipelineOptions
     from remaster.runs.ray import execute, make_spec, plan_run
 
     plan = plan_run([str(source)], str(out))
-    spec = make_spec(stages, device="cpu", precision="fp32", tile="auto", max_pixels=None, max_output_pixels=None,
-                     overwrite=False, quality=None, cpus_per_worker=1, gpus_per_worker=0)
+    spec = make_spec(stages, PipelineOptions(device="cpu", precision="fp32"), overwrite=False, quality=None,
+                     cpus_per_worker=1, gpus_per_worker=0)
     ready: list[float] = []
     started = time.perf_counter()
     execute(plan, spec, ray, workers=workers, on_start=lambda _: ready.append(time.perf_counter()))

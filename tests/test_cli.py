@@ -315,16 +315,16 @@ def test_the_per_image_line_says_how_long_compiling_took(tmp_path, capsys):
 
 
 def test_gpu_options_reach_the_ray_workers_run_spec():
+    from remaster.pipeline import PipelineOptions
     from remaster.runs.ray.driver import make_spec
 
-    spec = make_spec(["nearest(scale=2)"], device="auto", precision="bf16", tile=64, max_pixels=None,
-                     max_output_pixels=None, overwrite=False, quality=None, cpus_per_worker=1, gpus_per_worker=0,
-                     half_weights=True, compile=True, compile_backend="aot_eager")
+    options = PipelineOptions(precision="bf16", tile=64, half_weights=True, compile=True, compile_backend="aot_eager")
+    spec = make_spec(["nearest(scale=2)"], options, overwrite=False, quality=None, cpus_per_worker=1,
+                     gpus_per_worker=0)
     built = spec.build()  # what each worker does, once
     assert (built.half_weights, built.compile, built.compile_backend) == (True, True, "aot_eager")
-    with pytest.raises(UsageError, match="fixed size"):  # checked by the driver, before any cluster starts
-        make_spec(["nearest"], device="auto", precision="auto", tile=0, max_pixels=None, max_output_pixels=None,
-                  overwrite=False, quality=None, cpus_per_worker=1, gpus_per_worker=0, compile=True)
+    with pytest.raises(UsageError, match="fixed size"):  # checked before any cluster starts
+        PipelineOptions(tile=0, compile=True)
 
 
 def test_compile_with_tile_0_is_a_usage_error(tmp_path, capsys):

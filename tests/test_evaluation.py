@@ -14,7 +14,7 @@ import pytest
 from PIL import Image as PILImage
 from skimage import data
 
-from remaster import Remasterer, UsageError
+from remaster import PipelineOptions, Remasterer, UsageError
 import remaster.evaluation.defaults
 from remaster.cli import main
 from remaster.errors import UnknownStageError, WeightsNotFoundError
@@ -160,13 +160,14 @@ def test_a_network_candidate_at_each_precision_forced(precision):
     """fp32 and bf16 explicitly, never the host's auto choice; tiny, as bf16 is emulated (slow) on many CPUs."""
     hr = data.astronaut()[100:164, 180:244]  # 64x64 -> 16x16 -> x4
     request = dict(candidates=["realesr-animevideov3"], metrics="psnr,ssim", crop_border=4,
-                   degrade="degrade.downsample(scale=0.25)", tile=0)
-    report = evaluate([("face", hr)], precision=precision, **request)
+                   degrade="degrade.downsample(scale=0.25)")
+    report = evaluate([("face", hr)], options=PipelineOptions(precision=precision, tile=0), **request)
     assert report.precision_of("realesr-animevideov3") == f"realesr-animevideov3 [{precision}]"
     scores = report.scores["realesr-animevideov3"]["face"]
     assert 15 < scores["psnr"] < 40 and 0 < scores["ssim"] <= 1
     if precision != "fp32":
-        reference = evaluate([("face", hr)], precision="fp32", **request).scores["realesr-animevideov3"]["face"]
+        reference = evaluate([("face", hr)], options=PipelineOptions(precision="fp32", tile=0),
+                             **request).scores["realesr-animevideov3"]["face"]
         # bf16 moves the 8-bit output by a level here and there (0.004 at most on [0, 1], measured in
         # plugins/remaster-realesrgan/tests/test_precision_matrix.py): hundredths of a dB
         assert scores["psnr"] == pytest.approx(reference["psnr"], abs=0.5) and scores["psnr"] != reference["psnr"]
@@ -299,7 +300,7 @@ def test_cli_compare_scores_and_errors(hr_folder, tmp_path, capsys):
 def test_the_report_says_what_precision_each_candidate_ran_in(hr_folder, tmp_path):
     """Issue 12, item 4: the eval report said "auto", not what ran."""
     report = evaluate(sorted(hr_folder.iterdir()), candidates=["bicubic"], metrics=["psnr"], out_dir=tmp_path,
-                      precision="bf16", sheets=False, device="cpu")
+                      options=PipelineOptions(precision="bf16", device="cpu"), sheets=False)
     assert report.precision_of("bicubic") == "bicubic [fp32]"  # a plain filter stays fp32 under bf16
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["candidates"][0]["precision"] == "bicubic [fp32]"

@@ -17,6 +17,7 @@ from PIL import Image
 import remaster
 from ray_support import NEEDS_RAY, is_loopback, listening_sockets, outputs, process_tree, tiny_folder, worker_environment
 from reliability_support import temp_files
+from remaster import PipelineOptions
 from remaster.cli import main
 
 pytestmark = [NEEDS_RAY, pytest.mark.ray, pytest.mark.timeout(120)]
@@ -55,7 +56,8 @@ def test_outputs_are_bit_identical_to_the_in_process_run(cluster, tmp_path):
     source = tiny_folder(tmp_path / "in", 3)
     stages = ["realesr-animevideov3"]
     expected = local_run(source, tmp_path / "local", stages)
-    summary = run_folder(str(source), str(tmp_path / "ray"), stages=stages, precision="fp32", workers=2)
+    summary = run_folder(str(source), str(tmp_path / "ray"), stages=stages,
+                         options=PipelineOptions(precision="fp32"), workers=2)
     assert (summary["ok"], summary["failed"]) == (3, 0)
     assert outputs(tmp_path / "ray") == expected
 

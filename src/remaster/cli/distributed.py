@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from remaster.cli.parser import parse_tile
+from remaster.cli.parser import pipeline_options
 from remaster.errors import UsageError
 from remaster.runs.plan import BatchItem, summarize, write_report
 
@@ -58,11 +58,8 @@ def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *
                 print(skipped_line(item), file=sys.stderr)
     if all(item.skipped for item in items):  # a finished run, resumed: no cluster is started at all
         return finish(args, items, interrupted=False)
-    spec = make_spec(make_stages(), device=args.device, precision=args.precision, tile=parse_tile(args.tile),
-                     max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels,
-                     overwrite=args.overwrite, quality=args.quality, cpus_per_worker=args.cpus_per_worker,
-                     gpus_per_worker=args.gpus_per_worker, half_weights=args.half_weights, compile=args.compile,
-                     compile_backend=args.compile_backend)
+    spec = make_spec(make_stages(), pipeline_options(args), overwrite=args.overwrite, quality=args.quality,
+                     cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
     skipped = sum(item.skipped for item in items)
     bar = tqdm(total=len(items), initial=skipped, unit="img", disable=args.quiet or None, leave=False,
                file=sys.stderr, dynamic_ncols=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from remaster.cli.console import warn_plugin_errors
-from remaster.cli.parser import parse_tile
+from remaster.cli.parser import pipeline_options
 from remaster.errors import UsageError
 from remaster.runs.plan import collect_inputs
 
@@ -81,8 +81,8 @@ def evaluate(args: argparse.Namespace, host: PluginHost) -> int:
     try:
         report = run_evaluation(hr, degrade=args.degrade, candidates=split_list(args.candidates), metrics=args.metrics,
                           crop_border=args.crop_border, y_channel=args.y_channel, out_dir=args.output,
-                          sheets=not args.no_sheets, save_images=args.save_images, device=args.device,
-                          precision=args.precision, tile=parse_tile(args.tile), progress=progress, host=host)
+                          sheets=not args.no_sheets, save_images=args.save_images, options=pipeline_options(args),
+                          progress=progress, host=host)
     finally:
         if bar is not None:
             bar.close()

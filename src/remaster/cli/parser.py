@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from remaster.errors import UsageError
+from remaster.pipeline.options import PipelineOptions
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,6 +72,18 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
                        help="GPUs each Ray worker reserves (default 0: CPU workers)")
     group.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
                        help="CPUs each Ray worker reserves, and its threads (default 1)")
+
+
+def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
+    """The :class:`PipelineOptions` the run options of ``args`` ask for (those a command does not have keep their
+    defaults): the one place the CLI turns its flags into pipeline options."""
+    given = {name: getattr(args, name) for name in ("device", "precision", "max_pixels", "half_weights", "compile",
+                                                    "compile_backend") if getattr(args, name, None) is not None}
+    if getattr(args, "tile", None) is not None:
+        given["tile"] = parse_tile(args.tile)
+    if getattr(args, "max_output_pixels", None):
+        given["max_output_pixels"] = args.max_output_pixels
+    return PipelineOptions(**given)
 
 
 def parse_tile(text: str) -> int | str:

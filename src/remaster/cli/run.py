@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from remaster.cli import hooks
 from remaster.cli.console import warn_plugin_errors
-from remaster.cli.parser import parse_tile, run_options
+from remaster.cli.parser import pipeline_options, run_options
 from remaster.errors import UsageError
 from remaster.runs.plan import (
     FOLDER_SEPARATORS,
@@ -115,7 +115,6 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
 
     from remaster.cli.distributed import check_engine_options
     from remaster.pipeline.devices import describe_device
-    from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS
     from remaster.pipeline.remasterer import Remasterer
     from remaster.runs.local import run_items
 
@@ -136,11 +135,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
                     print(_skipped_line(item), file=sys.stderr)
             return _finish(args, items, interrupted=False)
     try:
-        remasterer = Remasterer(
-            make_stages(), device=args.device, precision=args.precision, tile=parse_tile(args.tile),
-            max_pixels=args.max_pixels, max_output_pixels=args.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
-            host=host, half_weights=args.half_weights, compile=args.compile, compile_backend=args.compile_backend,
-        )
+        remasterer = Remasterer(make_stages(), pipeline_options(args), host=host)
         warn_plugin_errors(args, host)
         planned = [choice.name for choice in remasterer.precisions(8)]
         if not args.quiet and not args.json:

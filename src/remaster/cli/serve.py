@@ -33,13 +33,17 @@ def serve(args: argparse.Namespace, host: PluginHost) -> int:
     from remaster.server.app import serve as run_server
     from remaster.server.guard import is_loopback
 
-    config = ServerConfig(host=args.host, port=args.port, device=args.device)
+    config = ServerConfig(host=args.host, port=args.port)
+    limits = {}
     for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):
         value = getattr(args, option)
         if value is not None:
             if value <= 0:
                 raise UsageError(f"--{option.replace('_', '-')} must be positive, not {value}")
-            setattr(config, option, value)
+            limits[option] = value
+    config.max_request_bytes = limits.pop("max_request_bytes", config.max_request_bytes)
+    config.max_queue = limits.pop("max_queue", config.max_queue)
+    config.options = config.options.replace(device=args.device, **limits)
     if args.server_file:
         config.server_file = Path(args.server_file).expanduser()
     if not is_loopback(args.host):

@@ -25,6 +25,7 @@ from remaster.evaluation.scoring import UnmeasuredWarnings, score_metric
 from remaster.evaluation.sheets import sheet_for, sheet_name
 from remaster.io.image import Image, Meta
 from remaster.metrics import MetricError
+from remaster.pipeline.options import PipelineOptions
 from remaster.pipeline.remasterer import Remasterer
 from remaster.plugin.host import PluginHost, get_host
 from remaster.weights import get_manager
@@ -95,9 +96,7 @@ def evaluate(
     out_dir: str | os.PathLike[str] | None = None,
     sheets: bool = True,
     save_images: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-    tile: int | str = "auto",
+    options: PipelineOptions | None = None,
     progress: ProgressCallback | None = None,
     host: PluginHost | None = None,
 ) -> Report:
@@ -121,7 +120,8 @@ def evaluate(
             ``None`` writes nothing.
         sheets: Write one comparison sheet per image (needs ``out_dir``).
         save_images: Also write the degraded input and every output under ``out_dir/images/``.
-        device, precision, tile: As :class:`~remaster.Remasterer`.
+        options: How the degradation and the candidates run (device, precision, tile, ...); default
+            ``PipelineOptions()``.
         progress: Called as ``progress(done, total, what)`` once the checks are done (``done=0``) and after
             each image × candidate.
         host: Plugin host (default: the process-wide one).
@@ -140,7 +140,8 @@ def evaluate(
         raise UsageError(f"crop_border must be a non-negative integer, not {crop_border!r}")
     choices = parse_metrics(metrics, host=host)
 
-    degrader = Remasterer(degrade, device=device, precision=precision, tile=tile, host=host)
+    options = options or PipelineOptions()
+    degrader = Remasterer(degrade, options, host=host)
     total_scale = math.prod(stage.scale for stage in degrader.stages)
     factor = round(1.0 / total_scale) if total_scale > 0 else 0
     if factor < 1 or abs(factor * total_scale - 1.0) > 1e-6:
@@ -153,8 +154,7 @@ def evaluate(
         label = candidate.strip()
         if label in runners:
             raise UsageError(f"candidate {label!r} is given twice")
-        runner = Remasterer(candidate_pipeline(label, factor, host=host), device=device, precision=precision,
-                            tile=tile, host=host)
+        runner = Remasterer(candidate_pipeline(label, factor, host=host), options, host=host)
         scale = math.prod(stage.scale for stage in runner.stages)
         if abs(scale - factor) > 1e-6:
             raise UsageError(f"candidate {label!r} enlarges x{scale:g}, but the degradation shrinks x{factor}",
@@ -196,7 +196,8 @@ def evaluate(
 
     report = Report(images=infos, candidates={c: " | ".join(map(str, r.stages)) for c, r in runners.items()},
                     metrics=choices, scores={c: {} for c in runners}, seconds={c: {} for c in runners},
-                    originals={}, setup=run_setup(degrade, factor, crop_border, y_channel, degrader.device, precision))
+                    originals={}, setup=run_setup(degrade, factor, crop_border, y_channel, degrader.device,
+                                                       options.precision))
     warnings = UnmeasuredWarnings()
     taken: set[str] = set()
     total, done = len(items) * len(runners), 0

@@ -41,7 +41,7 @@ from typing import Any
 from remaster import __version__, io
 from remaster.errors import ImageTooLargeError, RemasterError, UsageError
 from remaster.pipeline import devices
-from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS
+from remaster.pipeline.options import PipelineOptions
 from remaster.pipeline.remasterer import Remasterer
 from remaster.plugin.host import PluginHost, get_host
 from remaster.server.client import server_file
@@ -76,9 +76,9 @@ class ServerConfig:
     Attributes:
         host: Address to listen on (loopback by default).
         port: TCP port; 0 picks a free one.
-        device: Where jobs run (``auto``, ``cpu``, ``cuda:N``).
-        max_pixels: Largest input image, in pixels.
-        max_output_pixels: Largest result, checked before a job is queued.
+        options: How jobs run (:class:`PipelineOptions`): ``device`` (``auto``, ``cpu``, ``cuda:N``),
+            ``max_pixels`` (largest input image; :data:`DEFAULT_MAX_PIXELS` unless given),
+            ``max_output_pixels`` (largest result, checked before a job is queued); a request sets the tile.
         max_request_bytes: Largest request body.
         max_queue: Jobs that may wait; more get 503.
         server_file: Where the address and token are written (mode 0600).
@@ -86,9 +86,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
-    device: str = "auto"
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    options: PipelineOptions = field(default_factory=lambda: PipelineOptions(max_pixels=DEFAULT_MAX_PIXELS))
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_queue: int = DEFAULT_MAX_QUEUE
     server_file: Path = field(default_factory=server_file)
@@ -105,14 +103,15 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     from starlette.routing import Route
 
     host = host.ensure_loaded() if host is not None else get_host()
-    device = devices.resolve_device(config.device)
+    device = devices.resolve_device(config.options.device)
+    max_pixels = config.options.max_pixels if config.options.max_pixels is not None else DEFAULT_MAX_PIXELS
     device_text = devices.describe_device(device)
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok", "version": __version__, "device": device_text,
                       "queue": {"waiting": queue.waiting, "max": config.max_queue},
-                      "limits": {"max_request_bytes": config.max_request_bytes, "max_pixels": config.max_pixels,
-                                 "max_output_pixels": config.max_output_pixels}})
+                      "limits": {"max_request_bytes": config.max_request_bytes, "max_pixels": max_pixels,
+                                 "max_output_pixels": config.options.max_output_pixels}})
 
     async def stages(request: Request) -> Response:
         return json_response({"stages": [spec.as_json() for spec in host.stages],
@@ -123,12 +122,12 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
 
     def prepare(data: bytes, pipeline: str, result_format: str, tile: int | str) -> Job:
         try:
-            remasterer = Remasterer(pipeline, device=device, tile=tile, max_pixels=config.max_pixels,
-                                    max_output_pixels=config.max_output_pixels, host=host)
+            remasterer = Remasterer(pipeline, config.options.replace(device=str(device), tile=tile,
+                                                                     max_pixels=max_pixels), host=host)
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         try:
-            image = io.load(data, max_pixels=config.max_pixels)
+            image = io.load(data, max_pixels=max_pixels)
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         try:

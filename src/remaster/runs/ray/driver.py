@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from remaster.errors import RemasterError
+from remaster.pipeline.options import PipelineOptions
 from remaster.runs.plan import (
     FOLDER_SEPARATORS,
     WRITABLE_SUFFIXES,
@@ -258,12 +259,10 @@ def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], pla
 
 def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[str],
                address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
-               cpus_per_worker: float = 1.0, device: str = "auto", precision: str = "auto",
-               tile: int | str = "auto", max_pixels: int | None = None, max_output_pixels: int | None = None,
-               overwrite: bool = False, skip_existing: bool = False, quality: int | None = None,
+               cpus_per_worker: float = 1.0, options: PipelineOptions | None = None, overwrite: bool = False, skip_existing: bool = False, quality: int | None = None,
                fmt: str | None = None, name_template: str | None = None, suffix: str = "",
-               report: str | None = None, max_attempts: int = 3, wait_for_workers: float = 300.0,
-               half_weights: bool = False, compile: bool = False, compile_backend: str = "inductor") -> dict[str, Any]:
+               report: str | None = None, max_attempts: int = 3,
+               wait_for_workers: float = 300.0) -> dict[str, Any]:
     """Run a pipeline over files, folders or object-storage URIs on a Ray cluster.
 
     Plans exactly as a local folder run (:mod:`remaster.runs.plan`), runs the items on Ray actors that each build the
@@ -278,7 +277,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
         workers: Pool size (default: one per GPU share, else cores ÷ ``cpus_per_worker``).
         gpus_per_worker: GPUs each worker reserves (0: CPU workers).
         cpus_per_worker: CPUs each worker reserves; also its torch threads.
-        device, precision, tile, max_pixels, max_output_pixels: As for :class:`~remaster.pipeline.Remasterer`.
+        options: The pipeline options (device, precision, tile, limits, ...), as :class:`~remaster.Remasterer`
+            takes them.
         overwrite, skip_existing, quality, fmt, name_template, suffix: As the CLI options of the same names.
         report: A JSON report file, rewritten atomically while the run goes and at its end.
         max_attempts: Tries of an item whose worker died before it becomes an error row.
@@ -296,10 +296,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
     stage_list = _stage_strings(stages)
     plan = plan_run([inputs] if isinstance(inputs, str) else list(inputs), output, fmt=fmt,
                     name_template=name_template, suffix=suffix, skip_existing=skip_existing, report=report)
-    spec = make_spec(stage_list, device=device, precision=precision, tile=tile, max_pixels=max_pixels,
-                     max_output_pixels=max_output_pixels, overwrite=overwrite, quality=quality,
-                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, half_weights=half_weights,
-                     compile=compile, compile_backend=compile_backend)
+    spec = make_spec(stage_list, options or PipelineOptions(), overwrite=overwrite, quality=quality,
+                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     interrupted = False
     if not all(item.skipped for item in plan.items):
         with connected(address) as ray:
@@ -312,23 +310,20 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
     return summary
 
 
-def make_spec(stages: Sequence[str], *, device: str, precision: str, tile: int | str, max_pixels: int | None,
-              max_output_pixels: int | None, overwrite: bool, quality: int | None, cpus_per_worker: float,
-              gpus_per_worker: float, half_weights: bool = False, compile: bool = False,
-              compile_backend: str = "inductor") -> RunSpec:
+def make_spec(stages: Sequence[str], options: PipelineOptions, *, overwrite: bool, quality: int | None,
+              cpus_per_worker: float, gpus_per_worker: float) -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
     from remaster.pipeline.remasterer import Remasterer
 
     # Built on the CPU only to check names and parameters (nothing is loaded); the workers pick their own device.
-    Remasterer(list(stages), device="cpu", precision="fp32" if precision == "fp16" else precision, tile=tile,
-               max_pixels=max_pixels, compile=compile)
+    Remasterer(list(stages), options.replace(device="cpu", precision="fp32" if options.precision == "fp16"
+                                             else options.precision))
     env = {**driver_environment(), **{key: os.environ[key] for key in storage.ENV_PASSED if key in os.environ}}
     # A worker without a GPU share must not take a GPU it happens to see on its node.
-    worker_device = "cpu" if gpus_per_worker == 0 and device == "auto" else device
-    return RunSpec(tuple(stages), device=worker_device, precision=precision, tile=tile, max_pixels=max_pixels,
-                   max_output_pixels=max_output_pixels, overwrite=overwrite, quality=quality,
-                   threads=max(1, int(cpus_per_worker)), half_weights=half_weights, compile=compile,
-                   compile_backend=compile_backend, env=env)
+    if gpus_per_worker == 0 and options.device == "auto":
+        options = options.replace(device="cpu")
+    return RunSpec(tuple(stages), options, overwrite=overwrite, quality=quality,
+                   threads=max(1, int(cpus_per_worker)), env=env)
 
 
 def _stage_strings(stages: str | Sequence[str]) -> list[str]:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from remaster.pipeline.options import PipelineOptions
+
 if TYPE_CHECKING:
     from remaster.pipeline.remasterer import Remasterer
 
@@ -31,44 +33,25 @@ class RunSpec:
 
     Attributes:
         stages: Stage strings, as :class:`~remaster.pipeline.Remasterer` takes them.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``; a GPU worker sees only the device Ray gave it, as ``cuda:0``.
-        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-        tile: ``"auto"``, a tile size, or 0.
-        max_pixels: Largest input, in pixels (``None``: the worker's default).
-        max_output_pixels: Largest output, in pixels.
+        options: The pipeline options; a GPU worker sees only the device Ray gave it, as ``cuda:0``.
         overwrite: Replace existing outputs.
         quality: JPEG/WebP quality, or ``None``.
         threads: torch threads per worker (its CPUs in the cluster).
-        half_weights: Network stages hold their weights in the compute precision (``--half-weights``).
-        compile: Network stages are compiled for one tile size (``--compile``), in each worker.
-        compile_backend: The ``torch.compile`` backend, by name.
         env: Environment variables set in the worker before anything is built.
     """
 
     stages: tuple[str, ...]
-    device: str = "auto"
-    precision: str = "auto"
-    tile: int | str = "auto"
-    max_pixels: int | None = None
-    max_output_pixels: int | None = None
+    options: PipelineOptions = field(default_factory=PipelineOptions)
     overwrite: bool = False
     quality: int | None = None
     threads: int = 1
-    half_weights: bool = False
-    compile: bool = False
-    compile_backend: str = "inductor"
     env: dict[str, str] = field(default_factory=dict)
 
     def build(self) -> Remasterer:
         """The pipeline, built and prepared (weights read) in this process."""
-        from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS
         from remaster.pipeline.remasterer import Remasterer
 
-        return Remasterer(list(self.stages), device=self.device, precision=self.precision, tile=self.tile,
-                          max_pixels=self.max_pixels,
-                          max_output_pixels=self.max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS,
-                          half_weights=self.half_weights, compile=self.compile,
-                          compile_backend=self.compile_backend).prepare()
+        return Remasterer(list(self.stages), self.options).prepare()
 
 
 @dataclass(frozen=True)
