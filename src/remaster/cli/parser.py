@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from remaster.errors import UsageError
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors, as one line with exit code 2
+    def error(self, message: str) -> NoReturn:  # argparse's own errors, as one line with exit code 2
         raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 
