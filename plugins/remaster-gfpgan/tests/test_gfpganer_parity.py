@@ -30,7 +30,9 @@ from remaster import Remasterer
 from remaster_gfpgan import geometry
 from remaster_gfpgan.detectors import HaarDetector
 
-gfpgan_utils = pytest.importorskip("gfpgan.utils", reason="gfpgan (test-only peer, requirements-peers.txt) is not installed")
+gfpgan_utils = pytest.importorskip(
+    "gfpgan.utils", reason="gfpgan (test-only peer, requirements-peers.txt) is not installed"
+)
 
 
 @pytest.fixture

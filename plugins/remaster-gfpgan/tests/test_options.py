@@ -1,4 +1,7 @@
-"""The --face options the plugin adds to `remaster upscale`, the stage they build and the faces note (no network run)."""
+"""The --face options the plugin adds to `remaster upscale`, the stage they build and the faces note.
+
+No network is run.
+"""
 
 from __future__ import annotations
 

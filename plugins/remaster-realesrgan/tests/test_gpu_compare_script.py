@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import math
 import subprocess
@@ -37,7 +38,7 @@ def test_without_cuda_it_refuses_with_one_line(script, capsys, tmp_path):
 
 def test_sizes_peaks_and_flops(script):
     assert script.parse_size("1920x1080") == (1080, 1920)
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxHEIGHT"):
         script.parse_size("big")
     assert script.tensor_peak("NVIDIA H100 PCIe", None) == 756.0
     assert script.tensor_peak("NVIDIA H100 80GB HBM3", None) == 989.0

@@ -267,7 +267,8 @@ def test_rejects_wrong_storage_tag(compact_copy: tuple[Path, Path]) -> None:
 
 def test_rejects_unexpected_geometry(compact_copy: tuple[Path, Path]) -> None:
     p, b = compact_copy
-    _replace_in_param(p, "Conv_2                   1 1 56 57 0=64 1=3 4=1", "Conv_2                   1 1 56 57 0=64 1=3 4=0")
+    _replace_in_param(p, "Conv_2                   1 1 56 57 0=64 1=3 4=1",
+                      "Conv_2                   1 1 56 57 0=64 1=3 4=0")
     with pytest.raises(ValueError, match=r"m\.param: layer 'Conv_2'.*padding"):
         convert(p, b)
 

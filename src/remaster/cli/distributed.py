@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from remaster.cli.parser import pipeline_options
 from remaster.errors import UsageError
@@ -35,8 +35,14 @@ def check_engine_options(args: argparse.Namespace) -> bool:
     return True
 
 
+class FinishRun(Protocol):
+    """The local loop's closing lines, report and exit code (``remaster.cli.run._finish``)."""
+
+    def __call__(self, args: argparse.Namespace, items: list[BatchItem], interrupted: bool) -> int: ...
+
+
 def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *,
-               finish: Callable[[argparse.Namespace, list[BatchItem], bool], int],
+               finish: FinishRun,
                skipped_line: Callable[[BatchItem], str], notes: Callable[[dict[str, Any], Any], str]) -> int:
     """Plan as a local run, run the items on Ray workers, report as a local run; returns the exit code.
 

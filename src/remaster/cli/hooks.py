@@ -114,7 +114,7 @@ def item_notes(host: PluginHost, extras: dict[str, Any]) -> list[str]:
 
     A plugin whose note raises gives none; the failure is recorded in the host's warnings (once).
     """
-    notes = []
+    notes: list[str] = []
     for info, call in host.callers("remaster_item_note"):
         try:
             answers = call(extras=extras)  # one plugin's caller still answers a list

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from remaster.errors import UsageError
 from remaster.pipeline.options import PipelineOptions
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors, as one line with exit code 2
+    def error(self, message: str) -> NoReturn:  # argparse's own errors, as one line with exit code 2
         raise UsageError(message, hint=f"see '{self.prog} --help'")
 
 

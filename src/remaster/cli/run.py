@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 def upscale_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``upscale`` command's arguments."""
     parser.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
-    parser.add_argument("--scale", type=float, help="output scale; resampled from the model's native scale if different")
+    parser.add_argument("--scale", type=float,
+                        help="output scale; resampled from the model's native scale if different")
     run_options(parser)
 
 
@@ -128,7 +129,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
     check_writable(items, args.report)  # before the stages are resolved: a model file given as a stage is read then
     if args.skip_existing:
         for item in items:  # outputs are written atomically: one that is there is complete
-            item.skipped = item.target.is_file()
+            item.skipped = Path(item.target).is_file()
         if all(item.skipped for item in items):  # a finished run, resumed: no model is read at all
             if not args.quiet and not args.json:
                 for item in items:
@@ -151,7 +152,7 @@ def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], hos
     interrupted = False
 
     def started(index: int, item: BatchItem) -> None:
-        bar.set_postfix_str(item.source.name, refresh=False)
+        bar.set_postfix_str(Path(item.source).name, refresh=False)
 
     def progress(index: int, fraction: float) -> None:
         bar.n = index + fraction

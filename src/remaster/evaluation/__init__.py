@@ -50,7 +50,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
 __all__ = [
     "evaluate",
     "compare_images",
+    "ProgressCallback",
     "Report",
+    "ImageInfo",
     "MetricChoice",
     "DEFAULT_DEGRADE",
     "DEFAULT_METRICS",

@@ -229,7 +229,8 @@ class Report:
             + (" (PSNR/SSIM on BT.601 luma, MATLAB `rgb2ycbcr`, as SR papers)" if s["y_channel"] else ""),
             f"- **Timing**: seconds of upscaling per image, after one warm-up run of each candidate at the first "
             f"image's input size (model building excluded), on {s['device']} "
-            f"(--precision {s['precision']}: what each candidate ran in is listed above); {s['cpu']}, {s['cpu_count']} CPU core(s), {s['torch_threads']} torch thread(s)",
+            f"(--precision {s['precision']}: what each candidate ran in is listed above); {s['cpu']}, "
+            f"{s['cpu_count']} CPU core(s), {s['torch_threads']} torch thread(s)",
             f"- **Run**: {s['date']}, remaster {s['remaster']}, torch {s['torch']}, {s['total_seconds']:.1f} s in all",
             "",
             f"## Mean over {n} image(s)",

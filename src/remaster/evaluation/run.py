@@ -211,7 +211,8 @@ def evaluate(
 
         def measure(choice: MetricChoice, out: np.ndarray, ref: np.ndarray | None, where: str) -> float:
             try:
-                return score_metric(choice, out, ref, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
+                return score_metric(choice, out, ref, crop_border=crop_border, y_channel=y_channel,
+                                    weights_manager=manager)
             except MetricError as exc:  # e.g. NIQE on an image too small for two 96x96 blocks
                 warnings.add(choice.label, where, exc)
                 return math.nan
@@ -294,7 +295,8 @@ def compare_images(a: Any, b: Any, *, metrics: str | Sequence[str] = COMPARE_MET
     results: dict[str, Any] = {}
     for choice in choices:
         if choice.spec.needs_reference:
-            results[choice.label] = score_metric(choice, x, y, crop_border=crop_border, y_channel=y_channel, weights_manager=manager)
+            results[choice.label] = score_metric(choice, x, y, crop_border=crop_border, y_channel=y_channel,
+                                                 weights_manager=manager)
         else:
             results[choice.label] = {"a": score_metric(choice, x, None, crop_border=crop_border, y_channel=y_channel,
                                                   weights_manager=manager),

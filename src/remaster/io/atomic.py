@@ -47,7 +47,8 @@ def write_atomic(target: Path, data: bytes) -> None:
             with suppress(OSError):
                 temp.unlink()
         if isinstance(exc, OSError):
-            raise OutputError(f"could not write the file: {os_reason(exc)}", path=target, hint=_write_hint(exc)) from exc
+            raise OutputError(f"could not write the file: {os_reason(exc)}", path=target,
+                              hint=_write_hint(exc)) from exc
         raise
 
 

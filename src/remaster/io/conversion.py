@@ -159,13 +159,14 @@ def to_numpy(image: Image, dtype: Any = None, *, channels_last: bool = True) -> 
     # size: the output array is the only new full-size allocation.
     band = max(1, (1 << 20) // max(1, width * channels))
     for top in range(0, height, band):
-        rows = torch.cat([plane[:, top:top + band] for plane in planes]).detach()
+        band_pixels = torch.cat([plane[:, top:top + band] for plane in planes]).detach()
+        rows: np.ndarray
         if integers:
-            rows = rows.cpu().numpy()
+            rows = band_pixels.cpu().numpy()
         elif dtype.kind == "f":
-            rows = np.clip(rows.to("cpu", torch.float32).numpy(), 0.0, 1.0)
+            rows = np.clip(band_pixels.to("cpu", torch.float32).numpy(), 0.0, 1.0)
         else:
-            rows = quantise(rows.to("cpu", torch.float32), dtype).numpy()
+            rows = quantise(band_pixels.to("cpu", torch.float32), dtype).numpy()
         if channels_last:
             out[top:top + band] = rows.transpose(1, 2, 0)
         else:

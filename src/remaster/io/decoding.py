@@ -229,7 +229,7 @@ def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | N
         )
     fmt = "JPEG" if im.format == "MPO" else im.format
     deep = None if data is None else _deep_layout(im, data)
-    if deep is not None:
+    if deep is not None and data is not None:  # deep is only ever found in data
         array = _decode_with_opencv(data, path)
         if array.dtype != np.uint16:  # OpenCV can quietly fall back to 8 bits on odd layouts
             raise UnsupportedImageError(
@@ -265,7 +265,7 @@ def _deep_layout(im: PILImage.Image, data: bytes) -> str | None:
         return None
     if im.format == "PNG" and data[12:16] == b"IHDR" and data[24] == 16:
         return "gray+alpha" if data[25] == 4 else "colour"  # IHDR colour type 4 = gray+alpha
-    if im.format == "TIFF":
+    if im.format == "TIFF" and isinstance(im, TiffImagePlugin.TiffImageFile):
         bits = im.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) == 16:
             return "gray+alpha" if im.tag_v2.get(262) in (0, 1) else "colour"  # photometric 0/1 = gray

@@ -1,4 +1,6 @@
-"""Writing an :class:`~remaster.io.image.Image` as PNG, JPEG, WebP or TIFF: to a file (:func:`save`) or to bytes (:func:`encode`).
+"""Writing an :class:`~remaster.io.image.Image` as PNG, JPEG, WebP or TIFF.
+
+To a file (:func:`save`) or to bytes (:func:`encode`).
 
 Depth, alpha and metadata are kept wherever the format allows: 16-bit PNGs
 are written here (:func:`_encode_png16`, neither Pillow nor OpenCV writes all
@@ -145,8 +147,10 @@ def _encode(image: Image, fmt: str, quality: int, target: Path) -> bytes:
         _warn(f"{target}: JPEG cannot store transparency, alpha dropped (composited onto white); "
               "use .png/.webp/.tif to keep it", stacklevel=5)
         image = dequantised(image)  # compositing computes on floats
-        white = 1.0 - image.alpha
-        image = image.with_pixels(image.pixels * image.alpha + white.to(image.pixels), None)
+        alpha = image.alpha
+        assert alpha is not None  # dequantising keeps the alpha plane
+        white = 1.0 - alpha
+        image = image.with_pixels(image.pixels * alpha + white.to(image.pixels), None)
     deep = image.meta.bit_depth > 8 and fmt in ("PNG", "TIFF")
     if deep and fmt == "PNG":
         return _encode_png16(to_numpy(image, np.uint16), image)
@@ -180,7 +184,8 @@ def _encode_png16(array: np.ndarray, image: Image) -> bytes:
         above = np.empty_like(block)
         above[0], above[1:] = (rows[top - 1] if top else 0), block[:-1]
         filtered = block - above
-        idat.append(packer.compress(np.concatenate([np.full((len(block), 1), 2, np.uint8), filtered], axis=1)))
+        row_bytes = np.concatenate([np.full((len(block), 1), 2, np.uint8), filtered], axis=1)
+        idat.append(packer.compress(row_bytes))  # type: ignore[arg-type]  # numpy types __buffer__ for 3.12+ only
     idat.append(packer.flush())
     compressed = b"".join(idat)
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]

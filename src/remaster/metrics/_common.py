@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from remaster.plugin.metrics import MetricError
 
 __all__ = ["Batch", "prepare", "finish", "check_data_range", "check_reduction", "crop", "to_y", "compute_dtype"]
 
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 #: MATLAB ``rgb2ycbcr`` (ITU-R BT.601, studio swing) luma: Y = 16 + 65.481 R + 128.553 G + 24.966 B, R,G,B in [0, 1].
 Y_OFFSET = 16.0

@@ -4,8 +4,8 @@ The backbones are torchvision's architectures (``torchvision.models.vgg16`` /
 ``vgg19`` / ``alexnet``) with torchvision's official ImageNet weights, and
 LPIPS's linear layers are the official v0.1 ones; every file comes from the
 weights cache given as ``weights_manager`` (a run passes its own manager; default
-:func:`remaster.weights.get_manager`), checked against its sha256, and is read with :func:`remaster.weights.load_state_dict` (never
-unpickled). Nothing is downloaded here: a missing file raises
+:func:`remaster.weights.get_manager`), checked against its sha256, and is read
+with :func:`remaster.weights.load_state_dict` (never unpickled). Nothing is downloaded here: a missing file raises
 :class:`~remaster.errors.WeightsNotFoundError` saying which command gets it.
 
 A network is built once per process and device, and built again (and its file
@@ -138,6 +138,9 @@ def _frozen(module: torch.nn.Module) -> Any:
 
 
 class _LPIPSNet(torch.nn.Module):
+    shift: torch.Tensor  # buffers, registered in __init__
+    scale: torch.Tensor
+
     def __init__(self, net: str, features: torch.nn.Sequential, lins: list[torch.Tensor]):
         super().__init__()
         ends = _LPIPS_STAGES[net]
@@ -167,7 +170,7 @@ def _lpips_net(net: str, device: torch.device, weights_manager: WeightsManager |
     key = ("lpips", net, str(device), _file_key(manager, backbone), _file_key(manager, linear))
     with _lock:
         cached = _cache.get(key)
-        if cached is None:
+        if not isinstance(cached, _LPIPSNet):  # None: not built yet (an lpips key holds only these)
             from remaster.errors import WeightsError
             from remaster.weights import load_state_dict
 
@@ -184,7 +187,7 @@ def _lpips_net(net: str, device: torch.device, weights_manager: WeightsManager |
                 lins.append(w.float())
             cached = _frozen(_LPIPSNet(net, features, lins)).to(device)
             _cache[key] = cached
-    return cached  # type: ignore[return-value]
+    return cached
 
 
 def _three_channels(t: torch.Tensor) -> torch.Tensor:
@@ -240,10 +243,10 @@ def _vgg19_net(depth: int, device: torch.device, weights_manager: WeightsManager
     key = ("vgg19", str(device), _file_key(manager, name))
     with _lock:
         cached = _cache.get(key)
-        if cached is None:
+        if not isinstance(cached, torch.nn.Sequential):  # None: not built yet (the vgg19 key holds only these)
             cached = _features("vgg19", name, len(VGG19_LAYERS), manager).to(device)
             _cache[key] = cached
-    return cached[:depth]  # type: ignore[index,no-any-return]  # shares the modules
+    return cached[:depth]  # shares the modules
 
 
 def vgg_distance(a: Any, b: Any, *, data_range: float,

@@ -229,10 +229,10 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
     """
     name = precision_request(requested)
     capability = capability or host_capability(device)
-    supported = tuple(PRECISIONS[plugin_precision_name(dtype)] for dtype in supported)
-    runnable = tuple(dtype for dtype in supported if not (dtype is torch.float16 and device.type == "cpu"))
+    dtypes = tuple(PRECISIONS[plugin_precision_name(dtype)] for dtype in supported)
+    runnable = tuple(dtype for dtype in dtypes if not (dtype is torch.float16 and device.type == "cpu"))
     if not runnable:
-        stage_names = ", ".join(precision_name(dtype) for dtype in supported) or "none"
+        stage_names = ", ".join(precision_name(dtype) for dtype in dtypes) or "none"
         raise UsageError(f"no precision this stage supports ({stage_names}) runs on {device.type}",
                          hint="run it on another device")
     fallback = torch.float32 if torch.float32 in runnable else runnable[0]
@@ -271,7 +271,7 @@ def resolve_precision(requested: str, device: torch.device, supported: tuple[str
     if choice.note is not None:
         if choice.requested == "fp16" and device.type == "cpu":
             raise UsageError("fp16 is not supported on CPU, use bf16 or fp32")
-        stage_names = ", ".join(precision_name(dtype) for dtype in supported) or "none"
+        stage_names = ", ".join(plugin_precision_name(dtype) for dtype in supported) or "none"
         raise UsageError(f"this stage does not support {choice.requested}", hint=f"it supports {stage_names}")
     return choice.dtype
 

@@ -54,7 +54,8 @@ def _literal(node: ast.expr, text: str) -> Any:
     try:
         return ast.literal_eval(node)
     except ValueError:
-        raise UsageError(f"cannot read the value {ast.get_source_segment(text, node)!r}", hint="use numbers, quoted strings, True or False") from None
+        raise UsageError(f"cannot read the value {ast.get_source_segment(text, node)!r}",
+                         hint="use numbers, quoted strings, True or False") from None
 
 
 def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
@@ -93,7 +94,9 @@ def split_top_level(text: str, separator: str) -> list[str]:
 
     ``|`` in ``x(s='a|b')`` or in ``'my|model.pth'`` stays.
     """
-    parts, depth, current, quote = [], 0, [], ""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for char in text:
         if quote:
             quote = "" if char == quote else quote

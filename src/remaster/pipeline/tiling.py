@@ -262,12 +262,13 @@ def run_tiled(
         ])
         result = fn(inputs)
         _check_output(result, len(group), out_channels, win_h * scale, win_w * scale)
-        if emit is None and out is None:
-            # Allocated only now because C' may come from the first tile.
-            out = torch.zeros(images, result.shape[1], out_h, out_w, dtype=torch.float32, device=pixels.device)
-            out_channels = out.shape[1]
-        elif emit is None and first == 0:
-            out.zero_()
+        if emit is None:
+            if out is None:
+                # Allocated only now because C' may come from the first tile.
+                out = torch.zeros(images, result.shape[1], out_h, out_w, dtype=torch.float32, device=pixels.device)
+                out_channels = out.shape[1]
+            elif first == 0:
+                out.zero_()
         for k, (n, r, c) in enumerate(group):
             ys, xs = rows[r], cols[c]
             if emit is not None and r != band_row:
@@ -310,10 +311,11 @@ def fixed_window_size(tile: int, overlap: int, feather: int | None = None, multi
 
 def _next_band(storage: torch.Tensor, band: torch.Tensor | None, band_top: int, top: int, bottom: int,
                emit: RowsFn) -> torch.Tensor:
-    """The float band for output rows ``[top, bottom)`` in ``storage``, after emitting the rows of ``band`` above ``top``.
+    """The float band for output rows ``[top, bottom)`` in ``storage``.
 
-    The rows ``band`` shares with the new one keep their partial sums, so accumulation goes on exactly as
-    it would in a full-size buffer. Only those few shared rows are copied aside; the band itself is reused.
+    The rows of ``band`` above ``top`` are emitted first. The rows ``band`` shares with the new one keep
+    their partial sums, so accumulation goes on exactly as it would in a full-size buffer. Only those few
+    shared rows are copied aside; the band itself is reused.
     """
     carried = None
     if band is not None:

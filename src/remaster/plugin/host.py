@@ -149,26 +149,27 @@ class PluginHost:
         if self._load_entry_points:
             for ep in entry_points(group=hookspecs.PROJECT_NAME):
                 dist = getattr(ep, "dist", None)
-                info_kwargs = {
-                    "version": dist.version if dist else None,
-                    "distribution": dist.metadata["Name"] if dist else None,
-                }
+                version: str | None = dist.version if dist else None
+                distribution: str | None = dist.metadata["Name"] if dist else None
                 if self.manager.has_plugin(ep.name) or any(p.name == ep.name for p in self.plugins):
                     continue
                 try:
                     plugin = ep.load()
                 except Exception as exc:  # any import failure must not take the others down
                     self.plugins.append(PluginInfo(
-                        ep.name, **info_kwargs,
+                        ep.name, version=version, distribution=distribution,
                         error=PluginError(f"failed to import ({type(exc).__name__}: {exc})", path=ep.name,
-                                          hint=f"reinstall or uninstall {info_kwargs['distribution'] or ep.value}"),
+                                          hint=f"reinstall or uninstall {distribution or ep.value}"),
                     ))
                     continue
-                self.add_plugin(plugin, name=ep.name, **info_kwargs)
+                self.add_plugin(plugin, name=ep.name, version=version, distribution=distribution)
 
     def add_plugin(self, plugin: ModuleType | object, *, name: str, version: str | None = None,
                    distribution: str | None = None) -> PluginInfo:
-        """Register one plugin and collect its stages, weights, metrics and presets; failures are recorded, not raised."""
+        """Register one plugin and collect its stages, weights, metrics and presets.
+
+        Failures are recorded, not raised.
+        """
         info = PluginInfo(name, version=version, distribution=distribution)
         self.plugins.append(info)
         try:
@@ -234,7 +235,8 @@ class PluginHost:
         """
         if not path.is_file():
             raise InputError("no such model file", path=path,
-                             hint="give the path of a .pth or .safetensors file, or a stage name from 'remaster stages'")
+                             hint="give the path of a .pth or .safetensors file, "
+                                  "or a stage name from 'remaster stages'")
         # pluggy calls the last registered first (tryfirst/trylast aside); get_hookimpls() lists them the other way.
         for impl in reversed(self.manager.hook.remaster_stage_from_file.get_hookimpls()):
             if impl.hookwrapper or getattr(impl, "wrapper", False):

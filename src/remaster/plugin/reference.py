@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Ref", "Reference", "import_reference", "is_reference", "load_reference"]
 
@@ -47,7 +47,7 @@ class Ref:
         """The referenced object, with the bound arguments applied if there are any."""
         obj = import_reference(self.target)
         if not self.kwargs:
-            return obj  # type: ignore[no-any-return]
+            return obj
         bound = self.kwargs
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -65,7 +65,7 @@ class Ref:
 
 
 #: What a factory, metric function, producer or check may be given as.
-Reference = Union[str, Ref, Callable[..., Any]]
+Reference = str | Ref | Callable[..., Any]
 
 
 def is_reference(value: Any) -> bool:
@@ -80,5 +80,5 @@ def load_reference(value: Reference) -> Callable[..., Any]:
     if isinstance(value, Ref):
         return value.load()
     if isinstance(value, str):
-        return import_reference(value)  # type: ignore[no-any-return]
+        return import_reference(value)
     return value

@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from remaster.errors import PluginError, RemasterError, UnknownStageError
 from remaster.plugin.reference import is_reference
@@ -23,7 +23,18 @@ __all__ = ["SpecRegistry", "StageRegistry", "NAME_PATTERN"]
 #: What names of stages, weights and metrics look like.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
-S = TypeVar("S")
+
+class _Spec(Protocol):
+    """What every registered spec has: its name and the plugin that registered it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def plugin(self) -> str | None: ...
+
+
+S = TypeVar("S", bound=_Spec)
 
 
 class SpecRegistry(Generic[S]):
@@ -102,7 +113,7 @@ class SpecRegistry(Generic[S]):
         """Raise :class:`PluginError` if the batch clashes with what is registered already."""
 
     def _attributed(self, spec: Any, plugin: str) -> S:
-        return replace(spec, plugin=plugin)  # type: ignore[no-any-return]
+        return replace(spec, plugin=plugin)
 
     def _sort_key(self, spec: Any) -> Any:
         return spec.name
@@ -152,7 +163,8 @@ class StageRegistry(SpecRegistry[StageSpec]):
             raise PluginError(f"stage {spec.name!r} declares a parameter twice", path=plugin)
         scale_param = spec.info.scale_param
         if scale_param is not None and scale_param not in names:
-            raise PluginError(f"stage {spec.name!r} takes its scale from unknown parameter {scale_param!r}", path=plugin)
+            raise PluginError(f"stage {spec.name!r} takes its scale from unknown parameter {scale_param!r}",
+                              path=plugin)
 
     def _sort_key(self, spec: StageSpec) -> Any:
         return (spec.kind.value, spec.name)

@@ -13,6 +13,7 @@ exception goes on.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import time
@@ -167,7 +168,7 @@ def run_items(
                 try:
                     work.result = remasterer.run_for_file(
                         work.image, work.item.target,
-                        progress=None if progress is None else (lambda f, i=index: progress(i, f)))
+                        progress=None if progress is None else functools.partial(progress, index))
                 except Exception as exc:  # keep a folder run going past one bad file, whatever broke
                     work.error = exc
                 work.image = None

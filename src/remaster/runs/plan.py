@@ -175,7 +175,7 @@ def _check_planned_name(name: str, name_template: str | None, fmt: str | None) -
 
 def check_writable(items: list[BatchItem], report: str | None = None) -> None:
     """Fail before loading any model when the output folder (or the report's) cannot be written."""
-    folders = {item.target.parent for item in items} | ({Path(report).parent} if report else set())
+    folders = {Path(item.target).parent for item in items} | ({Path(report).parent} if report else set())
     for folder in sorted(folders):
         # Nothing is created yet: a mistake found later (an unknown stage) must not leave empty folders.
         existing = folder

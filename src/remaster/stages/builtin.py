@@ -55,7 +55,8 @@ def _interpolator(name: str, cls: str, summary: str) -> StageSpec:
         factory=f"remaster.stages.interpolate:{cls}",
         summary=summary,
         params=(
-            Param("scale", float, 4.0, help="Output size / input size; any factor, below 1 shrinks", min=0.01, max=64.0),
+            Param("scale", float, 4.0, help="Output size / input size; any factor, below 1 shrinks",
+                  min=0.01, max=64.0),
         ),
         # Nearest copies pixels, so nothing can bleed: colour under alpha 0 is left as it was.
         info=replace(_INTERPOLATOR_INFO, fill_transparent=False) if name == "nearest" else _INTERPOLATOR_INFO,

@@ -28,7 +28,9 @@ from remaster.io.image import LUMA_BT601
 from remaster.pipeline.stage import RunContext, Stage, scaled_size
 from remaster.stages.interpolate import resize
 
-__all__ = ["Downsample", "Noise", "Jpeg", "Blur", "jpeg_roundtrip", "reflect_index", "NOISE_KINDS", "DOWNSAMPLE_METHODS"]
+__all__ = [
+    "Downsample", "Noise", "Jpeg", "Blur", "jpeg_roundtrip", "reflect_index", "NOISE_KINDS", "DOWNSAMPLE_METHODS",
+]
 
 #: Values ``Noise(kind=...)`` accepts.
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "poisson")
@@ -168,6 +170,8 @@ def jpeg_roundtrip(pixels: torch.Tensor, qualities: Sequence[int]) -> torch.Tens
         if not ok:
             raise RuntimeError("OpenCV failed to encode the image as JPEG")
         decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        if decoded is None:
+            raise RuntimeError("OpenCV failed to decode its own JPEG")
         if c == 1:
             result[i, 0] = decoded
         else:

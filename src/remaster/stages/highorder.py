@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +137,14 @@ def load_settings(path: str | Path | None) -> RealESRGANSettings:
     except OSError as exc:
         raise UsageError(f"cannot read the degradation config: {exc.strerror or exc}", path=file) from None
     try:
-        if file.suffix.lower() == ".toml":
-            import tomllib  # Python 3.11+
+        if file.suffix.lower() != ".toml":
+            data: Any = json.loads(text)
+        elif sys.version_info >= (3, 11):
+            import tomllib
 
-            data: Any = tomllib.loads(text)
+            data = tomllib.loads(text)
         else:
-            data = json.loads(text)
-    except ImportError:
-        raise UsageError("TOML configs need Python 3.11 or newer", path=file, hint="write the config as JSON") from None
+            raise UsageError("TOML configs need Python 3.11 or newer", path=file, hint="write the config as JSON")
     except ValueError as exc:
         raise UsageError(f"the degradation config is not valid {'TOML' if file.suffix.lower() == '.toml' else 'JSON'}:"
                          f" {exc}", path=file) from None

@@ -222,9 +222,9 @@ class _Run:
                                 " (the model's scale)"))
         self.trainable, self.frozen = apply_freeze(self.generator, options.freeze)
         self.settings = None
-        if self.kind == "realesrgan":
-            from remaster.stages.highorder import load_settings
+        from remaster.stages.highorder import load_settings
 
+        if self.kind == "realesrgan":
             self.settings = load_settings(options.config)
         elif options.config:
             load_settings(options.config)  # still checked, so a typo is not silently ignored
@@ -302,8 +302,7 @@ class _Run:
         scale = self.generator.scale
         if self.o.val is not None:
             if self.kind == "paired":
-                raise UsageError("--val is not used with paired data", hint="validation uses centre crops of "
-                                                                            "the pairs")
+                raise UsageError("--val is not used with paired data", hint="validation uses centre crops of the pairs")
             sources: list[Any] = load_folder(self.o.val, min_size=8 * scale, what="validation", skipped=self.skipped)
         else:
             sources = list(train_items)
@@ -336,7 +335,7 @@ class _Run:
         hr = hr.to(self.device)
         if lr is None:
             with torch.no_grad():
-                lr = self.degrade(hr)  # type: ignore[misc]
+                lr = self.degrade(hr)  # type: ignore[misc]  # no LR images: not paired, so degrade is set
         lr = lr.to(self.device)
         g, w = self.generator.model, self.weights
         logs: dict[str, float] = {}
@@ -444,7 +443,7 @@ class _Run:
                                 "scaler": self.scaler.state_dict()}
         tensors["rng.torch"] = torch.get_rng_state()
         if hasattr(self.degrade, "state_dict"):
-            degrade_state = self.degrade.state_dict()  # type: ignore[union-attr]
+            degrade_state = self.degrade.state_dict()  # type: ignore[union-attr]  # hasattr, just above
             meta["degrade_rng"] = degrade_state["numpy"]
             tensors["rng.degrade"] = degrade_state["torch"]
         if self.disc is not None and self.opt_d is not None:
@@ -480,7 +479,8 @@ class _Run:
         self.scaler.load_state_dict(meta["scaler"])
         self.data_rng.bit_generator.state = meta["data_rng"]
         if "degrade_rng" in meta and hasattr(self.degrade, "load_state_dict"):
-            self.degrade.load_state_dict({"numpy": meta["degrade_rng"], "torch": tensors["rng.degrade"]})  # type: ignore[union-attr]
+            self.degrade.load_state_dict(  # type: ignore[union-attr]  # hasattr, just above
+                {"numpy": meta["degrade_rng"], "torch": tensors["rng.degrade"]})
         torch.set_rng_state(tensors["rng.torch"])
         self.step, self.best_psnr, self.best_step = meta["step"], meta["best_psnr"], meta["best_step"]
         self.initial, self.last_val = meta["initial"], meta["last_val"]

@@ -100,9 +100,14 @@ def _rrdb_blocks(names: list[str]) -> int:
     return len({m.group(1) for n in names if (m := re.match(r"model\.1\.sub\.(\d+)\.RDB", n))})
 
 
+def _compact_body(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers of ``model.body`` (a compact network's), or none."""
+    return list(getattr(model, "body", []))
+
+
 def _compact_convs(model: torch.nn.Module) -> list[int]:
     """Indices into ``model.body`` of the convolutions."""
-    return [i for i, layer in enumerate(getattr(model, "body", [])) if isinstance(layer, torch.nn.Conv2d)]
+    return [i for i, layer in enumerate(_compact_body(model)) if isinstance(layer, torch.nn.Conv2d)]
 
 
 def frozen_names(generator: Generator, spec: str) -> set[str]:
@@ -129,7 +134,7 @@ def frozen_names(generator: Generator, spec: str) -> set[str]:
             if count > len(convs):
                 raise UsageError(f"--freeze {spec}: the network has only {len(convs)} convolutions")
             # A convolution together with the activation after it (PReLU has parameters).
-            last = convs[count] if count < len(convs) else len(generator.model.body)
+            last = convs[count] if count < len(convs) else len(_compact_body(generator.model))
             prefixes = [f"body.{i}." for i in range(last)] if count else []
         elif spec.lower() == "auto":
             return set()

@@ -24,7 +24,8 @@ The package, one concern a module; every public name is re-exported here:
 - ``download.py``: the resumable HTTP download into a locked ``.part`` file;
 - ``serialize.py``: :func:`load_state_dict`, :func:`load_state_dict_layout` (names and shapes only) and
   :func:`save_state_dict`;
-- ``networks.py``: :func:`load_network`, :func:`find_and_load_network` (the file checked while spandrel loads) and :func:`expect_network` (spandrel).
+- ``networks.py``: :func:`load_network`, :func:`find_and_load_network` (the file checked while
+  spandrel loads) and :func:`expect_network` (spandrel).
 
 This package is imported by the plugin host at start-up, so none of its
 modules imports torch, safetensors or spandrel at module level.

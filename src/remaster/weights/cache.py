@@ -467,16 +467,15 @@ class WeightsManager:
 
     def _pins(self) -> dict[str, str]:
         pins_path = self.folder / PINS_FILE
+        hint = "fix the file, or delete it to pin the cached files again on their next use"
         try:
             data = json.loads(pins_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise WeightsError(f"cannot read the pinned hashes: {exc}", path=pins_path,
-                               hint="fix the file, or delete it to pin the cached files again on their next use") from None
+            raise WeightsError(f"cannot read the pinned hashes: {exc}", path=pins_path, hint=hint) from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise WeightsError("the pinned hashes are not a JSON object of strings", path=pins_path,
-                               hint="fix the file, or delete it to pin the cached files again on their next use")
+            raise WeightsError("the pinned hashes are not a JSON object of strings", path=pins_path, hint=hint)
         return data
 
     def _pin(self, name: str, digest: str | None) -> None:

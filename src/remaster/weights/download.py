@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 try:  # POSIX only; elsewhere concurrent downloads of one file are simply not guarded
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # None marks the platform without it; callers check
 
 from remaster.errors import WeightsError
 

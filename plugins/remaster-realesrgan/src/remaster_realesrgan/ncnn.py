@@ -33,7 +33,6 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -51,7 +50,7 @@ __all__ = [
 ]
 
 #: A scalar ``key=value`` of a ``.param`` line, or an array (``-233xx`` keys).
-ParamValue = Union[int, float, list[int | float]]
+ParamValue = int | float | list[int | float]
 
 _MAGIC = "7767517"
 # ncnn encodes "key k holds an array" as key -23300 - k.

@@ -74,7 +74,8 @@ def plan_run(inputs: Sequence[str], output: str, *, fmt: str | None = None, name
             if storage.is_uri(text):
                 sources.extend(storage.list_images(text))
             else:
-                sources.extend((str(path), PurePosixPath(relative.as_posix())) for path, relative in collect_inputs([text]))
+                sources.extend((str(path), PurePosixPath(relative.as_posix()))
+                               for path, relative in collect_inputs([text]))
         items = _plan_named(sources, output, fmt, name_template, suffix, folder)
         if storage.is_uri(output):
             there = storage.existing_under(output) | {item.target for item in items
@@ -85,8 +86,8 @@ def plan_run(inputs: Sequence[str], output: str, *, fmt: str | None = None, name
             check_writable(items, report)
             existed = [Path(item.target).is_file() for item in items]
     if skip_existing:
-        for item, there in zip(items, existed):
-            item.skipped = there
+        for item, was_there in zip(items, existed):
+            item.skipped = was_there
     return Plan(items, existed)
 
 
@@ -286,7 +287,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
         half_weights, compile, compile_backend: As for :class:`~remaster.pipeline.Remasterer`, in every worker.
 
     Returns:
-        ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``, as :func:`remaster.runs.plan.summarize`.
+        ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``,
+        as :func:`remaster.runs.plan.summarize`.
 
     Raises:
         EngineMissingError: Ray is not installed.
