@@ -36,8 +36,8 @@ from remaster.plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, Sta
 
 if TYPE_CHECKING:
     from remaster.io.image import Image, Meta
-    from remaster.pipeline.devices import autocast_context
     from remaster.pipeline.configured import DEFAULT_UPSCALER, resolve_spec
+    from remaster.pipeline.devices import autocast_context
     from remaster.pipeline.options import PipelineOptions
     from remaster.pipeline.remasterer import Remasterer
     from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline

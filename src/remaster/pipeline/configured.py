@@ -139,11 +139,11 @@ class ConfiguredStage:
                 raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
         if self._prepared_for != (device, dtype):
             try:
-                factory = context or self.context
-                if factory is None:
+                make_context = context or self.context
+                if make_context is None:
                     raise StageError("has no pipeline to be prepared in", path=self.name,
                                      hint="configure it through a Remasterer")
-                self._instance.prepare(factory(device, dtype))
+                self._instance.prepare(make_context(device, dtype))
             except RemasterError:
                 raise
             except Exception as exc:  # a plugin's own failure while loading its model: name the stage

@@ -184,7 +184,8 @@ class StageExecutor:
         tiled = tileable and self.options.tile != 0
         # Compiled: tiles of one fixed size, one at a time, so that a single shape compiles for every image.
         compiled = self.options.compile and tiled and bool(getattr(instance, "compilable", False))
-        run = stage.compiled_run(instance, self.options.compile_backend) if compiled else instance.run
+        compiled_run = stage.compiled_run(instance, self.options.compile_backend) if compiled else None
+        run = compiled_run if compiled_run is not None else instance.run
         # A stage reports progress of its own only when it gets the whole image in one call; per tile, the tiler does.
         # Neither a tile, the tiler's single call, nor a padded image can be resized to the planned size of the whole.
         tile_ctx = replace(ctx, progress=None, out_size=None)
@@ -212,9 +213,9 @@ class StageExecutor:
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
                     padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap,
                     output_bytes_per_value=4 if rows is None else 2)  # rows: into a uint8/uint16 image
-            if compiled:
+            if compiled_run is not None:
                 side = tiling.fixed_window_size(int(tile), overlap, multiple_of=info.multiple_of)
-                run.window = (side, side)  # type: ignore[union-attr]  # other sizes run eagerly
+                compiled_run.window = (side, side)  # other sizes run eagerly
             wanted_h, wanted_w = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
 
             def cropped_rows(top: int, band: torch.Tensor) -> None:

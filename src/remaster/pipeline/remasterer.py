@@ -327,7 +327,8 @@ class Remasterer:
             sink = RowSink(writer, gray=image.meta.grayscale)
         requested = self.precision if precision is None else precision_request(precision)
         sizes = self.output_sizes(image.height, image.width)
-        pixels, alpha = image.pixels, image.alpha
+        pixels: torch.Tensor | None = image.pixels
+        alpha: torch.Tensor | None = image.alpha
         extras = dict(image.meta.extras)
         ran: list[dict[str, Any]] = []
         total = len(self.stages)
@@ -348,6 +349,7 @@ class Remasterer:
                             stage.name, choice.note, requested)
             ctx = RunContext(device=device, dtype=choice.dtype, precision=requested, bit_depth=image.meta.bit_depth,
                              out_size=sizes[index])
+            assert pixels is not None  # only the last stage writes into the sink
             try:
                 last = index == total - 1
                 pixels, alpha = self._executor.run_stage(stage, pixels, alpha, ctx, stage_progress,

@@ -71,6 +71,6 @@ class Guard:
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names only this machine."""
     with suppress(OSError):
-        return all(info[4][0] in ("127.0.0.1", "::1") or info[4][0].startswith("127.")
+        return all(str(info[4][0]) in ("127.0.0.1", "::1") or str(info[4][0]).startswith("127.")
                    for info in socket.getaddrinfo(host.strip("[]"), None))
     return False

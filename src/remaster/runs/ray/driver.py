@@ -260,7 +260,8 @@ def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], pla
 
 def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[str],
                address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
-               cpus_per_worker: float = 1.0, options: PipelineOptions | None = None, overwrite: bool = False, skip_existing: bool = False, quality: int | None = None,
+               cpus_per_worker: float = 1.0, options: PipelineOptions | None = None, overwrite: bool = False,
+               skip_existing: bool = False, quality: int | None = None,
                fmt: str | None = None, name_template: str | None = None, suffix: str = "",
                report: str | None = None, max_attempts: int = 3,
                wait_for_workers: float = 300.0) -> dict[str, Any]:
