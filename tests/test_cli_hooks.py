@@ -8,7 +8,7 @@ import re
 import pytest
 from PIL import Image as PILImage
 
-from remaster import hookimpl
+from remaster import StageCall, hookimpl
 from remaster.cli import build_parser, main
 from remaster.cli.hooks import item_notes
 from remaster.errors import UsageError
@@ -29,8 +29,10 @@ class Sharpen:
             parser.add_argument("--sharpen", type=float, metavar="S", help="sharpen after upscaling")
 
     @hookimpl
-    def remaster_upscale_pipeline(self, args, upscaler, scale):
-        return None if args.sharpen is None else [upscaler, f"sharpen(amount={args.sharpen!r}, scale={scale!r})"]
+    def remaster_upscale_pipeline(self, options, upscaler, scale):
+        if options["sharpen"] is None:
+            return None
+        return [upscaler, StageCall("sharpen", {"amount": options["sharpen"], "scale": scale})]
 
     @hookimpl
     def remaster_item_note(self, extras):
@@ -76,9 +78,9 @@ def test_a_plugins_option_is_parsed_and_builds_the_upscale_pipeline(process_host
     parser = build_parser(host)
     assert "sharpen after upscaling" in subcommand(parser, "upscale").format_help()
     args = parser.parse_args(["upscale", "a.png", "-o", "b.png", "--model", "bicubic", "--scale", "2", "--sharpen", "0.5"])
-    assert _upscale_pipeline(args) == ["bicubic", "sharpen(amount=0.5, scale=2.0)"]
+    assert list(map(str, _upscale_pipeline(args))) == ["bicubic", "sharpen(amount=0.5, scale=2.0)"]
     args = parser.parse_args(["upscale", "a.png", "-o", "b.png", "--model", "bicubic", "--scale", "3"])
-    assert _upscale_pipeline(args) == ["bicubic(scale=3.0)"]  # no option given: the plugin stays out of it
+    assert list(map(str, _upscale_pipeline(args))) == ["bicubic(scale=3.0)"]  # no option given: the plugin stays out of it
 
 
 @pytest.mark.parametrize("broken", [HalfBroken, Clash])
@@ -111,7 +113,7 @@ def test_notes_join_the_image_line_and_a_broken_one_is_warned_of_once(process_ho
 def test_a_pipeline_hook_that_crashes_is_one_error_line_naming_the_plugin(process_host, tmp_path, monkeypatch, capsys):
     class Crash:
         @hookimpl
-        def remaster_upscale_pipeline(self, args, upscaler, scale):
+        def remaster_upscale_pipeline(self, options, upscaler, scale):
             raise ZeroDivisionError("division by zero")
 
     process_host(host_with(Crash()))

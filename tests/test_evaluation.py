@@ -137,10 +137,13 @@ def test_grey_images_and_y_channel(tmp_path):
 
 
 def test_candidate_pipeline_gets_the_inverse_scale():
-    assert candidate_pipeline("bicubic", 4) == ["bicubic(scale=4.0)"]
-    assert candidate_pipeline("lanczos(scale=4)", 4) == ["lanczos(scale=4)"]
-    assert candidate_pipeline("degrade.blur(sigma=1) | lanczos", 2) == ["degrade.blur(sigma=1)", "lanczos(scale=2.0)"]
-    assert candidate_pipeline("realesr-animevideov3", 2) == ["realesr-animevideov3(scale=2.0)"]
+    def text(candidate: str, factor: int) -> list[str]:
+        return [str(call) for call in candidate_pipeline(candidate, factor)]
+
+    assert text("bicubic", 4) == ["bicubic(scale=4.0)"]
+    assert text("lanczos(scale=4)", 4) == ["lanczos(scale=4)"]
+    assert text("degrade.blur(sigma=1) | lanczos", 2) == ["degrade.blur(sigma=1)", "lanczos(scale=2.0)"]
+    assert text("realesr-animevideov3", 2) == ["realesr-animevideov3(scale=2.0)"]
     assert split_list("psnr, lpips(net=vgg, x=1),ssim") == ["psnr", "lpips(net=vgg, x=1)", "ssim"]
 
 

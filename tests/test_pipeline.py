@@ -9,19 +9,21 @@ from PIL import Image as PILImage
 
 from remaster import (
     ImageTooLargeError,
+    OutputError,
     Remasterer,
     RunContext,
     Stage,
+    StageCall,
     StageContractError,
-    OutputError,
     StageError,
     StageInfo,
     StageParamError,
     Tiling,
     UnknownStageError,
     UsageError,
+    parse_pipeline,
+    parse_stage,
 )
-from remaster.pipeline import parse_pipeline, parse_stage
 
 
 def random_rgb(height=23, width=17, seed=0):
@@ -31,12 +33,13 @@ def random_rgb(height=23, width=17, seed=0):
 # -- parsing ------------------------------------------------------------------
 
 def test_parse_stage_strings():
-    assert parse_stage("bicubic") == ("bicubic", {})
-    assert parse_stage(" degrade.jpeg(quality=30) ") == ("degrade.jpeg", {"quality": 30})
-    assert parse_stage("degrade.downsample(scale=0.25, method=area)") == (
+    assert parse_stage("bicubic") == StageCall("bicubic", {})
+    assert parse_stage(" degrade.jpeg(quality=30) ") == StageCall("degrade.jpeg", {"quality": 30})
+    assert tuple(parse_stage("degrade.downsample(scale=0.25, method=area)")) == (
         "degrade.downsample", {"scale": 0.25, "method": "area"})
-    assert parse_stage("x(flag=True, name='a|b')") == ("x", {"flag": True, "name": "a|b"})
-    assert parse_pipeline("a | b(x=1) | c(s='p|q')") == ["a", "b(x=1)", "c(s='p|q')"]
+    assert parse_stage("x(flag=True, name='a|b')") == StageCall("x", {"flag": True, "name": "a|b"})
+    assert parse_pipeline("a | b(x=1) | c(s='p|q')") == [StageCall("a", {}), StageCall("b", {"x": 1}),
+                                                          StageCall("c", {"s": "p|q"})]
 
 
 @pytest.mark.parametrize("text", ["bicubic(2)", "bicubic(scale=)", "bicubic(scale=2", "a||b", "bicubic(scale=f(1))"])
@@ -448,12 +451,13 @@ def test_run_file_refuses_an_existing_target_before_any_work(tmp_path):
 
 @pytest.mark.parametrize("name", ["bicubic", "/models/4x Community (v2).pth", "C:/x/a|b.pth", "it's.pth"])
 def test_format_stage_round_trips_through_parse_stage(name):
-    from remaster.pipeline import format_stage
+    from remaster import format_stage
 
     params = {"scale": 2.0, "background": "realesrgan-x4plus(scale=2.0)"}
-    assert parse_stage(format_stage(name, params)) == (name, params)
-    assert parse_stage(format_stage(name)) == (name, {})
-    assert parse_pipeline(f"{format_stage(name, params)} | nearest") == [format_stage(name, params), "nearest"]
+    assert tuple(parse_stage(format_stage(name, params))) == (name, params)
+    assert parse_stage(format_stage(name)) == StageCall(name, {})
+    assert parse_pipeline(f"{format_stage(name, params)} | nearest") == [StageCall(name, params), StageCall("nearest")]
+    assert str(StageCall(name, params)) == format_stage(name, params)
 
 
 class _HalfwayReporter(Stage):

@@ -32,7 +32,20 @@ from remaster.errors import (
     WeightsNotFoundError,
     WrongWeightsError,
 )
-from remaster.plugin import PLUGIN_API_VERSION, Param, StageInfo, StageKind, StageSpec, Tiling, hookimpl
+from remaster.plugin import (
+    MODEL_FILE_SUFFIXES,
+    PLUGIN_API_VERSION,
+    Param,
+    StageCall,
+    StageInfo,
+    StageKind,
+    StageSpec,
+    Tiling,
+    format_stage,
+    hookimpl,
+    parse_pipeline,
+    parse_stage,
+)
 
 if TYPE_CHECKING:
     from remaster.io.image import Image, Meta
@@ -41,7 +54,6 @@ if TYPE_CHECKING:
     from remaster.pipeline.options import PipelineOptions
     from remaster.pipeline.remasterer import Remasterer
     from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
-    from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage
 
 try:
     __version__ = version("remaster")
@@ -62,10 +74,6 @@ _LAZY = {
     "NetworkStage": ".pipeline.stage",
     "resolve_spec": ".pipeline.configured",
     "autocast_context": ".pipeline.devices",
-    "parse_stage": ".pipeline.syntax",
-    "format_stage": ".pipeline.syntax",
-    "parse_pipeline": ".pipeline.syntax",
-    "MODEL_FILE_SUFFIXES": ".pipeline.syntax",
 }
 
 
@@ -107,6 +115,7 @@ __all__ = [
     "NetworkStage",
     "resolve_spec",
     "autocast_context",
+    "StageCall",
     "parse_stage",
     "format_stage",
     "parse_pipeline",

@@ -9,6 +9,7 @@ import argparse
 
 import pytest
 
+from remaster import StageCall
 from remaster.cli import build_parser
 from remaster.cli.hooks import item_notes
 from remaster.plugin.host import get_host
@@ -34,14 +35,15 @@ def test_the_face_options_come_from_the_plugin_with_their_help():
     (("--face-model", "1.3"), "gfpgan(upscale=4.0, background='lanczos', version='1.3')"),
 ])
 def test_face_options_build_the_gfpgan_stage(argv, stage):
-    assert remaster_upscale_pipeline(upscale_args(*argv), "lanczos", 4) == (stage and [stage])
+    pipeline = remaster_upscale_pipeline(vars(upscale_args(*argv)), StageCall("lanczos"), 4)
+    assert (pipeline and list(map(str, pipeline))) == (stage and [stage])
 
 
 def test_a_face_model_file_is_a_checkpoint(tmp_path):
     model = tmp_path / "my faces.pth"
     model.write_bytes(b"")
-    assert remaster_upscale_pipeline(upscale_args("--face-model", str(model)), "x", 2.0) == [
-        f"gfpgan(upscale=2.0, background='x', model={str(model)!r})"]
+    [call] = remaster_upscale_pipeline(vars(upscale_args("--face-model", str(model))), StageCall("x"), 2.0)
+    assert call == StageCall("gfpgan", {"upscale": 2.0, "background": "x", "model": str(model)})
 
 
 @pytest.mark.parametrize("extras, note", [

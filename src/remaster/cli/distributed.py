@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from remaster.cli.parser import pipeline_options
 from remaster.errors import UsageError
+from remaster.plugin.syntax import StageCall
 from remaster.runs.plan import BatchItem, summarize, write_report
 
 _RAY_ONLY = (("address", None), ("workers", None), ("gpus_per_worker", 0.0), ("cpus_per_worker", 1.0))
@@ -41,7 +42,7 @@ class FinishRun(Protocol):
     def __call__(self, args: argparse.Namespace, items: list[BatchItem], interrupted: bool) -> int: ...
 
 
-def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[str]], *,
+def run_on_ray(args: argparse.Namespace, make_stages: Callable[[], list[StageCall]], *,
                finish: FinishRun,
                skipped_line: Callable[[BatchItem], str], notes: Callable[[dict[str, Any], Any], str]) -> int:
     """Plan as a local run, run the items on Ray workers, report as a local run; returns the exit code.

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from remaster.errors import PluginError, RemasterError
 from remaster.plugin.commands import Command
 from remaster.plugin.host import PluginHost
 from remaster.plugin.reference import load_reference
+from remaster.plugin.syntax import StageCall, parse_stage
 
 __all__ = ["add_options", "command_arguments", "run_command", "upscale_pipeline", "item_notes"]
 
@@ -89,8 +91,12 @@ def run_command(host: PluginHost, command: Command, args: argparse.Namespace) ->
     return int(code or 0)
 
 
-def upscale_pipeline(host: PluginHost, args: argparse.Namespace, upscaler: str, scale: float) -> list[str] | None:
+def upscale_pipeline(host: PluginHost, options: Mapping[str, Any], upscaler: StageCall,
+                     scale: float) -> list[StageCall] | None:
     """The pipeline the first plugin that answers ``remaster_upscale_pipeline`` gives, or ``None``.
+
+    ``options`` are the parsed options of ``remaster upscale`` by name (the plugins' own among them). A plugin
+    answers stage calls (stage strings are read here).
 
     Raises:
         RemasterError: what the plugin raised (e.g. a :class:`UsageError` for options that cannot work).
@@ -98,14 +104,14 @@ def upscale_pipeline(host: PluginHost, args: argparse.Namespace, upscaler: str, 
     """
     for info, call in host.callers("remaster_upscale_pipeline"):
         try:
-            pipeline = call(args=args, upscaler=upscaler, scale=scale)
+            pipeline = call(options=MappingProxyType(dict(options)), upscaler=upscaler, scale=scale)
         except RemasterError:
             raise
         except Exception as exc:  # running without what the plugin's options asked for would mislead
             raise PluginError(f"raised {type(exc).__name__} while building the upscale pipeline: {exc}",
                               path=info.name, hint=f"report it to {info.distribution or info.name}") from exc
         if pipeline is not None:
-            return list(pipeline)
+            return [parse_stage(item) if isinstance(item, str) else StageCall(*item) for item in pipeline]
     return None
 
 

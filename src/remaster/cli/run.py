@@ -14,6 +14,7 @@ from remaster.cli import hooks
 from remaster.cli.console import warn_plugin_errors
 from remaster.cli.parser import pipeline_options, run_options
 from remaster.errors import UsageError
+from remaster.plugin.syntax import StageCall, parse_pipeline
 from remaster.runs.plan import (
     FOLDER_SEPARATORS,
     BatchItem,
@@ -60,8 +61,6 @@ def upscale(args: argparse.Namespace, host: PluginHost) -> int:
 
 def run(args: argparse.Namespace, host: PluginHost) -> int:
     """``remaster run``: the pipeline given."""
-    from remaster.pipeline.syntax import parse_pipeline
-
     return _process(args, lambda: parse_pipeline(args.pipeline), host)
 
 
@@ -70,48 +69,47 @@ def degrade(args: argparse.Namespace, host: PluginHost) -> int:
     return _process(args, lambda: _degrade_pipeline(args), host)
 
 
-def _upscale_pipeline(args: argparse.Namespace, host: PluginHost | None = None) -> list[str]:
+def _upscale_pipeline(args: argparse.Namespace, host: PluginHost | None = None) -> list[StageCall]:
     from remaster.pipeline.configured import default_upscaler, resolve_spec
-    from remaster.pipeline.syntax import format_stage
     from remaster.plugin.host import get_host
 
     host = host or get_host()
-    name = args.model or default_upscaler(host)
-    spec = resolve_spec(name, host)
+    upscaler = StageCall(args.model or default_upscaler(host))  # a model file's path is a name as it stands
+    spec = resolve_spec(upscaler.name, host)
     if args.scale is not None and args.scale <= 0:
         raise UsageError(f"--scale must be positive, not {args.scale}")
     # A plugin's options may turn the upscale into another pipeline (remaster-gfpgan's --face).
-    pipeline = hooks.upscale_pipeline(host, args, name, args.scale or spec.info.scale)
+    pipeline = hooks.upscale_pipeline(host, vars(args), upscaler, args.scale or spec.info.scale)
     if pipeline is not None:
         return pipeline
     if args.scale is None:
-        return [name]
+        return [upscaler]
     if spec.info.scale_param is not None:
-        return [format_stage(name, {spec.info.scale_param: args.scale})]
+        return [upscaler.with_params(**{spec.info.scale_param: args.scale})]
     native = spec.info.scale
     if abs(args.scale - native) < 1e-9:
-        return [name]
+        return [upscaler]
     # A fixed-scale model runs at its native factor; a good filter covers the rest.
-    return [name, f"lanczos(scale={args.scale / native!r})"]
+    return [upscaler, StageCall("lanczos", {"scale": args.scale / native})]
 
 
-def _degrade_pipeline(args: argparse.Namespace) -> list[str]:
+def _degrade_pipeline(args: argparse.Namespace) -> list[StageCall]:
     # Real-ESRGAN's first-order order: blur, resize, noise, then JPEG last as a camera/codec would.
     stages = []
     if args.blur:
-        stages.append(f"degrade.blur(sigma={args.blur!r})")
+        stages.append(StageCall("degrade.blur", {"sigma": args.blur}))
     if args.downsample:
-        stages.append(f"degrade.downsample(scale={args.downsample!r})")
+        stages.append(StageCall("degrade.downsample", {"scale": args.downsample}))
     if args.noise:
-        stages.append(f"degrade.noise(sigma={args.noise!r}, seed={args.seed})")
+        stages.append(StageCall("degrade.noise", {"sigma": args.noise, "seed": args.seed}))
     if args.jpeg:
-        stages.append(f"degrade.jpeg(quality={args.jpeg})")
+        stages.append(StageCall("degrade.jpeg", {"quality": args.jpeg}))
     if not stages:
         raise UsageError("nothing to do", hint="give at least one of --blur, --downsample, --noise, --jpeg")
     return stages
 
 
-def _process(args: argparse.Namespace, make_stages: Callable[[], list[str]], host: PluginHost) -> int:
+def _process(args: argparse.Namespace, make_stages: Callable[[], list[StageCall]], host: PluginHost) -> int:
     from tqdm import tqdm
 
     from remaster.cli.distributed import check_engine_options

@@ -13,8 +13,8 @@ from remaster.errors import UsageError
 from remaster.evaluation.defaults import DEFAULT_METRICS
 from remaster.metrics import MetricSpec
 from remaster.pipeline.configured import resolve_spec
-from remaster.pipeline.syntax import format_stage, parse_pipeline, parse_stage, split_top_level
 from remaster.plugin.host import PluginHost, get_host
+from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage, split_top_level
 
 __all__ = ["split_list", "MetricChoice", "parse_metrics", "check_metric_weights", "candidate_pipeline"]
 
@@ -102,8 +102,8 @@ def check_metric_weights(choices: Sequence[MetricChoice], *, host: PluginHost | 
         manager.ensure(name)
 
 
-def candidate_pipeline(candidate: str, factor: int, *, host: PluginHost | None = None) -> list[str]:
-    """The stage strings of a candidate, with ``scale=factor`` given to its scaling stage.
+def candidate_pipeline(candidate: str, factor: int, *, host: PluginHost | None = None) -> list[StageCall]:
+    """The stages of a candidate, with ``scale=factor`` given to its scaling stage.
 
     A candidate is a stage string (``"bicubic"``, ``"realesrgan-x4plus"``, ``"lanczos(scale=4)"``) or a
     pipeline of them. Unless a stage of it already sets its scale, the first stage that takes a scale
@@ -114,14 +114,14 @@ def candidate_pipeline(candidate: str, factor: int, *, host: PluginHost | None =
         UnknownStageError, StageParamError, UsageError: the candidate cannot be read.
     """
     host = host.ensure_loaded() if host is not None else get_host()
-    items = [parse_stage(item) for item in parse_pipeline(candidate)]
+    items = parse_pipeline(candidate)
     specs = [resolve_spec(name, host) for name, _ in items]
     given = any(spec.info.scale_param and spec.info.scale_param in params for (_, params), spec in zip(items, specs))
     if not given:
         target = next((i for i, spec in enumerate(specs) if spec.info.scale_param), None)
         if target is not None:
-            others = math.prod(spec.info.scale_for(spec.resolve_params(params))
-                               for i, ((_, params), spec) in enumerate(zip(items, specs)) if i != target)
-            name, params = items[target]
-            items[target] = (name, {**params, str(specs[target].info.scale_param): float(factor) / others})
-    return [format_stage(name, params) for name, params in items]
+            others = math.prod([spec.info.scale_for(spec.resolve_params(params))
+                                for i, ((_, params), spec) in enumerate(zip(items, specs)) if i != target])
+            items[target] = items[target].with_params(
+                **{str(specs[target].info.scale_param): float(factor) / others})
+    return items

@@ -18,7 +18,7 @@ import numpy as np
 
 from remaster import io
 from remaster.evaluation.choices import MetricChoice
-from remaster.pipeline.syntax import parse_stage
+from remaster.plugin.syntax import parse_stage
 
 __all__ = ["Report", "ImageInfo", "format_value", "json_number"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from remaster.evaluation.report import ImageInfo, Report, format_value
-from remaster.pipeline.syntax import parse_stage
+from remaster.plugin.syntax import parse_stage
 
 __all__ = ["SHEET_PANEL", "SHEET_GAP", "sheet_width", "detail_crop"]
 
@@ -146,7 +146,7 @@ def sheet_for(image: ImageInfo, lr: np.ndarray, hr: np.ndarray, outputs: dict[st
     best = {m: report.best(m, {c: scores[c][m] for c in scores}) for m in labels}
     panels = [_Panel(f"input {image.lr_size[0]}×{image.lr_size[1]} (nearest ×{factor})", enlarged, [])]
     for c in report.candidates:
-        lines = [(f"{_display(m)} {format_value(m, scores[c][m])}{_UNITS.get(parse_stage(m)[0], '')}",
+        lines = [(f"{_display(m)} {format_value(m, scores[c][m])}{_UNITS.get(parse_stage(m).name, '')}",
                   c in best[m]) for m in labels]
         lines.append((f"{_duration(report.seconds[c][image.name])} per image", False))
         panels.append(_Panel(c, outputs[c], lines))

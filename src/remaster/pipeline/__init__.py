@@ -1,10 +1,10 @@
-"""The pipeline: options, the stage-string syntax, the stage contract, planning and running stages.
+"""The pipeline: options, the stage contract, planning and running stages, the Remasterer facade.
 
 >>> from remaster.pipeline import Remasterer
 >>> Remasterer("degrade.jpeg(quality=30) | bicubic(scale=2)").run(img)
 
 Names are imported from their modules on first use (PEP 562), so that the torch-free parts
-(:mod:`remaster.pipeline.syntax`) can be read without importing torch.
+(:mod:`remaster.pipeline.options`) can be read without importing torch.
 """
 
 from __future__ import annotations
@@ -18,22 +18,18 @@ if TYPE_CHECKING:
     from remaster.pipeline.options import DEFAULT_MAX_OUTPUT_PIXELS, OPTION_NAMES, PipelineOptions
     from remaster.pipeline.remasterer import Remasterer, prepare_context
     from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
-    from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES, format_stage, parse_pipeline, parse_stage, split_top_level
 
 _EXPORTS = {
     **dict.fromkeys(("Remasterer", "prepare_context"), "remasterer"),
     **dict.fromkeys(("ConfiguredStage", "DEFAULT_UPSCALER", "default_upscaler", "resolve_spec"), "configured"),
     **dict.fromkeys(("PipelineOptions", "DEFAULT_MAX_OUTPUT_PIXELS", "OPTION_NAMES"), "options"),
     **dict.fromkeys(("Stage", "RunContext", "PrepareContext", "SubPipeline", "NetworkStage"), "stage"),
-    **dict.fromkeys(("parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"),
-                    "syntax"),
 }
 
 __all__ = [
     "Remasterer", "PipelineOptions", "OPTION_NAMES", "ConfiguredStage", "DEFAULT_UPSCALER",
     "DEFAULT_MAX_OUTPUT_PIXELS", "default_upscaler", "resolve_spec", "prepare_context", "Stage", "RunContext",
     "PrepareContext", "SubPipeline", "NetworkStage",
-    "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES",
 ]
 
 _lazy = LazyExports(globals(), _EXPORTS)

@@ -18,9 +18,9 @@ from remaster.errors import RemasterError, StageError
 from remaster.pipeline import devices
 from remaster.pipeline.compiling import CompiledRun
 from remaster.pipeline.stage import PrepareContext, Stage
-from remaster.pipeline.syntax import MODEL_FILE_SUFFIXES
 from remaster.plugin.host import PluginHost
 from remaster.plugin.specs import StageInfo, StageSpec
+from remaster.plugin.syntax import MODEL_FILE_SUFFIXES
 
 __all__ = ["ConfiguredStage", "ContextFactory", "DEFAULT_UPSCALER", "FALLBACK_UPSCALER", "default_upscaler",
            "resolve_spec", "from_stage_object"]

@@ -35,8 +35,8 @@ from remaster.pipeline.configured import (
 from remaster.pipeline.execute import StageExecutor
 from remaster.pipeline.options import PipelineOptions, precision_request
 from remaster.pipeline.stage import PrepareContext, RunContext, Stage, scaled_size
-from remaster.pipeline.syntax import parse_pipeline, parse_stage
 from remaster.plugin.host import PluginHost, get_host
+from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.weights import get_manager
 
 __all__ = ["Remasterer", "prepare_context"]
@@ -53,7 +53,7 @@ def prepare_context(device: torch.device, dtype: torch.dtype, *, host: PluginHos
     """
     inherited = (options or PipelineOptions()).replace(device=str(device), precision="auto")
 
-    def build(stages: str | Sequence[str | Stage], **overrides: Any) -> Remasterer:
+    def build(stages: str | Sequence[StageCall | str | Stage], **overrides: Any) -> Remasterer:
         return Remasterer(stages, inherited.replace(**overrides), host=host)
 
     return PrepareContext(device=device, dtype=dtype, precision=devices.precision_name(dtype),
@@ -65,9 +65,9 @@ class Remasterer:
     """Runs a pipeline of stages on images.
 
     Args:
-        stages: A pipeline string (``"degrade.jpeg(quality=30) | bicubic(scale=2)"``),
-            a list of stage strings or stage objects, or ``None`` for
-            :data:`DEFAULT_UPSCALER` at x4.
+        stages: A list of :class:`StageCall` (``StageCall("bicubic", {"scale": 2})``), stage strings or stage
+            objects; a pipeline string (``"degrade.jpeg(quality=30) | bicubic(scale=2)"``); or ``None`` for
+            :data:`DEFAULT_UPSCALER` at x4. Text is read here, once.
         options: How to run (:class:`PipelineOptions`: device, precision, tile, limits, half weights,
             compilation); default ``PipelineOptions()``.
         host: Plugin host to take stages from (default: the process-wide one).
@@ -82,8 +82,8 @@ class Remasterer:
         >>> out = Remasterer(["degrade.downsample(scale=0.25)", "bicubic(scale=4)"], device="cpu").run(pil_img)
     """
 
-    def __init__(self, stages: str | Sequence[str | Stage] | None = None, options: PipelineOptions | None = None,
-                 *, host: PluginHost | None = None, **overrides: Any):
+    def __init__(self, stages: str | Sequence[StageCall | str | Stage] | None = None,
+                 options: PipelineOptions | None = None, *, host: PluginHost | None = None, **overrides: Any):
         self.options = (options or PipelineOptions()).replace(**overrides) if overrides else (
             options or PipelineOptions())
         self.host = host.ensure_loaded() if host is not None else get_host()
@@ -130,14 +130,16 @@ class Remasterer:
         """:attr:`PipelineOptions.compile_backend`."""
         return self.options.compile_backend
 
-    def _configure(self, item: str | Stage) -> ConfiguredStage:
+    def _configure(self, item: StageCall | str | Stage) -> ConfiguredStage:
         if isinstance(item, Stage):
             return from_stage_object(item, self._prepare_context)
-        if not isinstance(item, str):
-            raise UsageError(f"a pipeline item must be a stage string or a Stage, not {type(item).__name__}")
-        name, given = parse_stage(item)
-        spec = resolve_spec(name, self.host)
-        return ConfiguredStage(spec, spec.resolve_params(given), self._prepare_context)
+        if isinstance(item, str):
+            item = parse_stage(item)  # text from the caller: read here, at the edge
+        if not isinstance(item, StageCall):
+            raise UsageError(f"a pipeline item must be a StageCall, a stage string or a Stage, "
+                             f"not {type(item).__name__}")
+        spec = resolve_spec(item.name, self.host)
+        return ConfiguredStage(spec, spec.resolve_params(item.params), self._prepare_context)
 
     def __repr__(self) -> str:
         return f"Remasterer({' | '.join(map(str, self.stages))!r}, device={str(self.device)!r})"

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # types only, and only from layers below this one (the pipeli
 
     from remaster.io.image import Image
     from remaster.plugin.host import PluginHost
+    from remaster.plugin.syntax import StageCall
     from remaster.weights import WeightsManager
 
 __all__ = [
@@ -137,13 +138,13 @@ class PrepareContext:
     build_pipeline: Callable[..., SubPipeline] = field(repr=False)
     half_weights: bool = False
 
-    def pipeline(self, stages: str | Sequence[str | Stage], **options: Any) -> SubPipeline:
+    def pipeline(self, stages: str | Sequence[StageCall | str | Stage], **options: Any) -> SubPipeline:
         """A pipeline of the stage's own (e.g. a face stage's background upscaler): a :class:`~remaster.Remasterer`.
 
-        It takes its stages from the same plugin host, runs on :attr:`device`,
-        and keeps the running pipeline's tiling and size limits (``tile``,
-        ``max_pixels``, ``max_output_pixels``). ``options`` are
-        :class:`~remaster.Remasterer` keyword arguments and override those.
+        ``stages`` are :class:`~remaster.StageCall` values (or stage strings, or stage objects). It takes
+        its stages from the same plugin host, runs on :attr:`device`, and keeps the running pipeline's
+        :class:`~remaster.PipelineOptions` (tiling, size limits, half weights, compilation); ``options`` are
+        fields of those, by name, and override them.
         Precision is deliberately not inherited: pass what the user asked for
         per image (``run_image(..., precision=run_ctx.precision)``), so that each
         inner stage chooses its own.

@@ -26,14 +26,22 @@ from remaster.plugin.presets import Preset, PresetRegistry
 from remaster.plugin.reference import Ref, Reference, import_reference, is_reference, load_reference
 from remaster.plugin.registries import NAME_PATTERN, SpecRegistry, StageRegistry
 from remaster.plugin.specs import (
-    PRECISION_NAMES,
-    AlphaHandling,
-    Param,
-    StageInfo,
-    StageKind,
-    StageSpec,
-    Tiling,
-    precision_name,
+                                    PRECISION_NAMES,
+                                    AlphaHandling,
+                                    Param,
+                                    StageInfo,
+                                    StageKind,
+                                    StageSpec,
+                                    Tiling,
+                                    precision_name,
+)
+from remaster.plugin.syntax import (
+                                    MODEL_FILE_SUFFIXES,
+                                    StageCall,
+                                    format_stage,
+                                    parse_pipeline,
+                                    parse_stage,
+                                    split_top_level,
 )
 from remaster.plugin.weights import WeightsRegistry, WeightsSpec
 
@@ -67,6 +75,12 @@ __all__ = [
     "SpecRegistry",
     "StageRegistry",
     "NAME_PATTERN",
+    "StageCall",
+    "parse_stage",
+    "format_stage",
+    "parse_pipeline",
+    "split_top_level",
+    "MODEL_FILE_SUFFIXES",
     "PluginHost",
     "PluginInfo",
     "get_host",

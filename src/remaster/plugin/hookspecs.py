@@ -17,12 +17,14 @@ from remaster.plugin.markers import PLUGIN_API_VERSION, PROJECT_NAME, hookimpl, 
 
 if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here needs them at run time
     import argparse
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from remaster.plugin.commands import Command
     from remaster.plugin.metrics import MetricSpec
     from remaster.plugin.presets import Preset
     from remaster.plugin.specs import StageSpec
+    from remaster.plugin.syntax import StageCall
     from remaster.plugin.weights import WeightsSpec
 
 __all__ = [
@@ -122,15 +124,17 @@ def remaster_add_options(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 @hookspec(firstresult=True)
-def remaster_upscale_pipeline(args: argparse.Namespace, upscaler: str, scale: float) -> list[str] | None:
-    """The pipeline ``remaster upscale`` runs, as stage strings, or ``None`` to leave it to others.
+def remaster_upscale_pipeline(options: Mapping[str, Any], upscaler: StageCall,
+                              scale: float) -> Sequence[StageCall | str] | None:
+    """The pipeline ``remaster upscale`` runs, as stage calls, or ``None`` to leave it to others.
 
-    ``args`` are the parsed options (with those the plugin added), ``upscaler``
-    the upscaler stage chosen (``--model`` or the default one) and ``scale`` the
-    output scale (``--scale`` or the upscaler's own). The first plugin that
-    answers decides; when none does, the upscaler runs alone (resampled to
-    ``--scale``). Raise :class:`remaster.errors.UsageError` for option values
-    that cannot work together.
+    ``options`` are the parsed option values by name (``options["face"]``; those
+    the plugin added among them; read-only), ``upscaler`` the upscaler stage
+    chosen (``--model`` or the default one; a model file's path is its name)
+    and ``scale`` the output scale (``--scale`` or the upscaler's own). The
+    first plugin that answers decides; when none does, the upscaler runs alone
+    (resampled to ``--scale``). Raise :class:`remaster.errors.UsageError` for
+    option values that cannot work together.
     """
 
 

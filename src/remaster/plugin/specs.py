@@ -10,7 +10,7 @@ pipeline first needs the stage, and weights are read only in ``Stage.prepare``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -243,7 +243,7 @@ class StageSpec:
     info: StageInfo = field(default_factory=StageInfo)
     plugin: str | None = None
 
-    def resolve_params(self, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``given`` against the schema and fill in defaults.
 
         Raises:

@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from remaster.errors import UsageError
-from remaster.pipeline.syntax import parse_pipeline, parse_stage
 from remaster.plugin.host import PluginHost
+from remaster.plugin.syntax import parse_pipeline
 
 __all__ = ["available_presets"]
 
@@ -25,7 +25,7 @@ def available_presets(host: PluginHost) -> list[dict[str, Any]]:
     usable: dict[str, Any] = {}
     for preset in host.presets:
         try:
-            names = [parse_stage(stage)[0] for stage in parse_pipeline(preset.pipeline)]
+            names = [call.name for call in parse_pipeline(preset.pipeline)]
         except UsageError:
             log.warning("preset %r of plugin %r has an unreadable pipeline %r", preset.name, preset.plugin,
                         preset.pipeline)

@@ -1,17 +1,17 @@
 """The ``--face`` options of ``remaster upscale``, the pipeline they ask for, and the faces note of the log line.
 
 Imported by the registration module, so it stays as cheap as that: the standard
-library and ``remaster.plugin`` only (the stage-string writer is imported when
-a pipeline is built).
+library and ``remaster.plugin`` only.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from remaster.plugin import hookimpl
+from remaster.plugin import StageCall, hookimpl
 
 #: The stage the face options add.
 FACE_STAGE = "gfpgan"
@@ -29,21 +29,28 @@ def remaster_add_options(command: str, parser: argparse.ArgumentParser) -> None:
                         help="face network: 1.3, 1.4 (default), restoreformer, or a checkpoint file (implies --face)")
 
 
-@hookimpl
-def remaster_upscale_pipeline(args: argparse.Namespace, upscaler: str, scale: float) -> list[str] | None:
-    """Real-ESRGAN's ``--face_enhance``: faces restored from the input, pasted on the upscaled background."""
-    face_weight, face_model = getattr(args, "face_weight", None), getattr(args, "face_model", None)
-    if not (getattr(args, "face", False) or face_weight is not None or face_model):
-        return None
-    from remaster import format_stage
+def face_pipeline(upscaler: StageCall, scale: float, *, weight: float | None = None,
+                  model: str | None = None) -> StageCall:
+    """Upscaling with faces, the one way this plugin writes it: faces restored from the input, pasted on the
+    background ``upscaler`` makes at ``scale`` (Real-ESRGAN's ``--face_enhance``).
 
-    params: dict[str, Any] = {"upscale": float(scale), "background": upscaler}
-    if face_weight is not None:
-        params["weight"] = face_weight
-    if face_model:
-        # A file is a checkpoint; anything else is a version name, which the stage validates.
-        params["model" if Path(face_model).expanduser().is_file() else "version"] = face_model
-    return [format_stage(FACE_STAGE, params)]
+    ``model`` is a checkpoint file, or else a version name (which the stage checks).
+    """
+    params: dict[str, Any] = {"upscale": float(scale), "background": str(upscaler)}
+    if weight is not None:
+        params["weight"] = weight
+    if model:
+        params["model" if Path(model).expanduser().is_file() else "version"] = model
+    return StageCall(FACE_STAGE, params)
+
+
+@hookimpl
+def remaster_upscale_pipeline(options: Mapping[str, Any], upscaler: StageCall, scale: float) -> list[StageCall] | None:
+    """``remaster upscale --face``: :func:`face_pipeline` when any face option is given."""
+    weight, model = options.get("face_weight"), options.get("face_model")
+    if not (options.get("face") or weight is not None or model):
+        return None
+    return [face_pipeline(upscaler, scale, weight=weight, model=model)]
 
 
 @hookimpl

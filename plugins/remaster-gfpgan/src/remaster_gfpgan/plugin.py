@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from remaster.plugin import Param, Preset, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
+from remaster.plugin import Param, Preset, StageCall, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
 
 from .catalogue import RESTORERS, RETINAFACE, WEIGHTS
-from .cli import remaster_add_options, remaster_item_note, remaster_upscale_pipeline
+from .cli import face_pipeline, remaster_add_options, remaster_item_note, remaster_upscale_pipeline
 
 __all__ = ["remaster_register_stages", "remaster_register_weights", "remaster_add_options",
            "remaster_upscale_pipeline", "remaster_item_note", "PARAMS", "INFO"]
@@ -56,6 +56,6 @@ def remaster_register_presets(register: Callable[[Preset], None]) -> None:
     # They are listed only while realesrgan-x4plus is installed too.
     for scale, order in ((4, 11), (2, 21)):
         register(Preset(name=f"upscale-x{scale}-faces", label=f"upscale x{scale}, restore faces",
-                        pipeline=f"gfpgan(upscale={scale:.1f}, background='realesrgan-x4plus')",
+                        pipeline=str(face_pipeline(StageCall("realesrgan-x4plus"), scale)),
                         description=f"GFPGAN faces on a Real-ESRGAN x{scale} background",
                         faces_of=f"upscale-x{scale}", requires=("realesrgan-x4plus",), order=order))

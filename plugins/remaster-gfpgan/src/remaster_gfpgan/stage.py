@@ -15,10 +15,13 @@ from remaster import (
     PrepareContext,
     RunContext,
     Stage,
+    StageCall,
     StageError,
     SubPipeline,
     UsageError,
     autocast_context,
+    parse_stage,
+    resolve_spec,
 )
 from remaster.plugin import PluginHost
 from remaster.weights import WeightsManager, get_manager, load_network, load_state_dict
@@ -242,20 +245,15 @@ class GFPGANStage(Stage):
         return restored
 
 
-def _with_scale(stage: str, scale: float, host: PluginHost) -> str:
-    """``stage`` asked to run at ``scale`` (``"realesrgan-x4plus"`` → ``"realesrgan-x4plus(scale=2.0)"``).
+def _with_scale(stage: str, scale: float, host: PluginHost) -> StageCall:
+    """``stage`` asked to run at ``scale`` (``"realesrgan-x4plus"`` → ``realesrgan-x4plus(scale=2.0)``).
 
     ``host`` is the pipeline's plugin host, which knows the stage's spec.
     """
-    from remaster import format_stage, parse_stage, resolve_spec
-
     # A model file's path may hold spaces or parentheses: it is a name as it stands, not a stage string.
-    name, given = (stage, {}) if Path(stage).expanduser().is_file() else parse_stage(stage)
-    spec = resolve_spec(name, host)
+    call = StageCall(stage) if Path(stage).expanduser().is_file() else parse_stage(stage)
+    spec = resolve_spec(call.name, host)
     if spec.info.scale_param is None:
-        raise UsageError(f"the background upscaler {name!r} has a fixed scale and cannot be set to x{scale:g}",
+        raise UsageError(f"the background upscaler {call.name!r} has a fixed scale and cannot be set to x{scale:g}",
                          path="gfpgan", hint="pick an upscaler with a scale parameter (see 'remaster stages')")
-    given[spec.info.scale_param] = float(scale)
-    return format_stage(name, given)
-
-
+    return call.with_params(**{spec.info.scale_param: float(scale)})

@@ -19,6 +19,7 @@ from typing import Any
 
 from remaster.errors import RemasterError
 from remaster.pipeline.options import PipelineOptions
+from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.runs.plan import (
     FOLDER_SEPARATORS,
     WRITABLE_SUFFIXES,
@@ -258,7 +259,7 @@ def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], pla
     running.clear()
 
 
-def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[str],
+def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[StageCall | str],
                address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
                cpus_per_worker: float = 1.0, options: PipelineOptions | None = None, overwrite: bool = False,
                skip_existing: bool = False, quality: int | None = None,
@@ -296,7 +297,7 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
         ClusterError: The cluster cannot be reached, or has no room for one worker.
         RemasterError: A planning error, or what stopped the pipeline from being built.
     """
-    stage_list = _stage_strings(stages)
+    stage_list = _stage_calls(stages)
     plan = plan_run([inputs] if isinstance(inputs, str) else list(inputs), output, fmt=fmt,
                     name_template=name_template, suffix=suffix, skip_existing=skip_existing, report=report)
     spec = make_spec(stage_list, options or PipelineOptions(), overwrite=overwrite, quality=quality,
@@ -313,7 +314,7 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
     return summary
 
 
-def make_spec(stages: Sequence[str], options: PipelineOptions, *, overwrite: bool, quality: int | None,
+def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrite: bool, quality: int | None,
               cpus_per_worker: float, gpus_per_worker: float) -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
     from remaster.pipeline.remasterer import Remasterer
@@ -329,7 +330,8 @@ def make_spec(stages: Sequence[str], options: PipelineOptions, *, overwrite: boo
                    threads=max(1, int(cpus_per_worker)), env=env)
 
 
-def _stage_strings(stages: str | Sequence[str]) -> list[str]:
-    from remaster.pipeline.syntax import parse_pipeline
-
-    return list(parse_pipeline(stages)) if isinstance(stages, str) else list(stages)
+def _stage_calls(stages: str | Sequence[StageCall | str]) -> list[StageCall]:
+    """The stages of a run as data: a pipeline string is read here, once."""
+    if isinstance(stages, str):
+        return parse_pipeline(stages)
+    return [parse_stage(stage) if isinstance(stage, str) else stage for stage in stages]

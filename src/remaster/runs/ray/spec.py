@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from remaster.pipeline.options import PipelineOptions
+from remaster.plugin.syntax import StageCall
 
 if TYPE_CHECKING:
     from remaster.pipeline.remasterer import Remasterer
@@ -32,7 +33,7 @@ class RunSpec:
     """The pipeline and output options of a run, as a worker rebuilds them.
 
     Attributes:
-        stages: Stage strings, as :class:`~remaster.pipeline.Remasterer` takes them.
+        stages: The stages, as data (picklable).
         options: The pipeline options; a GPU worker sees only the device Ray gave it, as ``cuda:0``.
         overwrite: Replace existing outputs.
         quality: JPEG/WebP quality, or ``None``.
@@ -40,7 +41,7 @@ class RunSpec:
         env: Environment variables set in the worker before anything is built.
     """
 
-    stages: tuple[str, ...]
+    stages: tuple[StageCall, ...]
     options: PipelineOptions = field(default_factory=PipelineOptions)
     overwrite: bool = False
     quality: int | None = None

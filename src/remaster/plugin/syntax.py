@@ -25,9 +25,9 @@ The syntax:
   parentheses or quotes (``x(s='a|b')``, ``'my|model.pth'``) does not
   separate; an empty stage (``a || b``) is refused.
 
-:func:`parse_stage` reads one stage into ``(name, params)``,
-:func:`format_stage` writes one back (quoting the name when it must be),
-:func:`parse_pipeline` splits a pipeline into stage strings, and
+:func:`parse_stage` reads one stage into a :class:`StageCall` (the data every caller
+passes on), :func:`format_stage` (and ``str(call)``) writes one back (quoting the name
+when it must be), :func:`parse_pipeline` reads a pipeline into stage calls, and
 :func:`split_top_level` is the splitter under it, also used for other
 separators (``,`` in ``remaster eval --candidates``). Malformed text raises
 :class:`~remaster.errors.UsageError`.
@@ -37,11 +37,43 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from remaster.errors import UsageError
 
-__all__ = ["parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"]
+__all__ = ["StageCall", "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"]
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """One stage of a pipeline as data: a name and its parameters.
+
+    What the CLI, plugins and a stage's own pipelines hand the pipeline, so that text is parsed only where it
+    comes in (a CLI argument, a server header, a string given to :class:`~remaster.Remasterer`). The name is
+    a registered stage or a model file's path, taken as it stands (spaces and parentheses included). It
+    unpacks as ``name, params = call``; ``str(call)`` is the stage string that :func:`parse_stage`
+    reads back. Picklable (a Ray run sends it to its workers).
+
+    Attributes:
+        name: The stage name, or a model file's path.
+        params: The parameters given (the stage's defaults fill the rest).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Any]:
+        """``name, params = call``."""
+        return iter((self.name, self.params))
+
+    def with_params(self, **params: Any) -> StageCall:
+        """This call with ``params`` set (added or replaced)."""
+        return StageCall(self.name, {**self.params, **params})
+
+    def __str__(self) -> str:
+        return format_stage(self.name, self.params)
 
 # A stage name is a bare word, or a quoted string for model files whose paths hold spaces or parentheses.
 _STAGE_RE = re.compile(r"""^\s*(?P<name>'[^']*'|"[^"]*"|[^\s()|'"]+)\s*(?:\((?P<args>.*)\))?\s*$""", re.S)
@@ -58,8 +90,12 @@ def _literal(node: ast.expr, text: str) -> Any:
                          hint="use numbers, quoted strings, True or False") from None
 
 
-def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
-    """Split ``"name(key=value, ...)"`` into the name and its keyword values."""
+def parse_stage(text: str) -> StageCall:
+    """Read ``"name(key=value, ...)"``: the name and its keyword values.
+
+    Raises:
+        UsageError: the text is not a stage.
+    """
     match = _STAGE_RE.match(text)
     if not match:
         raise UsageError(f"cannot read the stage {text.strip()!r}", hint="write name or name(key=value, ...)")
@@ -67,7 +103,7 @@ def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
     if name[0] in "'\"":
         name = name[1:-1]
     if not args:
-        return name, {}
+        return StageCall(name, {})
     call = f"f({args})"
     try:
         parsed = ast.parse(call, mode="eval").body
@@ -76,14 +112,14 @@ def parse_stage(text: str) -> tuple[str, dict[str, Any]]:
     assert isinstance(parsed, ast.Call)
     if parsed.args:
         raise UsageError(f"stage {name!r} got a value without a name", hint="write name(key=value, ...)")
-    return name, {kw.arg: _literal(kw.value, call) for kw in parsed.keywords if kw.arg is not None}
+    return StageCall(name, {kw.arg: _literal(kw.value, call) for kw in parsed.keywords if kw.arg is not None})
 
 
 #: File name endings that mark a pipeline item as a model file rather than a stage name.
 MODEL_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
 
 
-def format_stage(name: str, params: dict[str, Any] | None = None) -> str:
+def format_stage(name: str, params: Mapping[str, Any] | None = None) -> str:
     """The stage string :func:`parse_stage` reads back: ``name(key=value, ...)``, the name quoted if it must be."""
     text = name if _BARE_NAME.fullmatch(name) else repr(name)
     return f"{text}({', '.join(f'{k}={v!r}' for k, v in params.items())})" if params else text
@@ -114,9 +150,13 @@ def split_top_level(text: str, separator: str) -> list[str]:
     return [part.strip() for part in parts]
 
 
-def parse_pipeline(text: str) -> list[str]:
-    """Split ``"a | b(x=1) | c"`` into stage strings."""
+def parse_pipeline(text: str) -> list[StageCall]:
+    """Read ``"a | b(x=1) | c"``: one :class:`StageCall` per stage.
+
+    Raises:
+        UsageError: an empty or malformed stage.
+    """
     stages = split_top_level(text, "|")
     if not all(stages):
         raise UsageError(f"empty stage in the pipeline {text!r}")
-    return stages
+    return [parse_stage(stage) for stage in stages]
