@@ -15,11 +15,10 @@ from typing import Any
 import torch
 
 from remaster.errors import RemasterError, StageError
-from remaster.pipeline import devices
 from remaster.pipeline.compiling import CompiledRun
 from remaster.pipeline.stage import PrepareContext, Stage
 from remaster.plugin.host import PluginHost
-from remaster.plugin.specs import StageInfo, StageSpec
+from remaster.plugin.specs import StageInfo, StageSpec, precision_name
 from remaster.plugin.syntax import MODEL_FILE_SUFFIXES
 
 __all__ = ["ConfiguredStage", "ContextFactory", "DEFAULT_UPSCALER", "FALLBACK_UPSCALER", "default_upscaler",
@@ -70,9 +69,11 @@ class ConfiguredStage:
     spec: StageSpec
     params: dict[str, Any]
     context: ContextFactory | None = field(default=None, repr=False)
-    _instance: Stage | None = field(default=None, repr=False)
-    _prepared_for: tuple[torch.device, torch.dtype] | None = field(default=None, repr=False)
-    _compiled: CompiledRun | None = field(default=None, repr=False)
+    #: The stage object a user made (``Remasterer([MyStage()])``): the only one there is, prepared again when
+    #: the device or dtype changes. Registered stages get one object per (device, dtype) instead.
+    given: Stage | None = field(default=None, repr=False)
+    _instances: dict[tuple[torch.device, torch.dtype], Stage] = field(default_factory=dict, repr=False)
+    _compiled: dict[int, CompiledRun] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -102,26 +103,33 @@ class ConfiguredStage:
                    if any(p.name == k and p.default != v for p in self.spec.params)}
         return self.name + (f"({', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else "")
 
-    def run_notes(self, dtype: torch.dtype) -> dict[str, Any]:
+    def run_notes(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
         """What ``meta.extras["stages"]`` says about how the last run in ``dtype`` went, besides device and precision:
         ``weights`` (``"fp16"``/``"bf16"``) when the stage ran with half weights; with ``compile``, ``compiled``
         (the backend, or ``"eager"`` after a failure) and ``compile_seconds`` on the run that compiled."""
         notes: dict[str, Any] = {}
-        weights = getattr(self._instance, "weights_dtype", None)
+        instance = self._instances.get((device, dtype))
+        weights = getattr(instance, "weights_dtype", None)
         if weights is not None and weights == dtype != torch.float32:
-            notes["weights"] = devices.precision_name(weights)
-        if self._compiled is not None:
-            notes.update(self._compiled.take_report())
+            notes["weights"] = precision_name(weights)
+        compiled = self._compiled.get(id(instance)) if instance is not None else None
+        if compiled is not None:
+            notes.update(compiled.take_report())
         return notes
 
     def compiled_run(self, instance: Stage, backend: str | Callable[..., Any]) -> CompiledRun:
-        """The stage's ``run`` compiled (once per pipeline; compilation itself happens on the first call)."""
-        if self._compiled is None:
-            self._compiled = CompiledRun(instance.run, name=self.name, backend=backend)
-        return self._compiled
+        """``instance``'s ``run`` compiled (once per object; compilation itself happens on the first call)."""
+        compiled = self._compiled.get(id(instance))
+        if compiled is None:
+            compiled = self._compiled[id(instance)] = CompiledRun(instance.run, name=self.name, backend=backend)
+        return compiled
 
     def instance(self, device: torch.device, dtype: torch.dtype, context: ContextFactory | None = None) -> Stage:
-        """The stage object, built and prepared for ``device``/``dtype`` once.
+        """The stage object for ``device``/``dtype``, built and prepared the first time it is asked for.
+
+        Each (device, dtype) has its own prepared object, kept for the pipeline's life: a folder of 8- and 16-bit
+        images (bf16 and fp32 under ``auto`` on some CPUs), or an fp32 retry after NaN, prepares each once, not
+        once per image. A stage object the user made is the exception: there is one, prepared again on a change.
 
         ``context`` makes the :class:`PrepareContext` (the running :class:`Remasterer`'s host, weights and
         limits); without one, :attr:`context`.
@@ -129,27 +137,33 @@ class ConfiguredStage:
         Raises:
             StageError: the stage could not be built or prepared.
         """
-        if self._instance is None:
+        key = (device, dtype)
+        known = self._instances.get(key)
+        if known is not None:
+            return known
+        if self.given is not None:
+            stage = self.given
+            self._instances.clear()  # prepared for another device or dtype until now
+        else:
             factory = self.spec.load_factory()
             try:
-                self._instance = factory(**self.params)
+                stage = factory(**self.params)
             except RemasterError:
                 raise
             except Exception as exc:
                 raise StageError(f"could not be built: {type(exc).__name__}: {exc}", path=self.name) from exc
-        if self._prepared_for != (device, dtype):
-            try:
-                make_context = context or self.context
-                if make_context is None:
-                    raise StageError("has no pipeline to be prepared in", path=self.name,
-                                     hint="configure it through a Remasterer")
-                self._instance.prepare(make_context(device, dtype))
-            except RemasterError:
-                raise
-            except Exception as exc:  # a plugin's own failure while loading its model: name the stage
-                raise StageError(f"could not be prepared: {type(exc).__name__}: {exc}", path=self.name) from exc
-            self._prepared_for = (device, dtype)
-        return self._instance
+        try:
+            make_context = context or self.context
+            if make_context is None:
+                raise StageError("has no pipeline to be prepared in", path=self.name,
+                                 hint="configure it through a Remasterer")
+            stage.prepare(make_context(device, dtype))
+        except RemasterError:
+            raise
+        except Exception as exc:  # a plugin's own failure while loading its model: name the stage
+            raise StageError(f"could not be prepared: {type(exc).__name__}: {exc}", path=self.name) from exc
+        self._instances[key] = stage
+        return stage
 
 
 def from_stage_object(stage: Stage, context: ContextFactory | None = None) -> ConfiguredStage:
@@ -159,6 +173,4 @@ def from_stage_object(stage: Stage, context: ContextFactory | None = None) -> Co
         info = getattr(stage, "info", StageInfo())
         name = getattr(stage, "name", type(stage).__name__.lower())
         spec = StageSpec(name=name, kind=getattr(stage, "kind", "filter"), factory=lambda **_: stage, info=info)  # type: ignore[arg-type]
-    configured = ConfiguredStage(spec, dict(getattr(stage, "params", {}) or {}), context)
-    configured._instance = stage
-    return configured
+    return ConfiguredStage(spec, dict(getattr(stage, "params", {}) or {}), context, given=stage)

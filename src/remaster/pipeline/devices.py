@@ -19,14 +19,14 @@ import torch
 
 from remaster.errors import UsageError
 from remaster.pipeline.options import precision_request
-from remaster.plugin.specs import precision_name as plugin_precision_name
+from remaster.plugin.specs import Precision, precision_name
 
 __all__ = [
     "resolve_device",
     "cpu_supports_fast_bf16",
     "resolve_precision",
     "choose_precision",
-        "precision_name",
+    "torch_dtype",
     "Capability",
     "PrecisionChoice",
     "host_capability",
@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 #: Precision names accepted on the command line and in the API.
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_NAMES = {dtype: name for name, dtype in PRECISIONS.items()}
+#: Precision names to torch dtypes (:func:`torch_dtype`); :func:`remaster.plugin.specs.precision_name` goes back.
+PRECISIONS: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 _DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
 
@@ -175,9 +175,9 @@ def cpu_supports_fast_bf16() -> bool:
     return host_capability().native_cpu_bf16
 
 
-def precision_name(dtype: torch.dtype) -> str:
-    """``torch.bfloat16`` → ``"bf16"`` (the names ``--precision`` takes)."""
-    return _NAMES.get(dtype, str(dtype).removeprefix("torch."))
+def torch_dtype(name: Precision) -> torch.dtype:
+    """The torch dtype of a precision name (``"bf16"`` → ``torch.bfloat16``): the one mapping to torch."""
+    return PRECISIONS[name]
 
 
 #: Sources deeper than this many bits per sample keep fp32 under ``auto``: bf16 keeps 8 bits of mantissa,
@@ -229,7 +229,7 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
     """
     name = precision_request(requested)
     capability = capability or host_capability(device)
-    dtypes = tuple(PRECISIONS[plugin_precision_name(dtype)] for dtype in supported)
+    dtypes = tuple(torch_dtype(precision_name(dtype)) for dtype in supported)
     runnable = tuple(dtype for dtype in dtypes if not (dtype is torch.float16 and device.type == "cpu"))
     if not runnable:
         stage_names = ", ".join(precision_name(dtype) for dtype in dtypes) or "none"
@@ -238,7 +238,7 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
     fallback = torch.float32 if torch.float32 in runnable else runnable[0]
 
     if name != "auto":
-        wanted = PRECISIONS[name]
+        wanted = torch_dtype(precision_name(name))
         if wanted in runnable:
             return PrecisionChoice(wanted, name)
         why = "fp16 does not run on the CPU" if (wanted is torch.float16 and device.type == "cpu") else (
@@ -271,7 +271,7 @@ def resolve_precision(requested: str, device: torch.device, supported: tuple[str
     if choice.note is not None:
         if choice.requested == "fp16" and device.type == "cpu":
             raise UsageError("fp16 is not supported on CPU, use bf16 or fp32")
-        stage_names = ", ".join(plugin_precision_name(dtype) for dtype in supported) or "none"
+        stage_names = ", ".join(precision_name(dtype) for dtype in supported) or "none"
         raise UsageError(f"this stage does not support {choice.requested}", hint=f"it supports {stage_names}")
     return choice.dtype
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 
@@ -30,12 +31,20 @@ from remaster.pipeline.options import PipelineOptions
 from remaster.pipeline.stage import RunContext, scaled_size, tile_overlap_of
 from remaster.plugin.specs import Tiling
 
-__all__ = ["StageExecutor", "CopyEngines"]
+__all__ = ["StageExecutor", "StageOutput", "CopyEngines"]
 
 log = logging.getLogger("remaster.pipeline")
 
 #: The pinned-memory copy engine for a device (``None``: plain copies).
 CopyEngines = Callable[[torch.device], "transfer.CopyEngine | None"]
+
+
+class StageOutput(NamedTuple):
+    """What one stage gave: colour and alpha (``None`` where they went to the sink), and the dtype it ran in."""
+
+    pixels: torch.Tensor | None
+    alpha: torch.Tensor | None
+    dtype: torch.dtype
 
 
 class StageExecutor:
@@ -53,12 +62,11 @@ class StageExecutor:
         self.copy_engine = copy_engine
 
     def run_stage(self, stage: ConfiguredStage, pixels: torch.Tensor, alpha: torch.Tensor | None, ctx: RunContext,
-                  progress: Callable[[float], None], *,
-                  sink: RowSink | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                  progress: Callable[[float], None], *, sink: RowSink | None = None) -> StageOutput:
         """Run one stage on colour (and alpha); the result has the size ``ctx.out_size`` (the pipeline's plan).
 
-        With ``sink`` (the last stage of a run that wants integers) the result goes into it instead, and
-        ``(None, None)`` is returned. A tiled stage at its planned size writes band by band.
+        With ``sink`` (the last stage of a run that wants integers) the result goes into it instead, and the
+        output's pixels and alpha are ``None``. A tiled stage at its planned size writes band by band.
         """
         info = stage.info
         assert ctx.out_size is not None
@@ -68,12 +76,13 @@ class StageExecutor:
         if pixels.shape[1] not in info.in_channels:
             pixels = pixels.expand(-1, 3, -1, -1)  # plan() allowed only gray -> RGB here
         height, width = pixels.shape[-2:]
-        # A stage that resamples by itself is asked for the planned size; a fixed-scale network runs natively.
-        ctx.out_size = final_size if stage.run_scale == stage.scale else scaled_size(height, width, stage.run_scale)
         alpha_runs = alpha is not None and stage.alpha == "process"
         # When alpha goes through the stage too, colour and alpha each take half of the stage's progress.
         share = 0.5 if alpha_runs else 1.0
-        ctx.progress = lambda fraction: progress(share * fraction)
+        # A stage that resamples by itself is asked for the planned size; a fixed-scale network runs natively.
+        ctx = replace(ctx, progress=lambda fraction: progress(share * fraction),
+                      out_size=final_size if stage.run_scale == stage.scale
+                      else scaled_size(height, width, stage.run_scale))
         if alpha is not None and info.fill_transparent and stage.run_scale != 1:
             alpha = transfer.to_device(alpha, ctx.device, engine)
             pixels = fill_transparent(pixels, alpha)
@@ -82,7 +91,7 @@ class StageExecutor:
         # Band by band only when no resampling follows: the stage's own rows are then the final ones.
         banded = sink is not None and stage.run_scale == stage.scale and scaled_size(
             height, width, stage.run_scale) == final_size
-        result = self.checked_run(stage, pixels, ctx, rows=colour_rows if banded else None)
+        result, ran = self.checked_run(stage, pixels, ctx, rows=colour_rows if banded else None)
         if result is not None and result.shape[-2:] != final_size:  # a fixed-scale network ran natively;
             result = resample_to(result, final_size)                    # a good filter does the rest
         if result is not None and colour_rows is not None:
@@ -93,7 +102,7 @@ class StageExecutor:
             if alpha_runs:
                 gray_alpha = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
                 alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2))
-                alpha = self.checked_run(stage, gray_alpha, alpha_ctx, rows=alpha_rows if banded else None)
+                alpha, _ = self.checked_run(stage, gray_alpha, alpha_ctx, rows=alpha_rows if banded else None)
                 # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
                 alpha = to_gray(alpha) if alpha is not None and alpha.shape[1] == 3 else alpha
         if alpha is not None and alpha.shape[-2:] != final_size:
@@ -101,11 +110,10 @@ class StageExecutor:
         if alpha is not None and alpha_rows is not None:
             write_bands(alpha_rows, alpha)
             alpha = None
-        ctx.out_size = final_size
-        return result, alpha
+        return StageOutput(result, alpha, ran)
 
     def checked_run(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
-                     rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
+                    rows: tiling.RowsFn | None = None) -> tuple[torch.Tensor | None, torch.dtype]:
         """Run one stage and hold it to its contract; retry in fp32 if reduced precision gives NaN/Inf.
 
         The output must be ``ctx.out_size``, or ``round(input size × the stage's own scale)``
@@ -113,6 +121,9 @@ class StageExecutor:
 
         With ``rows``, a tiled stage hands its output over in bands of rows instead (None is
         returned); the same checks then run on the bands, after the last one.
+
+        Returns:
+            The result (or ``None``) and the dtype it ran in (fp32 after a retry).
         """
         native = scaled_size(pixels.shape[-2], pixels.shape[-1], stage.run_scale)
         checks = BandChecks()
@@ -138,7 +149,7 @@ class StageExecutor:
             if not checks.finite:
                 return self.retry_in_fp32(stage, pixels, ctx, rows)
             checks.plausible(stage.name)
-            return None
+            return None, ctx.dtype
         if (result.ndim != 4 or tuple(result.shape[-2:]) not in {native, ctx.out_size}
                 or result.shape[0] != pixels.shape[0]):
             out_size = ctx.out_size or native
@@ -153,21 +164,20 @@ class StageExecutor:
         checks.plausible(stage.name)
         shares_input = result.untyped_storage().data_ptr() == pixels.untyped_storage().data_ptr()
         if result.is_inference() or shares_input:  # spandrel returns inference tensors; never clamp the input
-            return result.clamp(0.0, 1.0)
-        return result.clamp_(0.0, 1.0)  # in place: the output is the one full-size buffer we keep
+            return result.clamp(0.0, 1.0), ctx.dtype
+        return result.clamp_(0.0, 1.0), ctx.dtype  # in place: the output is the one full-size buffer we keep
 
     def retry_in_fp32(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
-                       rows: tiling.RowsFn | None) -> torch.Tensor | None:
+                      rows: tiling.RowsFn | None) -> tuple[torch.Tensor | None, torch.dtype]:
         """After NaN/Inf: the stage once more in fp32, or the error if it already ran in fp32."""
         if ctx.dtype != torch.float32:
             log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
-            ctx.dtype = torch.float32
-            return self.checked_run(stage, pixels, ctx, rows)
+            return self.checked_run(stage, pixels, replace(ctx, dtype=torch.float32), rows)
         raise StageContractError("produced NaN or Inf values", path=stage.name,
                                  hint="try --precision fp32, or report it to the plugin's author")
 
     def execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
-                 rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
+                rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
         """Run the stage, tiled where it may be; with ``rows``, a tiled run emits its (cropped) rows there."""
         info = stage.info
         instance = stage.instance(ctx.device, ctx.dtype, self.context)

@@ -34,8 +34,10 @@ from remaster.pipeline.configured import (
 )
 from remaster.pipeline.execute import StageExecutor
 from remaster.pipeline.options import PipelineOptions, precision_request
+from remaster.pipeline.plan import Plan, make_plan, ran_report
 from remaster.pipeline.stage import PrepareContext, RunContext, Stage, scaled_size
 from remaster.plugin.host import PluginHost, get_host
+from remaster.plugin.specs import precision_name
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.weights import get_manager
 
@@ -56,7 +58,7 @@ def prepare_context(device: torch.device, dtype: torch.dtype, *, host: PluginHos
     def build(stages: str | Sequence[StageCall | str | Stage], **overrides: Any) -> Remasterer:
         return Remasterer(stages, inherited.replace(**overrides), host=host)
 
-    return PrepareContext(device=device, dtype=dtype, precision=devices.precision_name(dtype),
+    return PrepareContext(device=device, dtype=dtype, precision=precision_name(dtype),
                           weights=get_manager(host), host=host, build_pipeline=build,
                           half_weights=inherited.half_weights)
 
@@ -100,10 +102,10 @@ class Remasterer:
                              hint="fp16 is for CUDA devices (--device cuda)")
         self.max_pixels = self.options.max_pixels if self.options.max_pixels is not None else io.max_pixels_from_env()
         self._noted: set[tuple[int, str]] = set()
+        self._plans: dict[tuple[str, int], Plan] = {}
         self._copy_engines: dict[torch.device, transfer.CopyEngine | None] = {}
         self._executor = StageExecutor(self.options, self._prepare_context, self._copy_engine)
-        for stage in self.stages:  # a stage that cannot run on its device at all fails now, not after loading images
-            self._choice_for(stage, self._device_for(stage), bit_depth=8, requested=self.precision)
+        self.plan_for(8)  # a stage that cannot run on its device at all fails now, not after loading images
 
     @property
     def tile(self) -> int | str:
@@ -190,6 +192,20 @@ class Remasterer:
             sizes.append(scaled_size(height, width, factor))
         return sizes
 
+    def plan_for(self, bit_depth: int = 8, precision: str | None = None) -> Plan:
+        """Each stage's device and precision for images of ``bit_depth`` bits per sample (computed once).
+
+        Args:
+            bit_depth: 8, 16, or 32 for float: ``auto`` keeps fp32 for 16-bit and float images.
+            precision: A precision request instead of the pipeline's own (a stage that runs a pipeline of its
+                own passes down what the user asked for).
+        """
+        requested = self.precision if precision is None else precision_request(precision)
+        plan = self._plans.get((requested, bit_depth))
+        if plan is None:
+            plan = self._plans[(requested, bit_depth)] = make_plan(self.stages, self.device, requested, bit_depth)
+        return plan
+
     def precisions(self, bit_depth: int = 8) -> list[devices.PrecisionChoice]:
         """The precision each stage would run in for an image of ``bit_depth`` bits per sample.
 
@@ -197,24 +213,21 @@ class Remasterer:
         answer can differ per image; :attr:`Meta.extras` ``["stages"]`` of each
         result says what actually ran.
         """
-        return [self._choice_for(stage, self._device_for(stage), bit_depth=bit_depth, requested=self.precision)
-                for stage in self.stages]
+        return [step.choice for step in self.plan_for(bit_depth).steps]
 
     def stage_plan(self, bit_depth: int = 8) -> list[dict[str, str]]:
         """Per stage: its name, device and precision, as ``meta.extras["stages"]`` reports what ran."""
-        return [_ran(stage, self._device_for(stage), choice.dtype)
-                for stage, choice in zip(self.stages, self.precisions(bit_depth))]
+        return self.plan_for(bit_depth).report()
 
     def describe(self, bit_depth: int = 8) -> str:
         """The pipeline with each stage's precision, e.g. ``"realesrgan-x4plus [bf16] | lanczos(scale=0.5) [fp32]"``.
 
         When 16-bit or float inputs would run in other precisions, that is said too.
         """
-        choices = self.precisions(bit_depth)
-        text = " | ".join(f"{stage} [{choice.name}]" for stage, choice in zip(self.stages, choices))
-        deep = self.precisions(16)
-        if [c.dtype for c in deep] != [c.dtype for c in choices]:
-            names = sorted({c.name for c in deep})
+        plan, deep = self.plan_for(bit_depth), self.plan_for(16)
+        text = plan.describe()
+        if [step.dtype for step in deep.steps] != [step.dtype for step in plan.steps]:
+            names = sorted({step.choice.name for step in deep.steps})
             text += f" ({'/'.join(names)} for 16-bit and float inputs)"
         return text
 
@@ -231,9 +244,8 @@ class Remasterer:
                 message says which command gets them).
             StageError: a stage could not be built.
         """
-        for stage in self.stages:
-            device = self._device_for(stage)
-            stage.instance(device, self._choice_for(stage, device, bit_depth=8, requested=self.precision).dtype)
+        for step in self.plan_for(8).steps:
+            step.stage.instance(step.device, step.dtype)
         return self
 
     def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
@@ -320,21 +332,23 @@ class Remasterer:
         """
         image = io.dequantised(image)
         out_h, out_w, _ = self.plan(image.height, image.width, image.channels)
+        plan = self.plan_for(image.meta.bit_depth, precision)
         writer = sink = None
         if quantise and image.meta.bit_depth in (8, 16):
             # The last stage's rows cross to the host through pinned buffers when it runs on a GPU.
-            copier = transfer.DeviceToHost(self._copy_engine(self._device_for(self.stages[-1])))
+            copier = transfer.DeviceToHost(self._copy_engine(plan.steps[-1].device))
             writer = IntegerBuffer(out_h, out_w, np.uint8 if image.meta.bit_depth == 8 else np.uint16,
                                    alpha=image.alpha is not None, copier=copier)
             sink = RowSink(writer, gray=image.meta.grayscale)
-        requested = self.precision if precision is None else precision_request(precision)
         sizes = self.output_sizes(image.height, image.width)
         pixels: torch.Tensor | None = image.pixels
         alpha: torch.Tensor | None = image.alpha
         extras = dict(image.meta.extras)
         ran: list[dict[str, Any]] = []
         total = len(self.stages)
-        for index, stage in enumerate(self.stages):
+        for index, step in enumerate(plan.steps):
+            stage = step.stage
+
             def stage_progress(fraction: float, _index: int = index) -> None:
                 if progress is None:
                     return
@@ -343,24 +357,23 @@ class Remasterer:
                 except Exception as exc:  # the caller stops the run (e.g. a cancel): not a stage's failure
                     raise CallerStop(exc) from exc
 
-            device = self._device_for(stage)
-            choice = self._choice_for(stage, device, bit_depth=image.meta.bit_depth, requested=requested)
-            if choice.note is not None and (index, choice.note) not in self._noted:
-                self._noted.add((index, choice.note))
+            note = step.choice.note
+            if note is not None and (index, note) not in self._noted:
+                self._noted.add((index, note))
                 log.warning("%s: %s (--precision %s applies to the stages that support it)",
-                            stage.name, choice.note, requested)
-            ctx = RunContext(device=device, dtype=choice.dtype, precision=requested, bit_depth=image.meta.bit_depth,
-                             out_size=sizes[index])
+                            stage.name, note, plan.requested)
+            ctx = RunContext(device=step.device, dtype=step.dtype, precision=plan.requested,
+                             bit_depth=image.meta.bit_depth, out_size=sizes[index])
             assert pixels is not None  # only the last stage writes into the sink
             try:
                 last = index == total - 1
-                pixels, alpha = self._executor.run_stage(stage, pixels, alpha, ctx, stage_progress,
-                                                         sink=sink if last else None)
+                pixels, alpha, ran_dtype = self._executor.run_stage(stage, pixels, alpha, ctx, stage_progress,
+                                                                    sink=sink if last else None)
                 stage_progress(1.0)
             except CallerStop as stop:
                 raise stop.error from None
             extras.update(ctx.report)
-            ran.append({**_ran(stage, device, ctx.dtype), **stage.run_notes(ctx.dtype)})
+            ran.append({**ran_report(stage, step.device, ran_dtype), **stage.run_notes(step.device, ran_dtype)})
         extras["stages"] = ran
         meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
         if writer is not None:
@@ -380,16 +393,3 @@ class Remasterer:
         if device not in self._copy_engines:
             self._copy_engines[device] = transfer.engine_for(device)
         return self._copy_engines[device]
-
-    def _device_for(self, stage: ConfiguredStage) -> torch.device:
-        return self.device if self.device.type in stage.info.devices else torch.device("cpu")
-
-    def _choice_for(self, stage: ConfiguredStage, device: torch.device, *, bit_depth: int,
-                    requested: str) -> devices.PrecisionChoice:
-        try:
-            return devices.choose_precision(requested, device, stage.info.dtypes, bit_depth=bit_depth)
-        except UsageError as exc:
-            raise UsageError(exc.message, path=stage.name, hint=exc.hint) from None
-
-def _ran(stage: ConfiguredStage, device: torch.device, dtype: torch.dtype) -> dict[str, str]:
-    return {"stage": str(stage), "device": str(device), "precision": devices.precision_name(dtype)}

@@ -46,16 +46,17 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunContext:
-    """What a stage gets to know about the run it is part of.
+    """What a stage gets to know about the run it is part of; immutable (the pipeline makes a new one per call).
 
     Attributes:
         device: Where the pixels live and the stage should compute.
         dtype: Precision the pipeline chose for this stage (the stage may
             compute in it, e.g. with autocast; pixels always arrive as float32).
         report: Per-image results a stage wants the caller to see (e.g.
-            ``{"faces": 2}``); merged into ``Meta.extras``.
+            ``{"faces": 2}``); merged into ``Meta.extras``. The one mutable part:
+            a stage adds to it (``ctx.report["faces"] = 2``).
         progress: Callback taking the fraction done of this stage, for stages
             that loop internally (or networks that can tell how far a forward
             pass is). Set only when the stage gets the whole image in one call;

@@ -17,24 +17,31 @@ from typing import Any, Literal
 from remaster.errors import StageError, StageParamError
 from remaster.plugin.reference import Ref, Reference, load_reference
 
-__all__ = ["StageKind", "Tiling", "AlphaHandling", "Param", "StageInfo", "StageSpec", "PRECISION_NAMES",
+__all__ = ["StageKind", "Tiling", "AlphaHandling", "Param", "StageInfo", "StageSpec", "Precision", "PRECISION_NAMES",
            "precision_name"]
 
-#: Precision names, as ``--precision`` takes them and ``StageInfo.dtypes`` lists them.
-PRECISION_NAMES: tuple[str, ...] = ("fp32", "bf16", "fp16")
-_TORCH_NAMES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
+#: The one precision vocabulary: what ``--precision`` takes (besides ``auto``), ``StageInfo.dtypes`` lists and every
+#: report says. Mapped to torch in one place, :func:`remaster.pipeline.devices.torch_dtype`.
+Precision = Literal["fp32", "bf16", "fp16"]
+
+#: The precision names, fastest-to-exact order aside: fp32, bf16, fp16.
+PRECISION_NAMES: tuple[Precision, ...] = ("fp32", "bf16", "fp16")
+_TORCH_NAMES: dict[str, Precision] = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
 
 
-def precision_name(dtype: Any) -> str:
+def precision_name(dtype: Any) -> Precision:
     """``"bf16"`` for ``"bf16"`` or ``torch.bfloat16`` (read from its name, without importing torch).
 
     Raises:
         ValueError: for anything that is not one of :data:`PRECISION_NAMES` or their torch dtypes.
     """
-    name = dtype if isinstance(dtype, str) else _TORCH_NAMES.get(str(dtype))
-    if name not in PRECISION_NAMES:
+    for name in PRECISION_NAMES:
+        if dtype == name:
+            return name
+    known = _TORCH_NAMES.get(str(dtype))
+    if known is None or isinstance(dtype, str):
         raise ValueError(f"unknown precision {dtype!r}; expected one of {', '.join(PRECISION_NAMES)}")
-    return name
+    return known
 
 
 class StageKind(str, enum.Enum):
