@@ -307,7 +307,7 @@ def test_half_weights_and_compile_reach_the_pipeline_and_its_report(tmp_path, ca
 
 
 def test_the_per_image_line_says_how_long_compiling_took(tmp_path, capsys):
-    from remaster.cli.run import _precision_note
+    from remaster.cli.folder import _precision_note
 
     extras = {"stages": [{"precision": "fp16", "compiled": "inductor", "compile_seconds": 12.34}]}
     assert _precision_note(extras, ["fp16"]) == ", compiling took 12.3 s"

@@ -19,17 +19,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from remaster import io
 from remaster.errors import RemasterError
-from remaster.runs.plan import BatchItem
+from remaster.runs.engine import Layout, RunObserver
+from remaster.runs.plan import FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, plan_outputs
 
 if TYPE_CHECKING:
     from remaster.io.image import Image
+    from remaster.pipeline.options import PipelineOptions
     from remaster.pipeline.remasterer import Remasterer
+    from remaster.plugin.host import PluginHost
+    from remaster.plugin.syntax import StageCall
 
-__all__ = ["run_items", "item_error"]
+__all__ = ["LocalEngine", "run_items", "item_error"]
 
 #: What a reader or writer thread waits for at most per look at the stop flag (seconds); a bound, not a delay.
 _POLL = 0.1
@@ -40,6 +45,53 @@ def item_error(source: object, exc: BaseException) -> str:
     if isinstance(exc, RemasterError):  # a stage's error names the stage; the line must name the file too
         return str(exc) if str(source) in str(exc) else f"{source}: {exc}"
     return f"{source}: {type(exc).__name__}: {exc}"
+
+
+class LocalEngine:
+    """Runs a folder in this process: the pipeline built once, reading and writing overlapped (:func:`run_items`).
+
+    Args:
+        options: The pipeline options.
+        host: The plugin host the stages come from.
+        overwrite: Replace existing outputs.
+        quality: JPEG/WebP quality of the outputs.
+    """
+
+    def __init__(self, options: PipelineOptions, host: PluginHost, *, overwrite: bool = False,
+                 quality: int | None = None) -> None:
+        self.options = options
+        self.host = host
+        self.overwrite = overwrite
+        self.quality = quality
+
+    def plan(self, layout: Layout) -> list[BatchItem]:
+        """The items, named by :func:`~remaster.runs.plan.plan_outputs`; see :meth:`Engine.plan`."""
+        items = plan_outputs(collect_inputs(list(layout.inputs)), Path(layout.output), layout.fmt,
+                             name_template=layout.name_template, suffix=layout.suffix,
+                             folder=layout.output.endswith(FOLDER_SEPARATORS))
+        check_writable(items, layout.report)  # before the stages are resolved: a model file given as one is read then
+        if layout.skip_existing:
+            for item in items:  # outputs are written atomically: one that is there is complete
+                item.skipped = Path(item.target).is_file()
+        return items
+
+    def run(self, items: list[BatchItem], stages: Sequence[StageCall], observer: RunObserver) -> bool:
+        """Build the pipeline, then run it over the items; see :meth:`Engine.run`."""
+        from remaster.pipeline.devices import describe_device
+        from remaster.pipeline.remasterer import Remasterer
+
+        remasterer = Remasterer(list(stages), self.options, host=self.host)
+        observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
+                       [choice.name for choice in remasterer.precisions(8)])
+        remasterer.prepare()  # missing weights stop the run here, before any image is read
+        try:
+            for item in run_items(remasterer, items, overwrite=self.overwrite, quality=self.quality,
+                                  on_start=observer.started, progress=observer.progress):
+                if not item.skipped:
+                    observer.finished(item)
+        except KeyboardInterrupt:
+            return True
+        return False
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 from remaster.errors import RemasterError
 from remaster.pipeline.options import PipelineOptions
-from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
+from remaster.plugin.syntax import StageCall
 from remaster.runs.plan import (
     FOLDER_SEPARATORS,
     WRITABLE_SUFFIXES,
@@ -32,11 +32,11 @@ from remaster.runs.plan import (
 )
 from remaster.runs.ray import storage
 from remaster.runs.ray.actors import remote_worker, row
-from remaster.runs.ray.cluster import check_capacity, connected
+from remaster.runs.ray.cluster import check_capacity
 from remaster.runs.ray.errors import ClusterCapacityError, ClusterError
 from remaster.runs.ray.spec import RunSpec, WorkItem, driver_environment
 
-__all__ = ["Plan", "plan_run", "execute", "run_folder", "default_workers"]
+__all__ = ["Plan", "plan_run", "execute", "make_spec", "default_workers"]
 
 #: How often a report being written during a run is rewritten, at most.
 _REPORT_EVERY_S = 1.0
@@ -259,61 +259,6 @@ def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], pla
     running.clear()
 
 
-def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[StageCall | str],
-               address: str | None = None, workers: int | None = None, gpus_per_worker: float = 0.0,
-               cpus_per_worker: float = 1.0, options: PipelineOptions | None = None, overwrite: bool = False,
-               skip_existing: bool = False, quality: int | None = None,
-               fmt: str | None = None, name_template: str | None = None, suffix: str = "",
-               report: str | None = None, max_attempts: int = 3,
-               wait_for_workers: float = 300.0) -> dict[str, Any]:
-    """Run a pipeline over files, folders or object-storage URIs on a Ray cluster.
-
-    Plans exactly as a local folder run (:mod:`remaster.runs.plan`), runs the items on Ray actors that each build the
-    pipeline once, and returns the report a local run writes with ``--report``.
-
-    Args:
-        inputs: Files, folders, or ``s3://`` / ``gs://`` / ``file://`` URIs.
-        output: A folder, one file for one input, or a URI.
-        stages: A pipeline string or stage strings, as :class:`~remaster.pipeline.Remasterer` takes them.
-        address: ``None``: a local cluster on loopback (or the one this process is connected to); ``"auto"``,
-            ``"ray://head:10001"``: an existing cluster.
-        workers: Pool size (default: one per GPU share, else cores ÷ ``cpus_per_worker``).
-        gpus_per_worker: GPUs each worker reserves (0: CPU workers).
-        cpus_per_worker: CPUs each worker reserves; also its torch threads.
-        options: The pipeline options (device, precision, tile, limits, ...), as :class:`~remaster.Remasterer`
-            takes them.
-        overwrite, skip_existing, quality, fmt, name_template, suffix: As the CLI options of the same names.
-        report: A JSON report file, rewritten atomically while the run goes and at its end.
-        max_attempts: Tries of an item whose worker died before it becomes an error row.
-        wait_for_workers: Seconds to wait for a first worker before saying the cluster has no room.
-        half_weights, compile, compile_backend: As for :class:`~remaster.pipeline.Remasterer`, in every worker.
-
-    Returns:
-        ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``,
-        as :func:`remaster.runs.plan.summarize`.
-
-    Raises:
-        EngineMissingError: Ray is not installed.
-        ClusterError: The cluster cannot be reached, or has no room for one worker.
-        RemasterError: A planning error, or what stopped the pipeline from being built.
-    """
-    stage_list = _stage_calls(stages)
-    plan = plan_run([inputs] if isinstance(inputs, str) else list(inputs), output, fmt=fmt,
-                    name_template=name_template, suffix=suffix, skip_existing=skip_existing, report=report)
-    spec = make_spec(stage_list, options or PipelineOptions(), overwrite=overwrite, quality=quality,
-                     cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
-    interrupted = False
-    if not all(item.skipped for item in plan.items):
-        with connected(address) as ray:
-            interrupted = execute(plan, spec, ray, workers=workers, cpus_per_worker=cpus_per_worker,
-                                  gpus_per_worker=gpus_per_worker, max_attempts=max_attempts,
-                                  wait_for_workers=wait_for_workers, report=report)
-    summary = summarize(plan.items, interrupted)
-    if report:
-        write_report(Path(report), summary)
-    return summary
-
-
 def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrite: bool, quality: int | None,
               cpus_per_worker: float, gpus_per_worker: float) -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
@@ -328,10 +273,3 @@ def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrit
         options = options.replace(device="cpu")
     return RunSpec(tuple(stages), options, overwrite=overwrite, quality=quality,
                    threads=max(1, int(cpus_per_worker)), env=env)
-
-
-def _stage_calls(stages: str | Sequence[StageCall | str]) -> list[StageCall]:
-    """The stages of a run as data: a pipeline string is read here, once."""
-    if isinstance(stages, str):
-        return parse_pipeline(stages)
-    return [parse_stage(stage) if isinstance(stage, str) else stage for stage in stages]
