@@ -386,7 +386,7 @@ def _available(module: str) -> str | None:
 def _machine() -> dict[str, str]:
     import torch
 
-    from remaster import devices
+    from remaster.pipeline import devices
 
     cpu = "unknown"
     details = []
@@ -431,7 +431,7 @@ def _bench_size(runner: Runner, rows: list[dict[str, Any]], stage: str, size: in
     import numpy as np
     import torch
 
-    from remaster import tiling
+    from remaster.pipeline import tiling
     from remaster_realesrgan.plugin import TILE_OVERLAP
 
     outputs: dict[str, Any] = {}
@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from remaster import devices
+    from remaster.pipeline import devices
     from remaster.weights import get_manager, load_state_dict
 
     command = " ".join(["python", "benchmarks/compare_realesrgan.py", *map(shlex.quote, argv or sys.argv[1:])])

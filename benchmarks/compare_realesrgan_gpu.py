@@ -191,7 +191,7 @@ def variants(bf16: bool, tile: int, compiled_tile: int) -> list[dict[str, Any]]:
 def machine() -> dict[str, str]:
     import torch
 
-    from remaster import devices
+    from remaster.pipeline import devices
 
     return {"device": devices.describe_device(torch.device("cuda")), "gpu": torch.cuda.get_device_name(),
             "torch": torch.__version__, "cuda": str(torch.version.cuda), "python": platform.python_version(),

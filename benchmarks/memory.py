@@ -212,7 +212,8 @@ def window_child(model: str, precision: str, tile: int) -> None:
     """One untiled forward pass over the window the tiler gives a ``tile``-pixel tile, in this (fresh) process."""
     import torch
 
-    from remaster import Image, Remasterer, tiling
+    from remaster import Image, Remasterer
+    from remaster.pipeline import tiling
     from remaster_realesrgan.plugin import TILE_OVERLAP
 
     remasterer = Remasterer([model], device="cpu", precision=precision, tile=0)

@@ -1,4 +1,7 @@
-"""The one image representation that travels between stages.
+"""The one representation of a picture between loading and saving: :class:`Image` and its :class:`Meta`.
+
+Stages never receive an ``Image``: the pipeline hands them its pixels as tensors
+(:meth:`remaster.Stage.run`), and keeps alpha and the metadata itself.
 
 Pixels are a float32 tensor shaped ``(1, C, H, W)`` with values in ``[0, 1]``,
 where ``C`` is 1 (grayscale) or 3 (RGB). Alpha, when present, is kept apart in
@@ -76,7 +79,8 @@ class Meta:
 
 @dataclass
 class Image:
-    """Pixels plus metadata; what every stage receives and returns.
+    """Pixels plus metadata: what :func:`remaster.io.load` makes and :meth:`remaster.Remasterer.run_image` takes and
+    gives (stages get the pixels as tensors, not the ``Image``).
 
     Also what :meth:`remaster.Remasterer.run` returns for a path, bytes or an
     ``Image``: write it with :meth:`save`, or convert it with :meth:`to_pil`
