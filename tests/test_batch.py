@@ -88,7 +88,8 @@ def _remaster_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_sigint_to_a_real_process_keeps_finished_outputs_and_writes_the_report(tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_a_real_process_keeps_finished_outputs_and_writes_the_report(tmp_path, how):
     folder = tmp_path / "in"
     folder.mkdir()
     for index in range(8):
@@ -101,7 +102,7 @@ def test_sigint_to_a_real_process_keeps_finished_outputs_and_writes_the_report(t
     while not (out.exists() and [p for p in out.iterdir() if not p.name.startswith(".")]):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(how)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
@@ -111,7 +112,7 @@ def test_sigint_to_a_real_process_keeps_finished_outputs_and_writes_the_report(t
     reported = sorted(Path(e["output"]).name for e in summary["items"] if e["ok"])
     # Every output the report lists exists; at most the one renamed in the instant the signal came is not listed.
     assert set(reported) <= set(written) and len(written) - len(reported) <= 1
-    check_invariants("fault", "SIGINT to a real process", inputs, folder, out,
+    check_invariants("fault", f"{how.name} to a real process", inputs, folder, out,
                      expected_outputs=[out / name for name in written])
 
 

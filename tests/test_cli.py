@@ -350,6 +350,7 @@ def test_the_program_flushes_everything_then_exits_at_once_with_mains_code(tmp_p
 
 
 def test_the_program_exits_in_order_while_another_thread_still_runs(tmp_path):
-    prelude = "import threading, time\nthreading.Thread(target=time.sleep, args=(0.5,)).start()"
+    # Long enough to outlast the command even on a loaded machine: the program must wait for it.
+    prelude = "import threading, time\nthreading.Thread(target=time.sleep, args=(3.0,)).start()"
     listed = _program(tmp_path, prelude, "stages", "-q")
     assert listed.returncode == 0 and "orderly exit" in listed.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 from pathlib import Path
@@ -24,7 +25,9 @@ def rand(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     return RNG.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True, dtype=dtype)
 
 
+@functools.cache
 def srgb_icc() -> bytes:
+    # Made once: the profile holds its creation time, so two made a second apart differ.
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 

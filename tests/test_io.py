@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import errno
 import io
 import os
@@ -51,7 +52,9 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+@functools.cache
 def srgb_icc() -> bytes:
+    # Made once: the profile holds its creation time, so two made a second apart differ.
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
@@ -587,11 +590,12 @@ def test_save_is_atomic_and_leaves_no_temp(tmp_path: Path) -> None:
         assert out.stat().st_mode & 0o777 == 0o644
 
 
-def test_failed_replace_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_publish_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def disk_full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", disk_full)
+    monkeypatch.setattr(os, "replace", disk_full)  # publishing over a file
+    monkeypatch.setattr(os, "link", disk_full)  # publishing a new one
     with pytest.raises(OutputError, match="no space left on device") as info:
         rio.save(rio.load(rand((4, 4, 3))), tmp_path / "full.png")
     assert "full.png" in str(info.value)

@@ -29,10 +29,37 @@ def warn_plugin_errors(args: argparse.Namespace, host: PluginHost) -> None:
 
 
 class _LineFormatter(logging.Formatter):
-    """``remaster: warning: <message>``: log records look like the command's own error lines."""
+    """``remaster: warning: <message>``: remaster's log records look like the command's own error lines; another
+    library's (Pillow's, say) say whose they are and are never worded as remaster's errors."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return f"remaster: {record.levelname.lower()}: {record.message}"
+        if record.name == "remaster" or record.name.startswith("remaster."):
+            return f"remaster: {record.levelname.lower()}: {record.message}"
+        return f"remaster: warning: {record.name} says ({record.levelname.lower()}): {record.message}"
+
+
+class _Repeats(logging.Filter):
+    """Lets the first few records of each origin through and counts the rest (:data:`REPEATS_SHOWN`): a library
+    that warns once per tag of a file (Pillow: thousands of lines for one TIFF) is one or two lines, then a count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        origin = getattr(record, "origin", None)
+        if origin is None and (record.name == "remaster" or record.name.startswith("remaster.")):
+            return True  # remaster's own lines each say something about one file or stage
+        key = origin or f"{record.name}:{record.levelno}"
+        count = self.seen[key] = self.seen.get(key, 0) + 1
+        return count <= REPEATS_SHOWN
+
+    def hidden(self) -> dict[str, int]:
+        return {key: count - REPEATS_SHOWN for key, count in self.seen.items() if count > REPEATS_SHOWN}
+
+
+#: How many warnings of one origin are shown before the rest are only counted.
+REPEATS_SHOWN = 2
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -40,9 +67,11 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     """``warnings.showwarning`` for the command: one log line, not Python's two-line dump of the source."""
     text = str(message)
     # remaster's own warnings name the file and the remedy; another library's needs its origin to make sense.
+    origin = None
     if not issubclass(category, RemasterWarning) or log.isEnabledFor(logging.DEBUG):
         text = f"{text} ({category.__name__} at {filename}:{lineno})"
-    log.warning("%s", text)
+        origin = f"{category.__name__} at {filename}:{lineno}"
+    log.warning("%s", text, extra={"origin": origin or f"{category.__name__}:{text}"})
 
 
 @contextlib.contextmanager
@@ -51,6 +80,9 @@ def console_for(args: argparse.Namespace) -> Iterator[None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
     handler.setLevel(logging.ERROR if args.quiet else logging.DEBUG if args.debug else logging.WARNING)
+    repeats = _Repeats()
+    if not args.debug:
+        handler.addFilter(repeats)
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)
@@ -63,6 +95,11 @@ def console_for(args: argparse.Namespace) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        hidden = repeats.hidden()
+        if hidden and not args.quiet:
+            total = sum(hidden.values())
+            print(f"remaster: warning: {total:,} more warning(s) like those above were not shown "
+                  "(--debug shows every one)", file=sys.stderr)
 
 
 def stdout_to_devnull() -> None:

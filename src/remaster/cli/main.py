@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -94,8 +95,14 @@ def program() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``remaster`` command; returns the exit code."""
+    """Entry point of the ``remaster`` command; returns the exit code.
+
+    SIGTERM (a service manager stopping a run, ``kill``) is handled as Ctrl-C is: outputs already written are
+    kept, the report is written, temporary files are removed, exit 130. ``remaster serve`` installs its own.
+    """
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         host = cli_host()
         parser = build_parser(host)

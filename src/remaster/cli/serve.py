@@ -23,6 +23,9 @@ def serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-output-pixels", type=int, metavar="N", help="largest result allowed, in pixels")
     serve.add_argument("--max-request-bytes", type=int, metavar="N", help="largest request body, in bytes")
     serve.add_argument("--max-queue", type=int, metavar="N", help="jobs that may wait before new ones get 503")
+    serve.add_argument("--allow-files", action="append", default=[], metavar="FOLDER",
+                       help="a folder whose files clients may name (model files as stages, file parameters); "
+                            "repeatable; by default the server opens no file a client names")
     serve.add_argument("--server-file", metavar="PATH",
                        help="where to write the address and token (mode 0600; default: see docs/editors.md)")
 
@@ -33,7 +36,7 @@ def serve(args: argparse.Namespace, host: PluginHost) -> int:
     from remaster.server.app import serve as run_server
     from remaster.server.guard import is_loopback
 
-    config = ServerConfig(host=args.host, port=args.port)
+    config = ServerConfig(host=args.host, port=args.port, allow_files=tuple(Path(f) for f in args.allow_files))
     limits = {}
     for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):
         value = getattr(args, option)

@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 from remaster.io.atomic import refuse_overwrite, write_atomic
 from remaster.io.conversion import convert_like, dequantised, is_quantised, quantise, to_numpy, to_pil, to_tensor
 from remaster.io.encoding import SAVE_FORMATS, encode, save
+from remaster.io.header import Header
 
 if TYPE_CHECKING:
-    from remaster.io.decoding import DEFAULT_MAX_PIXELS, load, max_pixels_from_env
+    from remaster.io.decoding import DEFAULT_MAX_PIXELS, HeaderCheck, load, max_pixels_from_env, read_header
 
 __all__ = [
     "write_atomic",
@@ -57,9 +58,12 @@ __all__ = [
     "is_quantised",
     "dequantised",
     "refuse_overwrite",
+    "Header",
+    "HeaderCheck",
+    "read_header",
 ]
 
-_FROM_DECODING = ("DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load")
+_FROM_DECODING = ("DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load", "read_header", "HeaderCheck")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,20 +1,42 @@
-"""Writing files safely: :func:`write_atomic` (a synced temporary file, then a rename) and :func:`refuse_overwrite`.
+"""Writing files safely: :func:`write_atomic` (a synced temporary file, then published) and :func:`refuse_overwrite`.
 
 Used for every file remaster writes: images, reports, checkpoints, plots,
-downloaded weights.
+downloaded weights. Every file written is a regular file: a FIFO, a device node
+or a socket in the way is refused, never replaced. A file published without
+``replace`` appears only if nothing is there yet, atomically: of two runs
+writing the same name at once, one writes it and the other is told it exists.
+A temporary file is locked by its writer while it lives; one a killed writer
+left behind is removed by the next write into that folder
+(:func:`clean_leftovers`), never one of a live run.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
+import stat
+import threading
+import time
 from contextlib import suppress
 from pathlib import Path
 
 from remaster.errors import OutputError
 
-__all__ = ["write_atomic", "refuse_overwrite"]
+try:  # POSIX: temporary files are locked by their writer, so a killed writer's leftovers can be told apart
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]  # None marks the platform without it; callers check
+
+__all__ = ["write_atomic", "refuse_overwrite", "check_regular", "clean_leftovers", "LEFTOVER_AGE_S"]
+
+#: A temporary file younger than this is never taken for a leftover (it may be being created this instant).
+LEFTOVER_AGE_S = 10.0
+#: The names :func:`write_atomic` gives its temporary files: ``.NAME.XXXXXXXX.tmp``.
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+_cleaned: set[str] = set()  # folders already cleaned by this process
+_cleaned_lock = threading.Lock()
 
 
 def refuse_overwrite(target: Path, source: Path | None) -> None:
@@ -28,20 +50,57 @@ def refuse_overwrite(target: Path, source: Path | None) -> None:
     raise OutputError("already exists", path=target, hint=hint)
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a synced temporary file and a rename; no partial file on failure."""
+def check_regular(target: Path) -> None:
+    """Raise :class:`OutputError` when something other than a regular file (or a link) is at ``target``.
+
+    A FIFO, device node or socket there would be replaced by a rename (as root, ``/dev/null`` itself), or
+    block a writer: remaster writes only regular files.
+    """
+    try:
+        mode = os.lstat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot look at the output: {os_reason(exc)}", path=target) from exc
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+    raise OutputError(f"is {kind}; remaster writes only regular files", path=target,
+                      hint="choose a file name that is free or holds a regular file")
+
+
+def write_atomic(target: Path, data: bytes, *, replace: bool = True) -> None:
+    """Write ``data`` to ``target`` through a synced temporary file, then publish it; no partial file on failure.
+
+    Args:
+        target: The file to write; it must be a regular file if it exists (:func:`check_regular`).
+        data: Its contents.
+        replace: Replace a file already at ``target`` (atomically). Without it the file is published only if
+            nothing is there at that moment, so a concurrent writer of the same name cannot be overwritten.
+
+    Raises:
+        OutputError: ``target`` exists and is not a regular file; it exists and ``replace`` is off; or the file
+            could not be written.
+    """
+    check_regular(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the folder {target.parent}: {os_reason(exc)}", path=target) from exc
+    clean_leftovers(target.parent)
     temp: Path | None = None
+    fd = -1
     try:
-        temp, fd = _create_temp(target)
-        with open(fd, "wb") as file:
+        temp, fd = _create_temp(target)  # locked until it is closed: while we live, no cleaner takes it
+        with open(fd, "wb", closefd=False) as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp, target)
+        if replace:
+            check_regular(target)  # again: something may have been put there meanwhile
+            os.replace(temp, target)
+        else:
+            _publish_new(temp, target)
     except BaseException as exc:  # even Ctrl-C must not leave a temp file behind
         if temp is not None:
             with suppress(OSError):
@@ -49,6 +108,79 @@ def write_atomic(target: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise OutputError(f"could not write the file: {os_reason(exc)}", path=target,
                               hint=_write_hint(exc)) from exc
+        raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def clean_leftovers(folder: Path) -> None:
+    """Remove the temporary files a killed remaster left in ``folder`` (once per folder and process).
+
+    A temporary file is locked by the process writing it until it is published or removed, and the kernel drops
+    the lock when that process dies: so a temporary file that can be locked, and is older than
+    :data:`LEFTOVER_AGE_S`, has no owner left. A live run's files, and anything not named as remaster's
+    temporaries are, are never touched. Without ``fcntl`` (Windows) nothing is removed.
+    """
+    if fcntl is None:
+        return
+    key = os.path.abspath(folder)
+    with _cleaned_lock:
+        if key in _cleaned:
+            return
+        _cleaned.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name):
+            continue
+        with suppress(OSError):
+            if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < LEFTOVER_AGE_S:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its owner is alive
+                os.unlink(entry.path)
+            finally:
+                os.close(fd)
+
+
+def _publish_new(temp: Path, target: Path) -> None:
+    """Give ``temp`` the name ``target`` only if that name is free, atomically (a hard link, which fails on an
+    existing name); where links are not allowed, by creating ``target`` exclusively and copying into it."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise OutputError("already exists (written by another run meanwhile)", path=target,
+                          hint="pass --overwrite or choose another name") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
+            raise
+        _copy_exclusive(temp, target)
+    with suppress(OSError):
+        temp.unlink()
+
+
+def _copy_exclusive(temp: Path, target: Path) -> None:
+    """The fallback of :func:`_publish_new`: ``target`` created with ``O_EXCL`` (a second writer fails), then filled."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(target, flags, 0o666)
+    except FileExistsError:
+        raise OutputError("already exists (written by another run meanwhile)", path=target,
+                          hint="pass --overwrite or choose another name") from None
+    try:
+        with open(fd, "wb") as out, open(temp, "rb") as source:
+            while chunk := source.read(1 << 20):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with suppress(OSError):
+            target.unlink()
         raise
 
 
@@ -60,9 +192,12 @@ def _create_temp(target: Path) -> tuple[Path, int]:
     while True:
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
-            return temp, os.open(temp, flags, 0o666)
+            fd = os.open(temp, flags, 0o666)
         except FileExistsError:
             continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+        return temp, fd
 
 
 def os_reason(exc: OSError) -> str:

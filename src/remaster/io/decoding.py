@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import threading
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +33,16 @@ from PIL import TiffImagePlugin, UnidentifiedImageError
 from remaster.errors import ImageTooLargeError, InputError, UnsupportedImageError, UsageError
 from remaster.io.atomic import os_reason
 from remaster.io.conversion import INT32_MAX, icc_matching
+from remaster.io.header import Header, check_jpeg_data, check_png_checksums, check_png_data
 from remaster.io.image import Image, Meta
+from remaster.io.orientation import ORIENTATION_TAG, orient, orientation_and_exif
 
-__all__ = ["DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load"]
+__all__ = ["DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load", "read_header", "HeaderCheck"]
 
 #: Largest image (width x height) accepted by default; Pillow's own error threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
 
 _ENV_MAX_PIXELS = "REMASTER_MAX_PIXELS"
-_ORIENTATION = 0x0112
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _FLOAT_SLACK = 1e-3  # resampling overshoot we silently clip; anything wider is a scaling mistake
@@ -102,7 +101,11 @@ def _pillow_bomb_check_off() -> Iterator[None]:
 # --------------------------------------------------------------------------- load
 
 
-def load(source: Any, *, max_pixels: int | None = None) -> Image:
+#: What :func:`load` calls with a file's :class:`~remaster.io.header.Header` before decoding it; it raises to refuse.
+HeaderCheck = Callable[[Header], None]
+
+
+def load(source: Any, *, max_pixels: int | None = None, check: HeaderCheck | None = None) -> Image:
     """Read an image from a file, bytes, PIL image, numpy array or torch tensor.
 
     Args:
@@ -122,6 +125,10 @@ def load(source: Any, *, max_pixels: int | None = None) -> Image:
         max_pixels: Largest accepted width x height; defaults to
             :func:`max_pixels_from_env`. Files are checked from their header,
             before any pixel data is decoded.
+        check: Called with the file's :class:`~remaster.io.header.Header` (for
+            a path or bytes) after the pixel limit and before any pixel data is
+            decoded, so that what a caller would refuse from the size alone (a
+            pipeline's output limit) costs no decoding; it raises to refuse.
 
     Returns:
         The image with float pixels on the CPU. EXIF orientation has been
@@ -140,9 +147,9 @@ def load(source: Any, *, max_pixels: int | None = None) -> Image:
     limit = max_pixels_from_env() if max_pixels is None else max_pixels
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        return _from_bytes(_read_file(path), path, limit)
+        return _from_bytes(_read_file(path), path, limit, check)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(source), None, limit)
+        return _from_bytes(bytes(source), None, limit, check)
     if isinstance(source, PILImage.Image):
         return _from_pil(source, None, limit)
     if isinstance(source, np.ndarray):
@@ -153,6 +160,28 @@ def load(source: Any, *, max_pixels: int | None = None) -> Image:
         f"cannot load an image from a {type(source).__name__}",
         hint="pass a path, bytes, a PIL image, a numpy array or a torch tensor",
     )
+
+
+class _HeaderRead(Exception):
+    def __init__(self, header: Header):
+        super().__init__(header)
+        self.header = header
+
+
+def read_header(source: str | os.PathLike[str] | bytes, *, max_pixels: int | None = None) -> Header:
+    """A file's :class:`~remaster.io.header.Header`, checked as :func:`load` checks it, without decoding its pixels.
+
+    Raises:
+        InputError, UnsupportedImageError, ImageTooLargeError: as :func:`load` would, from the header.
+    """
+    def stop(header: Header) -> None:
+        raise _HeaderRead(header)
+
+    try:
+        load(source, max_pixels=max_pixels, check=stop)
+    except _HeaderRead as found:
+        return found.header
+    raise InputError("has no header to read")  # only a path or bytes reach here, and both are read from a header
 
 
 def _read_file(path: Path) -> bytes:
@@ -170,17 +199,17 @@ def _read_file(path: Path) -> bytes:
         raise InputError(f"cannot read the file: {os_reason(exc)}", path=path) from exc
 
 
-def _from_bytes(data: bytes, path: Path | None, limit: int) -> Image:
+def _from_bytes(data: bytes, path: Path | None, limit: int, check: HeaderCheck | None = None) -> Image:
     if not data:
         raise InputError("file is empty (0 bytes)", path=path, hint="re-export or re-download it")
     if data.startswith(_PNG_SIGNATURE):
-        _check_png_checksums(data, path)
+        check_png_checksums(data, path)
     try:
         with _pillow_bomb_check_off():
             im = PILImage.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if data[:4] in _TIFF_MAGIC:  # e.g. float RGB TIFF: valid, but beyond Pillow's modes
-            return _from_tiff_with_opencv(data, path, limit)
+            return _from_tiff_with_opencv(data, path, limit, check)
         raise UnsupportedImageError(
             "not an image (or a format remaster cannot read)",
             path=path,
@@ -188,33 +217,11 @@ def _from_bytes(data: bytes, path: Path | None, limit: int) -> Image:
         ) from None
     except Exception as exc:  # Pillow raises many types on malformed headers
         raise InputError(f"image header is corrupt: {exc}", path=path) from exc
-    return _from_pil(im, path, limit, data=data)
+    return _from_pil(im, path, limit, data=data, check=check)
 
 
-def _check_png_checksums(data: bytes, path: Path | None) -> None:
-    """Refuse a PNG whose chunk checksums are wrong, as libpng does.
-
-    Pillow checks only the chunks before the pixel data, and reports a bad one
-    as "not an image"; a damaged IDAT it decodes without a word, which can turn
-    flipped bits into wrong pixels. The bytes are in memory, so checking every
-    chunk costs one CRC pass.
-    """
-    offset = len(_PNG_SIGNATURE)
-    while offset + 12 <= len(data):
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        end = offset + 8 + length
-        if end + 4 > len(data):
-            return  # truncated: the decoder says so with its own message
-        if zlib.crc32(data[offset + 4:end]) != struct.unpack(">I", data[end:end + 4])[0]:
-            name = kind.decode("latin-1")
-            raise InputError(f"PNG is corrupt: chunk {name!r} at byte {offset} has a wrong checksum (CRC)",
-                             path=path, hint="re-export or re-download it")
-        if kind == b"IEND":
-            return
-        offset = end + 4
-
-
-def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | None = None) -> Image:
+def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | None = None,
+              check: HeaderCheck | None = None) -> Image:
     _check_size(*im.size, limit, path)
     try:
         # MPO (many phone JPEGs) appends previews/depth maps; frame 0 is the photo itself.
@@ -228,6 +235,13 @@ def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | N
             hint="split the frames into separate files first",
         )
     fmt = "JPEG" if im.format == "MPO" else im.format
+    if data is not None:
+        if check is not None:
+            check(_header_of(im, fmt, path, data))
+        if fmt == "PNG":
+            check_png_data(data, path)
+        elif fmt == "JPEG":
+            check_jpeg_data(data, path)
     deep = None if data is None else _deep_layout(im, data)
     if deep is not None and data is not None:  # deep is only ever found in data
         array = _decode_with_opencv(data, path)
@@ -243,16 +257,35 @@ def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | N
         except Exception as exc:
             raise InputError(f"image data is truncated or corrupt: {exc}", path=path) from exc
         array = _pil_pixels(im, path)
-    orientation, exif = _orientation_and_exif(im)
+    orientation, exif = orientation_and_exif(im)
     dpi = im.info.get("dpi")
     return _image_from_array(
-        _orient(array, orientation),
+        orient(array, orientation),
         icc_profile=im.info.get("icc_profile"),
         exif=exif,
         dpi=(float(dpi[0]), float(dpi[1])) if dpi and all(dpi) else None,
         format=fmt,
         source=path,
     )
+
+
+def _header_of(im: PILImage.Image, fmt: str | None, path: Path | None, data: bytes) -> Header:
+    """The header of an opened (not decoded) image, as it will load: EXIF orientation applied, alpha apart."""
+    width, height = im.size
+    orientation = 1
+    if im.format != "PNG" or "exif" in im.info:  # as _orientation_and_exif reads it, without decoding a PNG
+        with suppress(Exception):
+            orientation = int(im.getexif().get(ORIENTATION_TAG, 1))
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    bands = im.getbands()
+    has_alpha = "A" in bands or "a" in bands or (im.mode in ("P", "L", "RGB") and "transparency" in im.info)
+    gray = im.mode in ("1", "L", "LA", "La", "I", "F") or im.mode.startswith("I;16")
+    deep = _deep_layout(im, data)
+    if deep is not None:
+        gray = deep == "gray+alpha"
+    bits = 32 if im.mode in ("I", "F") else 16 if (deep is not None or im.mode.startswith("I;16")) else 8
+    return Header(width, height, 1 if gray else 3, has_alpha, bits, fmt, path)
 
 
 def _deep_layout(im: PILImage.Image, data: bytes) -> str | None:
@@ -290,7 +323,7 @@ def _decode_with_opencv(data: bytes, path: Path | None) -> np.ndarray:
     return _finite_unit(array, path, strict=False) if array.dtype.kind == "f" else array
 
 
-def _from_tiff_with_opencv(data: bytes, path: Path | None, limit: int) -> Image:
+def _from_tiff_with_opencv(data: bytes, path: Path | None, limit: int, check: HeaderCheck | None = None) -> Image:
     """TIFFs Pillow cannot open: read the header with Pillow's IFD parser, decode with OpenCV."""
     try:
         ifd, pages = _tiff_first_ifd(data)
@@ -298,6 +331,11 @@ def _from_tiff_with_opencv(data: bytes, path: Path | None, limit: int) -> Image:
     except Exception as exc:
         raise InputError(f"TIFF header is corrupt: {exc}", path=path) from exc
     _check_size(width, height, limit, path)
+    if check is not None:
+        samples, bits = int(ifd.get(277, 1)), ifd.get(258, (8,))
+        depth = max(bits) if isinstance(bits, tuple) else int(bits)
+        check(Header(width, height, 1 if samples <= 2 else 3, samples in (2, 4), 32 if depth > 16 else depth,
+                     "TIFF", path))
     if pages > 1:
         raise UnsupportedImageError(
             f"has {pages} frames (multi-page TIFF); only single images are supported",
@@ -320,7 +358,7 @@ def _from_tiff_with_opencv(data: bytes, path: Path | None, limit: int) -> Image:
         per_inch = 2.54 if ifd.get(296, 2) == 3 else 1.0
         dpi = (float(ifd[282]) * per_inch, float(ifd[283]) * per_inch)
     return _image_from_array(
-        _orient(array, ifd.get(_ORIENTATION, 1)),
+        orient(array, ifd.get(ORIENTATION_TAG, 1)),
         icc_profile=ifd.get(34675),
         dpi=dpi if dpi and all(dpi) else None,
         format="TIFF",
@@ -376,34 +414,6 @@ def _pil_pixels(im: PILImage.Image, path: Path | None) -> np.ndarray:
     raise UnsupportedImageError(
         f"image mode {mode!r} is not supported", path=path, hint="convert it to RGB or grayscale"
     )
-
-
-def _orientation_and_exif(im: PILImage.Image) -> tuple[int, bytes | None]:
-    """EXIF orientation, and the EXIF bytes to keep with orientation reset to 1."""
-    if im.format == "PNG" and "exif" not in im.info:
-        return 1, None  # getexif() would decode the whole PNG just to find nothing
-    exif = im.getexif()
-    orientation = exif.get(_ORIENTATION, 1)
-    if "exif" not in im.info:  # TIFF: getexif() lists the file's own tags, not an EXIF block to carry
-        return (orientation if orientation in range(1, 9) else 1), None
-    if _ORIENTATION in exif:
-        exif[_ORIENTATION] = 1
-    return (orientation if orientation in range(1, 9) else 1), exif.tobytes()
-
-
-def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1-8) to ``(H, W[, C])`` pixels, as ``ImageOps.exif_transpose`` does."""
-    moves = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: a.swapaxes(0, 1),
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-        8: lambda a: np.rot90(a, 1),
-    }
-    move = moves.get(orientation)
-    return array if move is None else np.ascontiguousarray(move(array))
 
 
 def _from_tensor(tensor: torch.Tensor, limit: int) -> Image:

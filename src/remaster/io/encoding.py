@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from remaster.errors import OutputError, RemasterWarning, UsageError
-from remaster.io.atomic import refuse_overwrite, write_atomic
+from remaster.io.atomic import check_regular, refuse_overwrite, write_atomic
 from remaster.io.conversion import dequantised, metadata_of, to_numpy, to_pil
 
 if TYPE_CHECKING:  # annotations only: importing the class would make image -> io -> image a cycle
@@ -94,7 +94,8 @@ def save(image: Image, path: str | os.PathLike[str], *, quality: int | None = No
         raise UsageError(f"quality must be between 1 and 100, not {quality}")
     if not overwrite:
         refuse_overwrite(target, image.meta.source)
-    write_atomic(target, _encode_checked(image, fmt, quality, target, path=target))
+    check_regular(target)  # before the work of encoding
+    write_atomic(target, _encode_checked(image, fmt, quality, target, path=target), replace=overwrite)
     return target
 
 

@@ -6,7 +6,6 @@ Also which spec a name means (a registered stage, or a model file asked of the p
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from remaster.pipeline.compiling import CompiledRun
 from remaster.pipeline.stage import PrepareContext, Stage
 from remaster.plugin.host import PluginHost
 from remaster.plugin.specs import StageInfo, StageSpec, precision_name
-from remaster.plugin.syntax import MODEL_FILE_SUFFIXES
+from remaster.plugin.syntax import names_model_file
 
 __all__ = ["ConfiguredStage", "ContextFactory", "DEFAULT_UPSCALER", "FALLBACK_UPSCALER", "default_upscaler",
            "resolve_spec", "from_stage_object"]
@@ -49,7 +48,7 @@ def resolve_spec(name: str, host: PluginHost) -> StageSpec:
     """The spec for a stage name, or for a model file path (asked of the plugins)."""
     if name in host.stages:
         return host.stages.get(name)
-    if name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name or Path(name).is_file():
+    if names_model_file(name):
         return host.stage_from_file(Path(name).expanduser())
     return host.stages.get(name)  # raises UnknownStageError with close matches
 

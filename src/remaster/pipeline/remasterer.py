@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from remaster import io
-from remaster.errors import ImageTooLargeError, StageError, UsageError
+from remaster.errors import ImageTooLargeError, RemasterError, StageError, UsageError
 from remaster.io.conversion import returns_integers
 from remaster.io.encoding import saves_integers
 from remaster.io.image import Image
@@ -177,6 +177,22 @@ class Remasterer:
                 )
         return height, width, channels
 
+    def check_header(self, header: io.Header) -> None:
+        """:meth:`plan` for a file from its header alone, before it is decoded (the ``check`` of
+        :func:`remaster.io.load`): a file whose output would be too large is refused at the cost of reading it.
+
+        Raises:
+            ImageTooLargeError, StageError: as :meth:`plan`, naming the file.
+        """
+        try:
+            self.plan(header.height, header.width, header.channels)
+        except RemasterError as exc:
+            if header.path is not None and exc.path is None:
+                exc.path = str(header.path)
+            elif header.path is not None:
+                exc.message, exc.path = f"{exc.path}: {exc.message}", str(header.path)
+            raise
+
     def output_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """The ``(height, width)`` after each stage for an input of this size.
 
@@ -267,7 +283,7 @@ class Remasterer:
         """
         if isinstance(img, torch.Tensor) and img.ndim == 4 and img.shape[0] > 1:
             return torch.cat([self.run(item[None], progress=progress) for item in img])
-        image = io.load(img, max_pixels=self.max_pixels)
+        image = io.load(img, max_pixels=self.max_pixels, check=self.check_header)
         result = self.run_image(image, progress=progress, quantise=returns_integers(img, image.meta.bit_depth))
         return io.convert_like(result, img)
 
@@ -300,7 +316,7 @@ class Remasterer:
         """
         if target is not None and not overwrite:
             io.refuse_overwrite(Path(target), Path(source))
-        return io.load(source, max_pixels=self.max_pixels)
+        return io.load(source, max_pixels=self.max_pixels, check=self.check_header)
 
     def run_for_file(self, image: Image, target: str | os.PathLike[str], *,
                      progress: Callable[[float], None] | None = None) -> Image:

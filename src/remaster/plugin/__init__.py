@@ -26,22 +26,25 @@ from remaster.plugin.presets import Preset, PresetRegistry
 from remaster.plugin.reference import Ref, Reference, import_reference, is_reference, load_reference
 from remaster.plugin.registries import NAME_PATTERN, SpecRegistry, StageRegistry
 from remaster.plugin.specs import (
-                                    PRECISION_NAMES,
-                                    AlphaHandling,
-                                    Param,
-                                    StageInfo,
-                                    StageKind,
-                                    StageSpec,
-                                    Tiling,
-                                    precision_name,
+    PRECISION_NAMES,
+    AlphaHandling,
+    Param,
+    Precision,
+    StageInfo,
+    StageKind,
+    StageSpec,
+    Tiling,
+    precision_name,
 )
 from remaster.plugin.syntax import (
-                                    MODEL_FILE_SUFFIXES,
-                                    StageCall,
-                                    format_stage,
-                                    parse_pipeline,
-                                    parse_stage,
-                                    split_top_level,
+    MODEL_FILE_SUFFIXES,
+    StageCall,
+    format_stage,
+    is_existing_file,
+    names_model_file,
+    parse_pipeline,
+    parse_stage,
+    split_top_level,
 )
 from remaster.plugin.weights import WeightsRegistry, WeightsSpec
 
@@ -58,6 +61,7 @@ __all__ = [
     "AlphaHandling",
     "Param",
     "PRECISION_NAMES",
+    "Precision",
     "precision_name",
     "WeightsSpec",
     "WeightsRegistry",
@@ -81,6 +85,8 @@ __all__ = [
     "parse_pipeline",
     "split_top_level",
     "MODEL_FILE_SUFFIXES",
+    "names_model_file",
+    "is_existing_file",
     "PluginHost",
     "PluginInfo",
     "get_host",

@@ -30,6 +30,7 @@ from remaster.plugin.metrics import MetricRegistry
 from remaster.plugin.presets import PresetRegistry
 from remaster.plugin.registries import SpecRegistry, StageRegistry
 from remaster.plugin.specs import StageSpec
+from remaster.plugin.syntax import is_existing_file
 from remaster.plugin.weights import WeightsRegistry
 
 __all__ = ["PluginInfo", "PluginHost", "get_host", "replace_host", "BUILTIN_PLUGINS"]
@@ -233,7 +234,7 @@ class PluginHost:
             PluginError: the plugin that answered gave an invalid spec, or raised something other than a
                 :class:`RemasterError` (which passes through: an unsafe or damaged file, say).
         """
-        if not path.is_file():
+        if not is_existing_file(path):
             raise InputError("no such model file", path=path,
                              hint="give the path of a .pth or .safetensors file, "
                                   "or a stage name from 'remaster stages'")

@@ -92,6 +92,10 @@ class Param:
         min: Smallest allowed value (inclusive), for numbers.
         max: Largest allowed value (inclusive), for numbers.
         required: The parameter has no default and must be given.
+        names_file: A string value may name a file the stage opens (a checkpoint, a settings file); a value
+            that is a registered stage name is not a file. ``remaster serve`` refuses such values from a client
+            unless the file is inside a folder it was told to allow (``--allow-files``): a client's string
+            never becomes a path the server opens.
     """
 
     name: str
@@ -102,6 +106,7 @@ class Param:
     min: float | None = None
     max: float | None = None
     required: bool = False
+    names_file: bool = False
 
     def coerce(self, value: Any, stage: str) -> Any:
         """Convert ``value`` to this parameter's type and check its range."""
@@ -282,7 +287,8 @@ class StageSpec:
             "name": self.name, "kind": self.kind.value, "plugin": self.plugin, "summary": self.summary,
             "scale": self.info.scale_param or self.info.scale, "tiling": self.info.tiling.value,
             "params": [{"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
-                        "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max}
+                        "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max,
+                        "names_file": p.names_file}
                        for p in self.params],
         }
 

@@ -36,14 +36,17 @@ separators (``,`` in ``remaster eval --candidates``). Malformed text raises
 from __future__ import annotations
 
 import ast
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from remaster.errors import UsageError
 
-__all__ = ["StageCall", "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES"]
+__all__ = ["StageCall", "parse_stage", "format_stage", "parse_pipeline", "split_top_level", "MODEL_FILE_SUFFIXES",
+           "names_model_file", "is_existing_file"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,21 @@ def parse_stage(text: str) -> StageCall:
 
 #: File name endings that mark a pipeline item as a model file rather than a stage name.
 MODEL_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt", ".bin")
+
+
+def names_model_file(name: str) -> bool:
+    """Whether a pipeline item's name means a model file rather than a stage: a model file's ending, a path
+    separator, or an existing file by that name."""
+    return name.lower().endswith(MODEL_FILE_SUFFIXES) or os.sep in name or is_existing_file(name)
+
+
+def is_existing_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (``~`` expanded) is an existing file; ``False`` for a name the filesystem refuses to look
+    up (too long, a NUL byte), which a malformed command or request may hold."""
+    try:
+        return Path(path).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def format_stage(name: str, params: Mapping[str, Any] | None = None) -> str:

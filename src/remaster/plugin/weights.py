@@ -50,6 +50,8 @@ class WeightsSpec:
             before a hash is pinned on first use and by ``remaster weights verify``
             on pinned files; an official ``sha256`` already proves the content, so
             it is not run for those. Imported only then, so registering stays cheap.
+        size: The file's size in bytes, if known: a download that sends more is cut off there (without it,
+            :data:`remaster.weights.download.MAX_DOWNLOAD_BYTES` bounds it).
         plugin: The plugin that registered the spec; set by the registry.
     """
 
@@ -57,6 +59,7 @@ class WeightsSpec:
     filename: str
     url: str | None = None
     sha256: str | None = None
+    size: int | None = None
     license: str = "unknown"
     description: str = ""
     producer: str | Callable[[Path], None] | None = None
@@ -82,6 +85,9 @@ class WeightsRegistry(SpecRegistry[WeightsSpec]):
         if spec.url is not None and urllib.parse.urlsplit(str(spec.url)).scheme not in ("http", "https"):
             raise PluginError(f"weights {spec.name!r} have the URL {spec.url!r}", path=plugin,
                               hint="give an http:// or https:// URL, or None")
+        if spec.size is not None and (isinstance(spec.size, bool) or not isinstance(spec.size, int) or spec.size < 1):
+            raise PluginError(f"weights {spec.name!r} have the size {spec.size!r}", path=plugin,
+                              hint="give the file's size in bytes, or None")
         if spec.sha256 is not None and not _SHA256.match(str(spec.sha256).strip().lower()):
             raise PluginError(f"weights {spec.name!r} have the sha256 {spec.sha256!r}", path=plugin,
                               hint="give 64 hexadecimal digits, or None to pin on first use")

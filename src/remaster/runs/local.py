@@ -66,7 +66,8 @@ class LocalEngine:
 
     def plan(self, layout: Layout) -> list[BatchItem]:
         """The items, named by :func:`~remaster.runs.plan.plan_outputs`; see :meth:`Engine.plan`."""
-        items = plan_outputs(collect_inputs(list(layout.inputs)), Path(layout.output), layout.fmt,
+        output = Path(layout.output)
+        items = plan_outputs(collect_inputs(list(layout.inputs), output=output), output, layout.fmt,
                              name_template=layout.name_template, suffix=layout.suffix,
                              folder=layout.output.endswith(FOLDER_SEPARATORS))
         check_writable(items, layout.report)  # before the stages are resolved: a model file given as one is read then

@@ -51,13 +51,27 @@ class BatchItem:
         return {**entry, **{key: value for key, value in self.extras.items() if key not in entry}}
 
 
-def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
-    """Expand files and folders into ``(file, path relative to its root)`` pairs, sorted per folder."""
+def collect_inputs(inputs: Sequence[str], *, output: Path | None = None) -> list[tuple[Path, Path]]:
+    """Expand files and folders into ``(file, path relative to its root)`` pairs, sorted per folder.
+
+    ``output`` (the run's OUT) and everything under it is left out of the folders walked when it lies inside one
+    of them: a run whose output folder sits inside its input folder never takes its own outputs (or an earlier
+    run's) as inputs. (An OUT that is the input folder itself leaves it whole: each output is then refused as
+    the input it would overwrite, or written beside it under another name.)
+    """
+    own = _resolved(output) if output is not None else None
+
+    def wanted(file: Path, skip: Path | None) -> bool:
+        if not (file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES):
+            return False
+        return skip is None or not _resolved(file).is_relative_to(skip)
+
     found: list[tuple[Path, Path]] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            skip = own if own is not None and own != _resolved(path) else None
+            files = sorted(p for p in path.rglob("*") if wanted(p, skip))
             if not files:
                 raise UsageError(f"no images in folder {path}", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
             found.extend((p, p.relative_to(path)) for p in files)
@@ -66,6 +80,13 @@ def collect_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
         else:
             raise UsageError(f"{path}: no such file or folder")
     return found
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a loop of links: compare it as written
+        return path.absolute()
 
 
 def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None, *,
@@ -107,6 +128,10 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
             return [BatchItem(sources[0][0], output)]
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file, but several inputs need an output folder")
+    if not folder and not output.is_dir() and kind in WRITABLE_SUFFIXES:
+        # Without this, -o out.png with several inputs would quietly become a folder named out.png.
+        raise UsageError(f"{output} names one image file, but there are {len(sources)} inputs",
+                         hint=f"give a folder as -o (end it with '/' to make one named {output.name})")
     items: list[BatchItem] = []
     taken: set[Path] = set()
     for source, relative in sources:
@@ -174,7 +199,12 @@ def _check_planned_name(name: str, name_template: str | None, fmt: str | None) -
 
 
 def check_writable(items: list[BatchItem], report: str | None = None) -> None:
-    """Fail before loading any model when the output folder (or the report's) cannot be written."""
+    """Fail before loading any model when the output folder (or the report's) cannot be written, or the report
+    would go onto something other than a regular file (a FIFO, a device node)."""
+    if report:
+        from remaster.io.atomic import check_regular  # remaster.io loads numpy and PIL: not at start-up
+
+        check_regular(Path(report))
     folders = {Path(item.target).parent for item in items} | ({Path(report).parent} if report else set())
     for folder in sorted(folders):
         # Nothing is created yet: a mistake found later (an unknown stage) must not leave empty folders.

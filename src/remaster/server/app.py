@@ -44,7 +44,9 @@ from remaster.pipeline import devices
 from remaster.pipeline.options import PipelineOptions
 from remaster.pipeline.remasterer import Remasterer
 from remaster.plugin.host import PluginHost, get_host
+from remaster.plugin.syntax import parse_pipeline
 from remaster.server.client import server_file
+from remaster.server.files import refuse_client_files
 from remaster.server.guard import LOOPBACK_NAMES, Guard
 from remaster.server.http import (
     IMAGE_TYPES,
@@ -65,8 +67,9 @@ log = logging.getLogger(__name__)
 
 #: Largest input accepted by default (64 MP: an 8K x 8K layer).
 DEFAULT_MAX_PIXELS = 64_000_000
-#: Largest request body accepted by default.
-DEFAULT_MAX_REQUEST_BYTES = 512 * 2**20
+#: Largest request body accepted by default: an 8K x 8K RGBA layer as a PNG fits. With the queue's 8 places, the
+#: bodies a server holds at most, (queue + 1) x this, stay near 1.4 GiB (docs/editors.md, "Memory").
+DEFAULT_MAX_REQUEST_BYTES = 160 * 2**20
 
 
 @dataclass
@@ -79,6 +82,8 @@ class ServerConfig:
         options: How jobs run (:class:`PipelineOptions`): ``device`` (``auto``, ``cpu``, ``cuda:N``),
             ``max_pixels`` (largest input image; :data:`DEFAULT_MAX_PIXELS` unless given),
             ``max_output_pixels`` (largest result, checked before a job is queued); a request sets the tile.
+        allow_files: Folders whose files a client may name (model files as stages, file parameters); none by
+            default (:mod:`remaster.server.files`).
         max_request_bytes: Largest request body.
         max_queue: Jobs that may wait; more get 503.
         server_file: Where the address and token are written (mode 0600).
@@ -87,6 +92,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     options: PipelineOptions = field(default_factory=lambda: PipelineOptions(max_pixels=DEFAULT_MAX_PIXELS))
+    allow_files: tuple[Path, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_queue: int = DEFAULT_MAX_QUEUE
     server_file: Path = field(default_factory=server_file)
@@ -106,6 +112,7 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     device = devices.resolve_device(config.options.device)
     max_pixels = config.options.max_pixels if config.options.max_pixels is not None else DEFAULT_MAX_PIXELS
     device_text = devices.describe_device(device)
+    allowed_files = tuple(Path(folder).expanduser().resolve() for folder in config.allow_files)
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok", "version": __version__, "device": device_text,
@@ -121,25 +128,32 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
         return json_response({"presets": available_presets(host)})
 
     def prepare(data: bytes, pipeline: str, result_format: str, tile: int | str) -> Job:
+        """The job of a request, admitted from the image's header alone: the body stays encoded until the worker
+        runs it, so the server's memory is bounded by the queue, not by the number of requests."""
         try:
-            remasterer = Remasterer(pipeline, config.options.replace(device=str(device), tile=tile,
-                                                                     max_pixels=max_pixels), host=host)
+            calls = parse_pipeline(pipeline)
+        except RemasterError as exc:
+            raise HTTPError.from_remaster(exc, status_for(exc)) from None
+        refuse_client_files(calls, host, allowed_files)
+        try:
+            remasterer = Remasterer(calls, config.options.replace(device=str(device), tile=tile,
+                                                                  max_pixels=max_pixels), host=host)
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         try:
-            image = io.load(data, max_pixels=max_pixels)
+            header = io.read_header(data, max_pixels=max_pixels)
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         try:
-            height, width, colour = remasterer.plan(image.height, image.width, image.channels)
+            height, width, colour = remasterer.plan(header.height, header.width, header.channels)
         except ImageTooLargeError as exc:  # the request was fine; the result it asks for is not allowed
             raise HTTPError.from_remaster(exc, 422) from None
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         # plan() counts colour channels; alpha goes through every stage and is in the result too (RGBA: 4).
-        output = (height, width, colour + (image.alpha is not None))
-        return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, image, output,
-                   stages=remasterer.stage_plan(image.meta.bit_depth))
+        output = (height, width, colour + header.has_alpha)
+        return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, data, output,
+                   stages=remasterer.stage_plan(header.bit_depth), max_pixels=max_pixels)
 
     async def submit(request: Request) -> Response:
         if queue.full:  # refuse before reading a large body
@@ -150,9 +164,10 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
             raise HTTPError(415, f"the body must be a PNG or TIFF image, not {content_type or 'untyped'!r}",
                             hint="send Content-Type: image/png or image/tiff")
         pipeline, result_format, tile = parse_options(request.headers.get(OPTIONS_HEADER))
-        data = await read_body(request, config.max_request_bytes)
-        job = await run_in_threadpool(prepare, data, pipeline, result_format, tile)
-        queue.submit(job)
+        with queue.reserve():  # a slot is held while the body is read: bodies in memory are bounded by the queue
+            data = await read_body(request, config.max_request_bytes)
+            job = await run_in_threadpool(prepare, data, pipeline, result_format, tile)
+            queue.submit(job)
         return json_response(job.status(), 202, {"Location": f"/v1/jobs/{job.id}"})
 
     async def job_status(request: Request) -> Response:

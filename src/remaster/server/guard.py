@@ -6,6 +6,7 @@ names only, against DNS rebinding), the ``Origin`` and the bearer token before a
 from __future__ import annotations
 
 import hmac
+import re
 import socket
 from collections.abc import Callable
 from contextlib import suppress
@@ -19,10 +20,17 @@ __all__ = ["Guard", "is_loopback", "LOOPBACK_NAMES"]
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+#: A Host header as RFC 9110 has it: a name or an IPv4 address, or an IPv6 address in brackets, then an optional
+#: port; nothing else (``127.0.0.1:8765@evil.example`` is no host of this server).
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::\d{1,5})?")
+
+
 def _hostname(host_header: str) -> str:
-    if host_header.startswith("["):
-        return host_header[1:].split("]", 1)[0]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+    """The name in a Host header, or ``""`` for one that is not a plain host and port (refused)."""
+    match = _HOST.fullmatch(host_header.strip())
+    if match is None:
+        return ""
+    return match["v6"] or match["name"]
 
 
 class Guard:

@@ -8,7 +8,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from remaster.errors import ImageTooLargeError, InputError, OutputError, RemasterError, StageError, UsageError
+from remaster.errors import (
+    ImageTooLargeError,
+    InputError,
+    OutputError,
+    RemasterError,
+    StageError,
+    UsageError,
+    WeightsError,
+)
 
 __all__ = ["HTTPError", "status_for", "json_response", "parse_options", "read_body", "IMAGE_TYPES", "RESULT_TYPES",
            "OPTIONS_HEADER"]
@@ -40,8 +48,8 @@ def status_for(exc: RemasterError) -> int:
     """The HTTP status of a library error raised while checking a request."""
     if isinstance(exc, ImageTooLargeError):
         return 413
-    if isinstance(exc, (InputError, UsageError, StageError)):
-        return 422  # well-formed request, but the image or pipeline cannot be used
+    if isinstance(exc, (InputError, UsageError, StageError, WeightsError)):
+        return 422  # well-formed request, but the image or pipeline cannot be used (weights missing or damaged too)
     if isinstance(exc, OutputError):
         return 422
     return 500

@@ -10,14 +10,15 @@ import threading
 import time
 import traceback
 from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from remaster import io
 from remaster.errors import RemasterError
-from remaster.io.image import Image
 from remaster.pipeline.remasterer import Remasterer
-from remaster.server.http import HTTPError
+from remaster.server.http import HTTPError, status_for
 
 __all__ = ["Job", "JobQueue", "JobCancelled", "DEFAULT_MAX_QUEUE", "KEEP_FINISHED"]
 
@@ -40,7 +41,8 @@ class Job:
     result_format: str
     tile: int | str
     remasterer: Remasterer
-    image: Image | None
+    #: The request's image, still encoded: decoded by the worker when the job runs.
+    data: bytes | None
     output: tuple[int, int, int]
     state: str = "queued"
     progress: float = 0.0
@@ -51,6 +53,8 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     #: Per stage: name, device and precision; planned for the input's bit depth, then what actually ran.
     stages: list[dict[str, str]] = field(default_factory=list)
+    #: The largest input decoded (the server's limit).
+    max_pixels: int | None = None
 
     def status(self) -> dict[str, Any]:
         height, width, channels = self.output
@@ -72,6 +76,7 @@ class JobQueue:
         self.keep_finished = keep_finished
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._waiting: deque[Job] = deque()
+        self._reserved = 0  # requests admitted whose bodies are being read
         self._ready = threading.Condition()
         self._stopping = False
         self._worker = threading.Thread(target=self._work, name="remaster-worker", daemon=True)
@@ -96,17 +101,38 @@ class JobQueue:
 
     @property
     def full(self) -> bool:
-        return self.waiting >= self.max_queue
+        return self.waiting + self._reserved >= self.max_queue
+
+    @contextmanager
+    def reserve(self) -> Iterator[None]:
+        """Hold a place in the queue while a request's body is read and its job admitted; a job submitted inside
+        takes the place over.
+
+        Raises:
+            HTTPError: 503 when the queue is full.
+        """
+        with self._ready:
+            if self.full:
+                raise self._queue_full()
+            self._reserved += 1
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._reserved -= 1
 
     def retry_after(self) -> int:
         return max(1, round(self.seconds_per_job * (len(self._waiting) + 1)))
 
+    def _queue_full(self) -> HTTPError:
+        return HTTPError(503, f"the queue is full ({self.max_queue} jobs waiting)", hint="try again in a little while",
+                         kind="QueueFull", headers={"Retry-After": str(self.retry_after())})
+
     def submit(self, job: Job) -> None:
+        """Queue ``job``; inside :meth:`reserve`, in the place reserved."""
         with self._ready:
-            if self.full:
-                raise HTTPError(503, f"the queue is full ({self.max_queue} jobs waiting)",
-                                hint="try again in a little while", kind="QueueFull",
-                                headers={"Retry-After": str(self.retry_after())})
+            if self.waiting >= self.max_queue:
+                raise self._queue_full()
             self.jobs[job.id] = job
             self._waiting.append(job)
             self._forget_old()
@@ -134,7 +160,7 @@ class JobQueue:
 
     def _end(self, job: Job, state: str, *, result: bytes | None = None, error: dict[str, Any] | None = None) -> None:
         job.state, job.result, job.error = state, result, error
-        job.image = None  # the decoded input is the big thing; free it as soon as the job ends
+        job.data = None  # the request's image is the big thing; free it as soon as the job ends
         job.finished = time.time()
 
     def _forget_old(self) -> None:
@@ -171,17 +197,19 @@ class JobQueue:
 
         state, result, error = "done", None, None
         try:
-            assert job.image is not None
+            assert job.data is not None
+            remasterer = self._remasterer_for(job)
+            source = io.load(job.data, max_pixels=job.max_pixels, check=remasterer.check_header)
+            job.data = None  # decoded: the encoded body is no longer needed
             # The integer result wherever the encoding quantises anyway: a huge result never exists as floats.
-            image = self._remasterer_for(job).run_for_file(job.image, f"result.{job.result_format}",
-                                                           progress=progress)
+            image = remasterer.run_for_file(source, f"result.{job.result_format}", progress=progress)
             job.stages = list(image.meta.extras.get("stages", job.stages))
             progress(1.0)
             result = io.encode(image, job.result_format)
         except JobCancelled:
             state = "cancelled"
         except RemasterError as exc:
-            state, error = "failed", HTTPError.from_remaster(exc, 500).body()["error"]
+            state, error = "failed", HTTPError.from_remaster(exc, status_for(exc)).body()["error"]
         except Exception as exc:  # a bug in a stage must fail the job, not the worker
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             state = "failed"

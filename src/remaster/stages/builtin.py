@@ -128,7 +128,8 @@ def builtin_specs() -> list[StageSpec]:
         summary="Real-ESRGAN's high-order degradation: 2x (blur, resize, noise, JPEG) + sinc; training inputs",
         params=(
             Param("scale", float, 0.25, help="Output size / input size, 1/k for an integer k", min=0.01, max=1.0),
-            Param("config", str, None, help="JSON/TOML file overriding Real-ESRGAN's probabilities and ranges"),
+            Param("config", str, None, help="JSON/TOML file overriding Real-ESRGAN's probabilities and ranges",
+                  names_file=True),
             _SEED,
         ),
         # Kernels, resizes and noise are drawn per image; tiles would each get their own.

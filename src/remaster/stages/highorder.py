@@ -123,6 +123,10 @@ class RealESRGANSettings:
         return dataclasses.asdict(self)
 
 
+#: Largest degradation settings file read.
+_MAX_CONFIG_BYTES = 256 * 1024
+
+
 def load_settings(path: str | Path | None) -> RealESRGANSettings:
     """Settings from a JSON or TOML file (top level, or its ``[degradation]`` table); defaults for ``None``.
 
@@ -133,7 +137,19 @@ def load_settings(path: str | Path | None) -> RealESRGANSettings:
         return RealESRGANSettings()
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        # A settings file is a few hundred bytes: a device (/dev/zero) or a huge file is refused before reading.
+        if not file.exists():
+            raise UsageError("cannot read the degradation config: no such file", path=file)
+        if not file.is_file():
+            raise UsageError("the degradation config is not a regular file", path=file)
+        with open(file, "rb") as handle:
+            raw = handle.read(_MAX_CONFIG_BYTES + 1)
+        if len(raw) > _MAX_CONFIG_BYTES:
+            raise UsageError(f"the degradation config is over {_MAX_CONFIG_BYTES // 1024} KiB: not a settings file",
+                             path=file)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("the degradation config is not UTF-8 text", path=file) from None
     except OSError as exc:
         raise UsageError(f"cannot read the degradation config: {exc.strerror or exc}", path=file) from None
     try:

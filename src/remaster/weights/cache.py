@@ -33,6 +33,7 @@ from remaster.errors import (
 from remaster.plugin.reference import load_reference
 from remaster.plugin.weights import PINS_FILE, WeightsRegistry, WeightsSpec
 from remaster.weights.download import CHUNK, ProgressCallback, download, open_part
+from remaster.weights.quarantine import quarantine
 from remaster.weights.serialize import first_line
 
 if TYPE_CHECKING:
@@ -493,11 +494,8 @@ class WeightsManager:
         self._pin(name, None)
 
     def _quarantine(self, file: Path, *, name: str | None = None) -> Path:
-        """Move a file that failed its check out of the cache, keeping it for inspection."""
-        self.quarantine_folder.mkdir(parents=True, exist_ok=True)
-        destination = self.quarantine_folder / f"{name or file.name}.{secrets.token_hex(4)}"
-        os.replace(file, destination)
-        return destination
+        """Move a file that failed its check out of the cache (:func:`~remaster.weights.quarantine.quarantine`)."""
+        return quarantine(file, self.quarantine_folder, name=name)
 
 
 def _shell_word(text: str) -> str:

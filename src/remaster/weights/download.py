@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -27,13 +28,23 @@ from remaster.errors import WeightsError
 if TYPE_CHECKING:
     from remaster.plugin.weights import WeightsSpec
 
-__all__ = ["ProgressCallback", "open_part", "download"]
+__all__ = ["ProgressCallback", "open_part", "download", "MAX_DOWNLOAD_BYTES", "MIN_RATE_BYTES_S", "RATE_GRACE_S",
+           "MAX_DOWNLOAD_S"]
 
 #: ``progress(bytes_done, total_bytes_or_None)``, called as a download proceeds.
 ProgressCallback = Callable[[int, int | None], None]
 
 CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough to keep memory flat on multi-GB files
-_TIMEOUT_S = 60.0  # per socket operation, not for the whole download: slow links still finish
+_TIMEOUT_S = 60.0  # per socket operation; the whole download has its own limits below
+
+#: Largest file a download may bring when its spec gives no ``size`` (weights of this field are far smaller).
+MAX_DOWNLOAD_BYTES = 2 * 2**30
+#: A download slower than this on average, once :data:`RATE_GRACE_S` have passed, is cut off (a server that
+#: sends a byte a second would otherwise hold the command for ever); the .part is kept for a resume.
+MIN_RATE_BYTES_S = 16 * 2**10
+RATE_GRACE_S = 60.0
+#: No download takes longer than this, however it trickles.
+MAX_DOWNLOAD_S = 2 * 3600.0
 
 
 def open_part(spec: WeightsSpec, part: Path) -> BinaryIO:
@@ -68,6 +79,8 @@ def download(spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCall
     hint = (f"check the connection and run the same command again to resume, or download {spec.filename} "
             f"by hand and run 'remaster weights import FILE --name {spec.name}'")
     offset = file.seek(0, os.SEEK_END)
+    limit = spec.size if spec.size is not None else MAX_DOWNLOAD_BYTES
+    started = time.monotonic()
     for _attempt in range(2):  # the second attempt only follows a refused resume (416), from zero
         request = urllib.request.Request(url, headers={"User-Agent": "remaster-weights/1"})
         if offset:
@@ -75,14 +88,19 @@ def download(spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCall
         try:
             with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
                 total = _prepare_body(response, file, offset)
-                done = file.tell()
+                if total is not None and total > limit:
+                    raise WeightsError(f"the server offers {total:,} bytes for weights {spec.name!r}, more than "
+                                       f"the {limit:,} they may have", path=url, hint="check the URL")
+                done = first = file.tell()
                 if progress:
                     progress(done, total)
-                while chunk := response.read(CHUNK):
+                # read1: what has arrived, not a full chunk, so that a trickle is measured as it comes.
+                while chunk := response.read1(CHUNK):
                     file.write(chunk)
                     done += len(chunk)
                     if progress:
                         progress(done, total)
+                    _check_bounds(spec, url, file, done, first, limit, started)
                 file.flush()
                 os.fsync(file.fileno())
             if total is not None and done != total:
@@ -110,6 +128,22 @@ def download(spec: WeightsSpec, url: str, file: BinaryIO, progress: ProgressCall
             raise WeightsError(f"download of weights {spec.name!r} failed: {exc}", path=url,
                                hint=hint) from None
     raise WeightsError(f"the server refused to send weights {spec.name!r}", path=url, hint=hint)
+
+
+def _check_bounds(spec: WeightsSpec, url: str, file: BinaryIO, done: int, first: int, limit: int,
+                  started: float) -> None:
+    """Cut a download off that brings more than ``limit`` bytes (the .part is emptied: nothing in it is worth
+    resuming), trickles below :data:`MIN_RATE_BYTES_S` or runs past :data:`MAX_DOWNLOAD_S` (the .part is kept)."""
+    if done > limit:
+        file.truncate(0)
+        raise WeightsError(f"the server sent more than the {limit:,} bytes weights {spec.name!r} may have; "
+                           "download stopped", path=url, hint="check the URL")
+    elapsed = time.monotonic() - started
+    if elapsed > MAX_DOWNLOAD_S or (elapsed > RATE_GRACE_S and (done - first) / elapsed < MIN_RATE_BYTES_S):
+        raise WeightsError(f"download of weights {spec.name!r} is too slow ({(done - first) / elapsed / 1024:,.1f} "
+                           f"KiB/s after {elapsed:.0f} s); stopped", path=url,
+                           hint="run the same command again later to resume, or download the file by hand and "
+                                f"run 'remaster weights import FILE --name {spec.name}'")
 
 
 def _prepare_body(response: Any, file: BinaryIO, offset: int) -> int | None:

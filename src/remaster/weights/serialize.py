@@ -112,9 +112,41 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+#: How much larger than its file a zip checkpoint's members may say they are, together (``torch.save`` stores
+#: them uncompressed, so a real checkpoint is 1x); a deflated member beyond that is a zip bomb.
+ZIP_EXPANSION_LIMIT = 4
+#: Members of this total size pass whatever the ratio (tiny checkpoints, mostly headers).
+ZIP_SMALL_TOTAL = 64 * 2**20
+
+
+def check_zip_members(file: Path) -> None:
+    """Refuse a zip checkpoint whose members would inflate far beyond the file's own size, before torch reads it.
+
+    The reader allocates each member at the size the zip's directory declares, so declared sizes are what bound
+    the memory.
+
+    Raises:
+        WeightsError: the members declare more than :data:`ZIP_EXPANSION_LIMIT` times the file's size.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(file) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (an older pickle), or damaged: torch's reader says which
+    size = file.stat().st_size
+    if declared > max(ZIP_EXPANSION_LIMIT * size, ZIP_SMALL_TOTAL):
+        raise WeightsError(f"the checkpoint would inflate to {declared / 2**20:,.0f} MiB from a "
+                           f"{size / 2**20:,.1f} MiB file (compressed members; torch.save writes none): refused as "
+                           "a zip bomb", path=file,
+                           hint="get the file from its official source, or as .safetensors")
+
+
 def _load_pickle_safely(file: Path, *, mmap: bool = False) -> Any:
     import torch
 
+    check_zip_members(file)
     try:
         # weights_only=True is torch's restricted unpickler: tensors and plain containers, no imports.
         return torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from remaster.plugin import StageCall, hookimpl
+from remaster.plugin import StageCall, hookimpl, names_model_file
 
 #: The stage the face options add.
 FACE_STAGE = "gfpgan"
@@ -34,13 +33,14 @@ def face_pipeline(upscaler: StageCall, scale: float, *, weight: float | None = N
     """Upscaling with faces, the one way this plugin writes it: faces restored from the input, pasted on the
     background ``upscaler`` makes at ``scale`` (Real-ESRGAN's ``--face_enhance``).
 
-    ``model`` is a checkpoint file, or else a version name (which the stage checks).
+    ``model`` is a checkpoint file (a model file's ending or a path: the stage says so if it is missing), or
+    else a version name (which the stage checks).
     """
     params: dict[str, Any] = {"upscale": float(scale), "background": str(upscaler)}
     if weight is not None:
         params["weight"] = weight
     if model:
-        params["model" if Path(model).expanduser().is_file() else "version"] = model
+        params["model" if names_model_file(model) else "version"] = model
     return StageCall(FACE_STAGE, params)
 
 

@@ -82,7 +82,8 @@ class Worker:
         if not spec.overwrite and self._exists(item.target):
             raise OutputError("already exists", path=item.target, hint="pass --overwrite or choose another name")
         source: Any = storage.read_bytes(item.source) if storage.is_uri(item.source) else item.source
-        result = self.remasterer.run_for_file(io.load(source, max_pixels=self.remasterer.max_pixels), item.target)
+        result = self.remasterer.run_for_file(io.load(source, max_pixels=self.remasterer.max_pixels,
+                                                           check=self.remasterer.check_header), item.target)
         if storage.is_uri(item.target):
             fmt = Path(item.target.rsplit("/", 1)[-1]).suffix.lstrip(".")
             storage.write_bytes(item.target, io.encode(result, fmt, quality=spec.quality))

@@ -65,8 +65,8 @@ def plan_run(inputs: Sequence[str], output: str, *, fmt: str | None = None, name
     output = storage.local_path(output)
     folder = output.endswith(FOLDER_SEPARATORS)
     if not any(storage.is_uri(text) for text in [*inputs, output]):
-        items = plan_outputs(collect_inputs(inputs), Path(output), fmt, name_template=name_template, suffix=suffix,
-                             folder=folder)
+        items = plan_outputs(collect_inputs(inputs, output=Path(output)), Path(output), fmt,
+                             name_template=name_template, suffix=suffix, folder=folder)
         check_writable(items, report)
         existed = [Path(item.target).is_file() for item in items]
     else:
@@ -76,7 +76,8 @@ def plan_run(inputs: Sequence[str], output: str, *, fmt: str | None = None, name
                 sources.extend(storage.list_images(text))
             else:
                 sources.extend((str(path), PurePosixPath(relative.as_posix()))
-                               for path, relative in collect_inputs([text]))
+                               for path, relative in collect_inputs(
+                                   [text], output=None if storage.is_uri(output) else Path(output)))
         items = _plan_named(sources, output, fmt, name_template, suffix, folder)
         if storage.is_uri(output):
             there = storage.existing_under(output) | {item.target for item in items
