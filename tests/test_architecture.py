@@ -74,7 +74,7 @@ PLUGIN_SOURCES = sorted((Path(__file__).resolve().parents[1] / "plugins").glob("
 #: shrink (issue 20 allows training/finetune.py and weights/cache.py at most).
 LONG_MODULES = {
     "training/finetune.py": 635,
-    "weights/cache.py": 525,
+    "weights/cache.py": 523,
 }
 MAX_LINES = 500
 

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from remaster.pipeline.checks import PLAUSIBLE_HIGH, PLAUSIBLE_LOW
 from remaster.pipeline.remasterer import prepare_context
 from remaster.pipeline.stage import RunContext, Stage, scaled_size
 from remaster.plugin.host import get_host
@@ -69,7 +70,7 @@ def check_stage(
     sizes: Iterable[tuple[int, int]] = ((17, 23), (32, 32)),
     channels: Iterable[int] = (3, 1),
     device: str | torch.device = "cpu",
-    value_range: tuple[float, float] = (-0.05, 1.05),
+    value_range: tuple[float, float] = (PLAUSIBLE_LOW, PLAUSIBLE_HIGH),
     atol: float = 1e-4,
 ) -> None:
     """Check that a stage keeps the :class:`~remaster.pipeline.stage.Stage` contract.
@@ -83,8 +84,10 @@ def check_stage(
 
     * the output is a floating-point tensor on ``device``, shaped
       ``(N, spec.info.channels_out(C), *scaled_size(H, W, scale))``;
-    * every value is finite and within ``value_range`` (the pipeline clamps
-      small overshoot only);
+    * every value is finite and within ``value_range``: by default what the
+      pipeline clamps to [0, 1] without complaint (:data:`PLAUSIBLE_LOW` to
+      :data:`PLAUSIBLE_HIGH`, -1 to 2); beyond it the pipeline reports a
+      :class:`~remaster.errors.StageContractError` (a 0-255 result, say);
     * the input tensor is left unchanged;
     * a batch of two gives, per image, what running each image alone gives
       (within ``atol``);

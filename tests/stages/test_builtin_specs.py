@@ -162,8 +162,10 @@ class _Broken(Stage):
             out = pixels.clone()
             out[..., 0, 0] = float("nan")
             return out
-        if fault == "range":
-            return pixels * 2.0
+        if fault == "range":  # a 0-255 result: the scaling mistake the pipeline reports
+            return pixels * 255.0
+        if fault == "overshoot":  # what a sharp network gives: clamped by the pipeline, accepted by check_stage
+            return (pixels * 1.07 - 0.0522).clamp(-0.0522, 1.0155)
         if fault == "dtype":
             return (pixels * 255).to(torch.uint8)
         if fault == "batch":
@@ -195,6 +197,11 @@ def test_check_stage_reports_faults(fault: str, fragment: str) -> None:
     with pytest.raises(AssertionError, match=fragment) as caught:
         check_stage(_spec(fault), sizes=((5, 7),))
     assert f"broken-{fault}" in str(caught.value)
+
+
+def test_check_stage_accepts_the_overshoot_the_pipeline_clamps() -> None:
+    """Issue 21: check_stage failed at [-0.0522, 1.0155], which docs/plugins.md says the pipeline clamps."""
+    check_stage(_spec("overshoot"), sizes=((5, 7),))
 
 
 def test_check_stage_passes_a_good_stage() -> None:

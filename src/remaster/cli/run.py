@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def upscale_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``upscale`` command's arguments."""
-    parser.add_argument("--model", help="upscaler stage name (see 'remaster stages')")
+    parser.add_argument("--model", metavar="NAME|FILE",
+                        help="upscaler stage name (see 'remaster stages') or model file (default: realesrgan-x4plus, "
+                             "or lanczos when remaster-realesrgan is not installed)")
     parser.add_argument("--scale", type=float,
                         help="output scale; resampled from the model's native scale if different")
     run_options(parser)

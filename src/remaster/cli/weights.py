@@ -69,7 +69,9 @@ def _weights_list(args: argparse.Namespace, manager: Any) -> int:
         print(f"    license: {row.license}")
         if row.url:
             print(f"    url: {row.url}")
-        elif row.state != "packaged":
+        elif row.produced:
+            print("    made offline from an installed package (no download)")
+        else:
             print("    url: (none: import the file with 'remaster weights import')")
     return 0
 

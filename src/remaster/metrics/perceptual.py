@@ -96,6 +96,24 @@ def _file_key(manager: Any, name: str) -> tuple[Any, ...]:
     return (str(path), st.st_mtime_ns, st.st_size)
 
 
+def _all_there(manager: Any, names: tuple[str, ...]) -> None:
+    """Raise one :class:`WeightsNotFoundError` naming every one of ``names`` that is not in the cache (and cannot be
+    made offline), with the commands that get them; ``ensure`` alone would stop at the first."""
+    from remaster.errors import WeightsNotFoundError
+
+    missing = []
+    for name in names:
+        try:
+            manager.ensure(name)
+        except WeightsNotFoundError:
+            missing.append(name)
+    if len(missing) > 1:
+        raise WeightsNotFoundError(f"weights {' and '.join(repr(name) for name in missing)} are not in the cache",
+                                   hint="run " + " and ".join(f"'remaster weights fetch {name}'" for name in missing))
+    if missing:
+        manager.ensure(missing[0])  # its own error, which says where the file comes from
+
+
 def _features(arch: str, weights_name: str, depth: int, manager: Any) -> torch.nn.Sequential:
     """``torchvision.models.<arch>().features[:depth]`` with the cached ImageNet weights, frozen, in eval mode."""
     import torchvision
@@ -174,6 +192,7 @@ def _lpips_net(net: str, device: torch.device, weights_manager: WeightsManager |
             from remaster.errors import WeightsError
             from remaster.weights import load_state_dict
 
+            _all_there(manager, (backbone, linear))  # both named at once when both are missing
             features = _features("vgg16" if net == "vgg" else "alexnet", backbone, _LPIPS_STAGES[net][-1], manager)
             lin_path = manager.ensure(linear)
             state = load_state_dict(lin_path)

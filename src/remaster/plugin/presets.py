@@ -35,6 +35,8 @@ class Preset:
             "Restore faces" box is ticked with that preset chosen. ``None`` for a preset of its own.
         requires: Stages the pipeline needs that it does not name as stages (a stage named in a parameter,
             such as gfpgan's ``background``); the stages it names are found from the pipeline itself.
+        weights: Weights the pipeline cannot run without (``gfpgan-1.4``): ``GET /v1/presets`` lists the preset
+            only while each is in the cache or made offline, so a dialog never offers what would fail.
         order: Where it sits in the dialogs' lists (lower first; ties by id).
         plugin: The plugin that registered it; set by the registry.
     """
@@ -45,6 +47,7 @@ class Preset:
     description: str = ""
     faces_of: str | None = None
     requires: tuple[str, ...] = field(default=())
+    weights: tuple[str, ...] = field(default=())
     order: int = 100
     plugin: str | None = None
 
@@ -77,14 +80,16 @@ class PresetRegistry(SpecRegistry[Preset]):
         if spec.faces_of == spec.name:
             raise PluginError(f"preset {spec.name!r} is the face variant of itself", path=plugin,
                               hint="faces_of names the preset without face restoration")
-        if isinstance(spec.requires, str) or not all(isinstance(s, str) and s for s in spec.requires):
-            raise PluginError(f"preset {spec.name!r} has requires={spec.requires!r}", path=plugin,
-                              hint="give a tuple of stage names")
+        for field_name, what in (("requires", "stage"), ("weights", "weights")):
+            value = getattr(spec, field_name)
+            if isinstance(value, str) or not all(isinstance(s, str) and s for s in value):
+                raise PluginError(f"preset {spec.name!r} has {field_name}={value!r}", path=plugin,
+                                  hint=f"give a tuple of {what} names")
         if not isinstance(spec.order, int) or isinstance(spec.order, bool):
             raise PluginError(f"preset {spec.name!r} has order={spec.order!r}", path=plugin, hint="give an integer")
 
     def _attributed(self, spec: Preset, plugin: str) -> Preset:
-        return replace(spec, plugin=plugin, requires=tuple(spec.requires))
+        return replace(spec, plugin=plugin, requires=tuple(spec.requires), weights=tuple(spec.weights))
 
     def _sort_key(self, spec: Preset) -> tuple[int, str]:
         return (spec.order, spec.name)

@@ -77,6 +77,7 @@ class WeightsStatus:
         size: Size of the cached file in bytes, if cached.
         sha256: The official hash, or ``None`` when it is pinned on first use.
         pinned: The hash pinned on first use, if any.
+        produced: A producer makes the file offline (from an installed package), cached yet or not.
     """
 
     name: str
@@ -90,6 +91,7 @@ class WeightsStatus:
     license: str
     url: str | None
     description: str
+    produced: bool = False
 
     @property
     def sha256_text(self) -> str:
@@ -135,7 +137,7 @@ class WeightsManager:
             state = "cached" if size is not None else "packaged" if spec.producer else "missing"
             rows.append(WeightsStatus(spec.name, spec.plugin, spec.filename, target, state, size, spec.sha256,
                                       None if spec.sha256 else pins.get(spec.name), spec.license, spec.url,
-                                      spec.description))
+                                      spec.description, spec.producer is not None))
         return rows
 
     # ------------------------------------------------------------------ ensure
@@ -186,7 +188,7 @@ class WeightsManager:
             # Not pinned yet (a copy by hand), or a pin made before checks existed: it must hold the right network.
             problem = self._content_problem(spec, target)
             if problem is not None:
-                moved = self._quarantine(target)
+                moved = quarantine(target, self.quarantine_folder)
                 if expected is not None:
                     self._unpin(spec.name)  # the pinned file never was the network: the pin protects nothing
                 raise WrongWeightsError(f"is not weights {spec.name!r}: {problem}; the file was moved to {moved}",
@@ -195,7 +197,7 @@ class WeightsManager:
                 self._pin(spec.name, actual)
             return
         if actual != expected:
-            moved = self._quarantine(target)
+            moved = quarantine(target, self.quarantine_folder)
             raise ChecksumError(
                 f"sha256 mismatch for weights {spec.name!r}: expected {expected}, got {actual}; "
                 f"the file was moved to {moved}", path=target, hint=self._refill_hint(spec),
@@ -270,13 +272,13 @@ class WeightsManager:
         # Pinned now, or differing from a pin: without an official hash, the content is all there is to go by.
         problem = None if spec.sha256 else self._content_problem(spec, new)
         if problem is not None:
-            moved = self._quarantine(new, name=spec.filename)
+            moved = quarantine(new, self.quarantine_folder, name=spec.filename)
             raise WrongWeightsError(f"{source} gave a file that is not weights {spec.name!r}: {problem}; it was "
                                     f"moved to {moved}, and nothing was pinned", path=target, hint=hint)
         if expected is None:
             self._pin(spec.name, actual)
             return actual
-        moved = self._quarantine(new, name=spec.filename)
+        moved = quarantine(new, self.quarantine_folder, name=spec.filename)
         if not spec.sha256:
             hint = (f"the file differs from the one pinned on first use; if you trust the new one, run "
                     f"'{self._replace_command(spec, moved)}'")
@@ -492,10 +494,6 @@ class WeightsManager:
 
     def _unpin(self, name: str) -> None:
         self._pin(name, None)
-
-    def _quarantine(self, file: Path, *, name: str | None = None) -> Path:
-        """Move a file that failed its check out of the cache (:func:`~remaster.weights.quarantine.quarantine`)."""
-        return quarantine(file, self.quarantine_folder, name=name)
 
 
 def _shell_word(text: str) -> str:

@@ -60,4 +60,5 @@ def remaster_register_presets(register: Callable[[Preset], None]) -> None:
         register(Preset(name=f"upscale-x{scale}-faces", label=f"upscale x{scale}, restore faces",
                         pipeline=str(face_pipeline(StageCall("realesrgan-x4plus"), scale)),
                         description=f"GFPGAN faces on a Real-ESRGAN x{scale} background",
-                        faces_of=f"upscale-x{scale}", requires=("realesrgan-x4plus",), order=order))
+                        faces_of=f"upscale-x{scale}", requires=("realesrgan-x4plus",),
+                        weights=(RESTORERS["1.4"],), order=order))
