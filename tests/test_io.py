@@ -471,7 +471,8 @@ def test_bomb_guard_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     message = str(info.value)
     assert "bomb.png" in message and "30000x30000 = 900.0 MP" in message
     assert f"{rio.DEFAULT_MAX_PIXELS:,}" in message
-    assert "REMASTER_MAX_PIXELS" in message and "--max-pixels" in message
+    assert "REMASTER_MAX_PIXELS" in message and "max_pixels=N" in message  # in Python, its argument
+    assert "--max-pixels N" in info.value.for_cli()  # on the command line, its flag
     assert PILImage.MAX_IMAGE_PIXELS == before  # Pillow's own setting left as it was
 
 
@@ -651,7 +652,9 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     target = write(tmp_path / "exists.png", b"old")
     with pytest.raises(OutputError, match="already exists") as info:
         rio.save(image, target)
-    assert "--overwrite" in str(info.value)
+    # Issue 21: in Python the fix is the argument (it said 'pass --overwrite'); the command says its flag.
+    assert "pass overwrite=True" in str(info.value) and "--overwrite" not in str(info.value)
+    assert "pass --overwrite" in info.value.for_cli()
     assert target.read_bytes() == b"old"
     rio.save(image, target, overwrite=True)
     assert rio.load(target).size == (4, 4)

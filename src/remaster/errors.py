@@ -9,9 +9,12 @@ Something done differently than asked, but done (alpha dropped for JPEG), is a
 
 from __future__ import annotations
 
+import re
 from os import PathLike
 
 __all__ = [
+    "OPTION_SPELLINGS",
+    "spelled",
     "RemasterError",
     "UsageError",
     "InputError",
@@ -32,13 +35,36 @@ __all__ = [
 ]
 
 
+#: How each interface spells an option a hint names, as ``{opt:NAME}`` in the hint's text: (Python, command line).
+#: An error speaks in the words of the interface that raised it: ``str(error)`` in Python's (``overwrite=True``),
+#: :meth:`RemasterError.for_cli` in the command's (``--overwrite``).
+OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
+    "overwrite": ("overwrite=True", "--overwrite"),
+    "max_pixels": ("max_pixels=N", "--max-pixels N"),
+    "max_output_pixels": ("max_output_pixels=N", "--max-output-pixels N"),
+    "tile": ("a smaller tile=N", "a smaller --tile N"),
+    "tile_512": ("tile=512", "--tile 512"),
+    "precision_fp32": ("precision='fp32'", "--precision fp32"),
+    "device_cpu": ("device='cpu'", "--device cpu"),
+    "device_cuda": ("device='cuda'", "--device cuda"),
+    "debug": ("logging at DEBUG level", "--debug"),
+}
+_OPTION = re.compile(r"\{opt:(\w+)\}")
+
+
+def spelled(text: str, interface: int) -> str:
+    """``text`` with each ``{opt:NAME}`` as interface ``interface`` (0 Python, 1 the command line) spells it."""
+    return _OPTION.sub(lambda m: OPTION_SPELLINGS.get(m.group(1), (m.group(0), m.group(0)))[interface], text)
+
+
 class RemasterError(Exception):
     """Base class of every error remaster raises on purpose.
 
     Args:
         message: What happened, as one sentence without a trailing full stop.
         path: The file (or stage name) it happened to, if any.
-        hint: What the user can do about it.
+        hint: What the user can do about it; an option it names is written ``{opt:NAME}``
+            (:data:`OPTION_SPELLINGS`), so that each interface says it in its own words.
     """
 
     #: Exit status the command-line tool uses when this error ends a run.
@@ -51,9 +77,16 @@ class RemasterError(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
+        return self._text(0)
+
+    def for_cli(self) -> str:
+        """The one line the ``remaster`` command prints: as ``str()``, options spelt as command-line flags."""
+        return self._text(1)
+
+    def _text(self, interface: int) -> str:
         text = f"{self.path}: {self.message}" if self.path else self.message
         if self.hint:
-            text = f"{text} ({self.hint})"
+            text = f"{text} ({spelled(self.hint, interface)})"
         return text
 
 

@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RemasterError as exc:
         if debug:
             traceback.print_exc()
-        print(f"remaster: error: {exc}", file=sys.stderr)
+        print(f"remaster: error: {exc.for_cli()}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # an unexpected bug: still one line, the traceback with --debug
         if debug:

@@ -43,7 +43,7 @@ def refuse_overwrite(target: Path, source: Path | None) -> None:
     """Raise :class:`OutputError` when ``target`` exists (saying so when it is ``source`` itself)."""
     if not (target.exists() or target.is_symlink()):
         return
-    hint = "pass --overwrite or choose another name"
+    hint = "pass {opt:overwrite} or choose another name"
     with suppress(OSError):
         if source is not None and os.path.samefile(source, target):
             raise OutputError("would overwrite the input", path=target, hint=hint)
@@ -155,7 +155,7 @@ def _publish_new(temp: Path, target: Path) -> None:
         os.link(temp, target)
     except FileExistsError:
         raise OutputError("already exists (written by another run meanwhile)", path=target,
-                          hint="pass --overwrite or choose another name") from None
+                          hint="pass {opt:overwrite} or choose another name") from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS):
             raise
@@ -171,7 +171,7 @@ def _copy_exclusive(temp: Path, target: Path) -> None:
         fd = os.open(target, flags, 0o666)
     except FileExistsError:
         raise OutputError("already exists (written by another run meanwhile)", path=target,
-                          hint="pass --overwrite or choose another name") from None
+                          hint="pass {opt:overwrite} or choose another name") from None
     try:
         with open(fd, "wb") as out, open(temp, "rb") as source:
             while chunk := source.read(1 << 20):

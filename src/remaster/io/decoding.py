@@ -80,7 +80,7 @@ def _check_size(width: int, height: int, limit: int, path: Path | None) -> None:
         f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the limit of "
         f"{limit:,} pixels ({limit / 1e6:.1f} MP)",
         path=path,
-        hint=f"if you trust this file, raise the limit with --max-pixels N or {_ENV_MAX_PIXELS}=N",
+        hint=f"if you trust this file, raise the limit with {{opt:max_pixels}} or {_ENV_MAX_PIXELS}=N",
     )
 
 

@@ -62,7 +62,7 @@ def resolve_device(requested: str | torch.device = "auto") -> torch.device:
     if not torch.cuda.is_available():
         raise UsageError(
             f"device {text!r} was requested but CUDA is not available",
-            hint="use --device cpu, or install a CUDA build of PyTorch and check the NVIDIA driver",
+            hint="use {opt:device_cpu}, or install a CUDA build of PyTorch and check the NVIDIA driver",
         )
     if index is None:
         return torch.device("cuda", torch.cuda.current_device())

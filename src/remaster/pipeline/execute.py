@@ -142,9 +142,9 @@ class StageExecutor:
         except Exception as exc:  # a stage's own bug or OOM: still a remaster error naming the stage
             if tiling.is_out_of_memory(exc):
                 raise StageError(f"ran out of memory: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                                 path=stage.name, hint="use a smaller --tile, or a smaller image") from exc
+                                 path=stage.name, hint="use {opt:tile}, or a smaller image") from exc
             raise StageError(f"failed: {type(exc).__name__}: {exc}", path=stage.name,
-                             hint="run with --debug for the traceback and report it to the stage's author") from exc
+                             hint="run with {opt:debug} for the traceback and report it to the stage's author") from exc
         if result is None:  # went to ``rows`` band by band
             if not checks.finite:
                 return self.retry_in_fp32(stage, pixels, ctx, rows)
@@ -174,7 +174,7 @@ class StageExecutor:
             log.warning("%s gave NaN/Inf in %s; running it again in fp32", stage.name, ctx.dtype)
             return self.checked_run(stage, pixels, replace(ctx, dtype=torch.float32), rows)
         raise StageContractError("produced NaN or Inf values", path=stage.name,
-                                 hint="try --precision fp32, or report it to the plugin's author")
+                                 hint="try {opt:precision_fp32}, or report it to the plugin's author")
 
     def execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
                 rows: tiling.RowsFn | None = None) -> torch.Tensor | None:

@@ -66,7 +66,7 @@ class PipelineOptions:
             raise UsageError(f"tile must be 'auto' or a size in pixels, not {tile!r}")
         if self.compile and tile == 0:
             raise UsageError("compiling needs tiles of one fixed size, not --tile 0",
-                             hint="give a tile size (e.g. --tile 512) or leave --tile auto with --compile")
+                             hint="give a tile size (e.g. {opt:tile_512}) or leave the tile auto when compiling")
         object.__setattr__(self, "half_weights", bool(self.half_weights))
         object.__setattr__(self, "compile", bool(self.compile))
 

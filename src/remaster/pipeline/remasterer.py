@@ -99,7 +99,7 @@ class Remasterer:
         self.precision = self.options.precision
         if self.precision == "fp16" and self.device.type == "cpu":
             raise UsageError("fp16 is not supported on CPU, use bf16 or fp32",
-                             hint="fp16 is for CUDA devices (--device cuda)")
+                             hint="fp16 is for CUDA devices ({opt:device_cuda})")
         self.max_pixels = self.options.max_pixels if self.options.max_pixels is not None else io.max_pixels_from_env()
         self._noted: set[tuple[int, str]] = set()
         self._plans: dict[tuple[str, int], Plan] = {}
@@ -173,7 +173,7 @@ class Remasterer:
                 raise ImageTooLargeError(
                     f"the output would be {width}x{height} = {height * width / 1e6:.1f} MP after stage {stage.name!r}, "
                     f"over the limit of {self.max_output_pixels:,} pixels ({self.max_output_pixels / 1e6:.1f} MP)",
-                    hint="lower the scale, or raise the limit with --max-output-pixels",
+                    hint="lower the scale, or raise the limit with {opt:max_output_pixels}",
                 )
         return height, width, channels
 

@@ -40,10 +40,14 @@ __all__ = ["LocalEngine", "run_items", "item_error"]
 _POLL = 0.1
 
 
-def item_error(source: object, exc: BaseException) -> str:
-    """The report's one-line error for ``exc`` raised on the input ``source`` (a path or URI): it names the file."""
+def item_error(source: object, exc: BaseException, *, cli: bool = False) -> str:
+    """The report's one-line error for ``exc`` raised on the input ``source`` (a path or URI): it names the file.
+
+    With ``cli``, options in its hint are spelt as the ``remaster`` command's flags (:meth:`RemasterError.for_cli`).
+    """
     if isinstance(exc, RemasterError):  # a stage's error names the stage; the line must name the file too
-        return str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+        text = exc.for_cli() if cli else str(exc)
+        return text if str(source) in text else f"{source}: {text}"
     return f"{source}: {type(exc).__name__}: {exc}"
 
 
@@ -55,14 +59,16 @@ class LocalEngine:
         host: The plugin host the stages come from.
         overwrite: Replace existing outputs.
         quality: JPEG/WebP quality of the outputs.
+        cli_words: Items' errors name options as the ``remaster`` command's flags.
     """
 
     def __init__(self, options: PipelineOptions, host: PluginHost, *, overwrite: bool = False,
-                 quality: int | None = None) -> None:
+                 quality: int | None = None, cli_words: bool = False) -> None:
         self.options = options
         self.host = host
         self.overwrite = overwrite
         self.quality = quality
+        self.cli_words = cli_words
 
     def plan(self, layout: Layout) -> list[BatchItem]:
         """The items, named by :func:`~remaster.runs.plan.plan_outputs`; see :meth:`Engine.plan`."""
@@ -87,7 +93,7 @@ class LocalEngine:
         remasterer.prepare()  # missing weights stop the run here, before any image is read
         try:
             for item in run_items(remasterer, items, overwrite=self.overwrite, quality=self.quality,
-                                  on_start=observer.started, progress=observer.progress):
+                                  on_start=observer.started, progress=observer.progress, cli_words=self.cli_words):
                 if not item.skipped:
                     observer.finished(item)
         except KeyboardInterrupt:
@@ -116,6 +122,7 @@ def run_items(
     write_behind: int = 1,
     on_start: Callable[[int, BatchItem], None] | None = None,
     progress: Callable[[int, float], None] | None = None,
+    cli_words: bool = False,
 ) -> Iterator[BatchItem]:
     """Run ``remasterer`` on every item not marked ``skipped``, overlapping reading and writing with the work.
 
@@ -132,6 +139,8 @@ def run_items(
         write_behind: Results waiting to be written while the next image runs (at least 1).
         on_start: Called with the index and item before the pipeline runs on it (in the caller's thread).
         progress: Called with the index and the fraction of that item's pipeline done (in the caller's thread).
+        cli_words: Items' errors name options as the ``remaster`` command's flags (``--overwrite``), not as
+            Python arguments.
     """
     stop = threading.Event()
     to_run: queue.Queue[_Work | None] = queue.Queue(max(1, read_ahead))
@@ -182,7 +191,7 @@ def run_items(
                     return
                 work.result = None  # the full-size result is not kept once written
                 work.seconds += time.perf_counter() - started
-            _settle(work)
+            _settle(work, cli_words)
             done.put(work)
 
     def hand_on(work: _Work | None) -> None:
@@ -242,11 +251,11 @@ def run_items(
         reader.join(timeout=60)
 
 
-def _settle(work: _Work) -> None:
+def _settle(work: _Work, cli: bool) -> None:
     item = work.item
     item.seconds = work.seconds
     if work.error is not None:
         item.ok = False
-        item.error = item_error(item.source, work.error)
+        item.error = item_error(item.source, work.error, cli=cli)
         item.exception = work.error
 

@@ -16,6 +16,7 @@ from remaster.errors import (
     StageError,
     UsageError,
     WeightsError,
+    spelled,
 )
 
 __all__ = ["HTTPError", "status_for", "json_response", "parse_options", "read_body", "IMAGE_TYPES", "RESULT_TYPES",
@@ -38,7 +39,9 @@ class HTTPError(Exception):
     @classmethod
     def from_remaster(cls, exc: RemasterError, status: int) -> HTTPError:
         message = f"{exc.path}: {exc.message}" if exc.path else exc.message
-        return cls(status, message, hint=exc.hint, kind=type(exc).__name__)
+        # The limits and choices a hint names are the server's own flags (remaster serve --max-output-pixels ...).
+        hint = None if exc.hint is None else spelled(exc.hint, 1)
+        return cls(status, message, hint=hint, kind=type(exc).__name__)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "hint": self.hint, "type": self.kind, "status": self.status}}

@@ -68,7 +68,7 @@ class Worker:
             extras = self._run(item)
             return row(item, ok=True, seconds=time.perf_counter() - started, extras=extras)
         except Exception as exc:  # keep the run going past one bad file, whatever broke
-            error = item_error(item.source, exc)
+            error = item_error(item.source, exc, cli=self.spec.cli_words)
         return row(item, ok=False, error=error, seconds=time.perf_counter() - started)
 
     def _run(self, item: WorkItem) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class Worker:
                                                  quality=spec.quality)
             return dict(result.meta.extras)
         if not spec.overwrite and self._exists(item.target):
-            raise OutputError("already exists", path=item.target, hint="pass --overwrite or choose another name")
+            raise OutputError("already exists", path=item.target, hint="pass {opt:overwrite} or choose another name")
         source: Any = storage.read_bytes(item.source) if storage.is_uri(item.source) else item.source
         result = self.remasterer.run_for_file(io.load(source, max_pixels=self.remasterer.max_pixels,
                                                            check=self.remasterer.check_header), item.target)

@@ -261,7 +261,7 @@ def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], pla
 
 
 def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrite: bool, quality: int | None,
-              cpus_per_worker: float, gpus_per_worker: float) -> RunSpec:
+              cpus_per_worker: float, gpus_per_worker: float, cli_words: bool = False) -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
     from remaster.pipeline.remasterer import Remasterer
 
@@ -273,4 +273,4 @@ def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrit
     if gpus_per_worker == 0 and options.device == "auto":
         options = options.replace(device="cpu")
     return RunSpec(tuple(stages), options, overwrite=overwrite, quality=quality,
-                   threads=max(1, int(cpus_per_worker)), env=env)
+                   threads=max(1, int(cpus_per_worker)), env=env, cli_words=cli_words)

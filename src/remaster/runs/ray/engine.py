@@ -31,11 +31,13 @@ class RayEngine:
         gpus_per_worker: GPUs each worker reserves (0: CPU workers).
         max_attempts: Tries of an item whose worker died before it becomes an error row.
         wait_for_workers: Seconds to wait for a first worker before saying the cluster has no room.
+        cli_words: Items' errors name options as the ``remaster`` command's flags.
     """
 
     def __init__(self, options: PipelineOptions, *, overwrite: bool = False, quality: int | None = None,
                  address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
-                 gpus_per_worker: float = 0.0, max_attempts: int = 3, wait_for_workers: float = 300.0) -> None:
+                 gpus_per_worker: float = 0.0, max_attempts: int = 3, wait_for_workers: float = 300.0,
+                 cli_words: bool = False) -> None:
         self.options = options
         self.overwrite = overwrite
         self.quality = quality
@@ -45,6 +47,7 @@ class RayEngine:
         self.gpus_per_worker = gpus_per_worker
         self.max_attempts = max_attempts
         self.wait_for_workers = wait_for_workers
+        self.cli_words = cli_words
         self._plan: Plan | None = None
         self._report: str | None = None
 
@@ -63,7 +66,8 @@ class RayEngine:
         if plan is None or plan.items is not items:
             raise RuntimeError("RayEngine.run takes the items its plan() gave")
         spec = make_spec(list(stages), self.options, overwrite=self.overwrite, quality=self.quality,
-                         cpus_per_worker=self.cpus_per_worker, gpus_per_worker=self.gpus_per_worker)
+                         cpus_per_worker=self.cpus_per_worker, gpus_per_worker=self.gpus_per_worker,
+                         cli_words=self.cli_words)
         todo = sum(not item.skipped for item in items)
 
         def started(worker: dict[str, Any]) -> None:

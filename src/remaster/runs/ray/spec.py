@@ -39,6 +39,7 @@ class RunSpec:
         quality: JPEG/WebP quality, or ``None``.
         threads: torch threads per worker (its CPUs in the cluster).
         env: Environment variables set in the worker before anything is built.
+        cli_words: Items' errors name options as the ``remaster`` command's flags.
     """
 
     stages: tuple[StageCall, ...]
@@ -47,6 +48,7 @@ class RunSpec:
     quality: int | None = None
     threads: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    cli_words: bool = False
 
     def build(self) -> Remasterer:
         """The pipeline, built and prepared (weights read) in this process."""
