@@ -106,3 +106,39 @@ def test_ctrl_c_writes_what_was_computed_starts_nothing_new_and_leaves_no_thread
     assert [item.ok for item in items] == [True, True, True, False, False, False]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png", "01.png", "02.png"]  # no temp file
     assert not [t for t in threading.enumerate() if t.name.startswith("remaster-")]
+
+
+class WaitsForTheLine(Watched):
+    """Runs image 1 only once image 0's outcome was reported: a report that waits for image 1 would never come."""
+
+    def __init__(self, reported: threading.Event):
+        super().__init__()
+        self.reported = reported
+
+    def run_image(self, image, **kwargs):
+        if int(Path(image.meta.source).stem) == 1:
+            assert self.reported.wait(timeout=30), "image 0's line waited for image 1 to finish"
+        return super().run_image(image, **kwargs)
+
+
+def test_each_outcome_is_reported_when_its_output_is_on_disk(tmp_path):
+    """Issue 21: a written image's line came only after the next image finished (26 s later on a photo)."""
+    items = make_items(tmp_path, 3)
+    reported = threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def on_done(item: BatchItem) -> None:
+        seen.append((item.source.name, Path(item.target).is_file()))
+        reported.set()
+
+    list(run_items(WaitsForTheLine(reported), items, on_done=on_done))
+    assert seen == [(item.source.name, True) for item in items]  # each one on disk when reported
+
+
+def test_after_ctrl_c_every_image_written_is_reported(tmp_path):
+    items = make_items(tmp_path, 6)
+    seen: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        list(run_items(Watched(interrupt_on=3), items, on_done=lambda item: seen.append(item.source.name)))
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert sorted(seen) == written == ["00.png", "01.png", "02.png"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,7 @@ class _Console:
         from tqdm import tqdm
 
         self.args, self.host = args, host
+        self.lock = threading.Lock()  # finished() comes from the engine's writer thread
         self.talk = not args.quiet and not args.json
         self.done, self.failed = skipped, 0
         self.planned: list[str] | None = None
@@ -88,10 +90,15 @@ class _Console:
         self.bar.set_postfix_str(Path(item.source).name, refresh=False)
 
     def progress(self, index: int, fraction: float) -> None:
-        self.bar.n = self.done + fraction
-        self.bar.refresh()
+        with self.lock:
+            self.bar.n = self.done + fraction
+            self.bar.refresh()
 
     def finished(self, item: BatchItem) -> None:
+        with self.lock:
+            self._finished(item)
+
+    def _finished(self, item: BatchItem) -> None:
         self.done += 1
         self.bar.n = self.done
         self.bar.refresh()

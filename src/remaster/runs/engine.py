@@ -41,7 +41,8 @@ class Layout:
 
 
 class RunObserver(Protocol):
-    """What an engine tells its caller while it runs (all in the caller's thread)."""
+    """What an engine tells its caller while it runs: from the caller's thread, but :meth:`finished`, which may
+    come from a thread of the engine's as soon as an output is on disk (a console writes its line then)."""
 
     def ready(self, header: str, planned: list[str] | None) -> None:
         """The pipeline is built (on a worker, for a distributed engine): ``header`` says what runs where, and

@@ -92,10 +92,10 @@ class LocalEngine:
                        [choice.name for choice in remasterer.precisions(8)])
         remasterer.prepare()  # missing weights stop the run here, before any image is read
         try:
-            for item in run_items(remasterer, items, overwrite=self.overwrite, quality=self.quality,
-                                  on_start=observer.started, progress=observer.progress, cli_words=self.cli_words):
-                if not item.skipped:
-                    observer.finished(item)
+            for _ in run_items(remasterer, items, overwrite=self.overwrite, quality=self.quality,
+                               on_start=observer.started, progress=observer.progress, cli_words=self.cli_words,
+                               on_done=observer.finished):
+                pass  # each outcome went to the observer as it came, from the writer thread
         except KeyboardInterrupt:
             return True
         return False
@@ -123,6 +123,7 @@ def run_items(
     on_start: Callable[[int, BatchItem], None] | None = None,
     progress: Callable[[int, float], None] | None = None,
     cli_words: bool = False,
+    on_done: Callable[[BatchItem], None] | None = None,
 ) -> Iterator[BatchItem]:
     """Run ``remasterer`` on every item not marked ``skipped``, overlapping reading and writing with the work.
 
@@ -141,6 +142,9 @@ def run_items(
         progress: Called with the index and the fraction of that item's pipeline done (in the caller's thread).
         cli_words: Items' errors name options as the ``remaster`` command's flags (``--overwrite``), not as
             Python arguments.
+        on_done: Called with each item not skipped as soon as its outcome is known (its output is on disk, or it
+            failed), from the writer thread: a line about an image can be printed when the image is written,
+            not when the next one is done, and also for the images written after Ctrl-C.
     """
     stop = threading.Event()
     to_run: queue.Queue[_Work | None] = queue.Queue(max(1, read_ahead))
@@ -192,6 +196,9 @@ def run_items(
                 work.result = None  # the full-size result is not kept once written
                 work.seconds += time.perf_counter() - started
             _settle(work, cli_words)
+            if on_done is not None and not work.item.skipped:
+                with contextlib.suppress(Exception):  # a report must not stop the writing of the next ones
+                    on_done(work.item)
             done.put(work)
 
     def hand_on(work: _Work | None) -> None:
