@@ -3,7 +3,7 @@
     .venv/bin/python scripts/reliability_counts.py            # print the table
     .venv/bin/python scripts/reliability_counts.py --write    # also replace it in docs/reliability.md
 
-Each case of tests/test_corpus.py and tests/test_batch.py records itself (kind, inputs and outputs
+Each case of tests/test_corpus.py, tests/test_batch.py and tests/test_hostile_*.py records itself (kind, inputs and outputs
 checked, files lost) in a tally file while it runs; the weights tests that inject faults (a cut
 download, a server ignoring Range, a wrong sha256, a malicious pickle, damaged files) are counted
 from pytest's JUnit report, one per passing test. Nothing here is typed in by hand.
@@ -43,7 +43,9 @@ WEIGHTS_FAULTS = [
 
 def run_tests(tally: Path, junit: Path) -> int:
     env = dict(os.environ, REMASTER_RELIABILITY_TALLY=str(tally))
-    selection = ["tests/test_corpus.py", "tests/test_batch.py", *(f"tests/test_weights.py::{t}" for t in WEIGHTS_FAULTS)]
+    selection = ["tests/test_corpus.py", "tests/test_batch.py", "tests/test_hostile_inputs.py",
+                 "tests/test_hostile_outputs.py", "tests/test_hostile_models.py", "tests/test_hostile_downloads.py",
+                 *(f"tests/test_weights.py::{t}" for t in WEIGHTS_FAULTS)]
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *selection]
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 

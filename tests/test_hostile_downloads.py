@@ -8,13 +8,19 @@ import threading
 import time
 from collections.abc import Iterator
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from remaster.errors import WeightsError
-from remaster.plugin import WeightsSpec
-from remaster.plugin.host import PluginHost
-from remaster.weights import WeightsManager
-from remaster.weights import download as download_module
+sys.path.insert(0, str(Path(__file__).parent))
+
+from reliability_support import tally  # noqa: E402
+from remaster.errors import WeightsError  # noqa: E402
+from remaster.plugin import WeightsSpec  # noqa: E402
+from remaster.plugin.host import PluginHost  # noqa: E402
+from remaster.weights import WeightsManager  # noqa: E402
+from remaster.weights import download as download_module  # noqa: E402
 
 
 class Endless(http.server.BaseHTTPRequestHandler):
@@ -68,6 +74,7 @@ def test_an_endless_body_is_cut_at_the_registered_size(tmp_path, endless):
     assert time.monotonic() - started < 30
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in leftovers) == 0  # nothing of it kept, in the cache or in quarantine
+    tally("fault", "a download with an endless body")
 
 
 def test_a_trickle_is_cut_off(tmp_path, endless, monkeypatch):
@@ -77,6 +84,7 @@ def test_a_trickle_is_cut_off(tmp_path, endless, monkeypatch):
     with pytest.raises(WeightsError, match="too slow"):
         weights.fetch("m")
     assert time.monotonic() - started < 30
+    tally("fault", "a download that trickles")
 
 
 def test_a_size_that_is_not_a_positive_whole_number_is_the_plugins_error():

@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 sys.path.insert(0, str(Path(__file__).parent))
 
 from hostile_files import jpeg_claiming, jpeg_cut, png_with_rows  # noqa: E402
-from reliability_support import run_cli  # noqa: E402
+from reliability_support import run_cli, tally  # noqa: E402
 from remaster import InputError, Remasterer, io  # noqa: E402
 from remaster.errors import ImageTooLargeError  # noqa: E402
 
@@ -39,6 +39,7 @@ def test_data_shorter_than_its_header_is_an_error_and_no_output(tmp_path, capsys
     code, errors = run_cli(capsys, "upscale", source, "-o", tmp_path / "out.png", "--model", "nearest", "--scale", "2")
     assert code == 1 and len(errors) == 1 and name in errors[0] and "truncated or corrupt" in errors[0]
     assert not (tmp_path / "out.png").exists()
+    tally("bad input", f"data shorter than its header: {name}")
 
 
 def test_complete_files_still_load(tmp_path):
@@ -62,6 +63,7 @@ def test_the_header_is_enough_to_refuse_a_too_large_output(tmp_path, name, data)
     assert name in str(caught.value)
     header = io.read_header(source)
     assert (header.width, header.height, header.channels) == (13000, 13000, 3)
+    tally("bad input", f"header bomb, output over the limit: {name}")
 
 
 def test_a_header_bomb_is_refused_without_decoding(tmp_path):
@@ -97,6 +99,7 @@ def test_a_stage_name_too_long_for_the_filesystem_is_a_usage_error(tmp_path, cap
     assert code == 2 and "no stage named" in errors[0]
     code, errors = run_cli(capsys, "run", "x" * 300 + ".pth", source, "-o", tmp_path / "b.png")
     assert code == 1 and "no such model file" in errors[0]
+    tally("bad input", "a stage name too long for the file system")
 
 
 def test_a_missing_face_model_file_is_said_to_be_missing(tmp_path):

@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from remaster.errors import WeightsError
-from remaster.weights import load_state_dict, load_state_dict_layout
+sys.path.insert(0, str(Path(__file__).parent))
+
+from reliability_support import tally  # noqa: E402
+
+from remaster.errors import WeightsError  # noqa: E402
+from remaster.weights import load_state_dict, load_state_dict_layout  # noqa: E402
 
 
 def zip_bomb(folder: Path, inflated: int = 2**30) -> Path:
@@ -41,6 +45,7 @@ def test_a_zip_bomb_checkpoint_is_refused_on_every_reading_path(tmp_path):
         with pytest.raises(WeightsError, match="zip bomb"):
             read(bomb)
     assert load_state_dict(tmp_path / "real.pth")["weight"].shape == (16,)  # a real checkpoint still loads
+    tally("bad input", "a zip-bomb checkpoint")
 
 
 def test_refusing_a_zip_bomb_costs_no_memory(tmp_path):

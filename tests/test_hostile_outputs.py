@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_support import run_cli  # noqa: E402
+from reliability_support import run_cli, tally  # noqa: E402
 from remaster import io  # noqa: E402
 from remaster.errors import OutputError  # noqa: E402
 
@@ -60,6 +60,7 @@ def test_of_concurrent_writers_of_one_name_exactly_one_wins(tmp_path):
         winners = [data for data in outcomes if data is not None]
         assert len(winners) == 1 and target.read_bytes() == winners[0]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    tally("fault", "two writers of one name at once, 20 rounds")
 
 
 def test_without_hard_links_the_fallback_keeps_the_guarantee(tmp_path, monkeypatch):
@@ -91,6 +92,7 @@ def test_a_fifo_in_the_way_is_refused_never_replaced(tmp_path, capsys):
     assert code == 1 and "not a regular file" in errors[0]
     assert not (tmp_path / "out.png").exists()  # refused before any work
     assert fifo.is_fifo() and report.is_fifo()
+    tally("bad input", "a FIFO where an output or the report goes")
 
 
 def test_a_run_never_takes_its_own_outputs_as_inputs(tmp_path, capsys):
@@ -104,6 +106,7 @@ def test_a_run_never_takes_its_own_outputs_as_inputs(tmp_path, capsys):
         assert code == 0
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == ["a.png", "sub/b.png"]
+    tally("bad input", "-o inside the input folder, run again")
 
 
 def test_several_inputs_never_make_a_folder_named_like_a_file(tmp_path, capsys):
