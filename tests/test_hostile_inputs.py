@@ -140,3 +140,31 @@ def test_a_library_that_warns_thousands_of_times_is_a_few_lines(tmp_path, capsys
     with console_for(Quiet()):
         warnings.warn_explicit("tag 1 had too many entries", UserWarning, "TiffImagePlugin.py", 42)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["half-float", "five-samples"])
+def test_a_layout_remaster_does_not_keep_whole_is_unsupported_not_corrupt(tmp_path, capsys, kind):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(0)
+    source = tmp_path / f"{kind}.tif"
+    if kind == "half-float":
+        tifffile.imwrite(source, rng.random((20, 30, 3)).astype(np.float16), photometric="rgb")
+    else:
+        tifffile.imwrite(source, rng.integers(0, 255, (20, 30, 5), np.uint8), photometric="rgb",
+                         extrasamples=[0, 0])
+    from remaster.errors import UnsupportedImageError
+
+    with pytest.raises(UnsupportedImageError, match="not supported"):
+        io.load(source)
+    code, errors = run_cli(capsys, "upscale", source, "-o", tmp_path / "out.png", "--model", "nearest")
+    assert code == 1 and len(errors) == 1 and "not supported" in errors[0] and "corrupt" not in errors[0]
+    tally("bad input", f"a TIFF layout remaster does not keep whole: {kind}")
+
+
+def test_a_planar_tiff_still_loads(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    source = tmp_path / "planar.tif"
+    planes = np.random.default_rng(1).integers(0, 255, (3, 20, 30), np.uint8)
+    tifffile.imwrite(source, planes, planarconfig="separate", photometric="rgb")
+    image = io.load(source)
+    assert np.array_equal(image.to_numpy(), planes.transpose(1, 2, 0))

@@ -101,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     kept, the report is written, temporary files are removed, exit 130. ``remaster serve`` installs its own.
     """
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    # OpenCV's own warnings (several lines each, when it declines a file) are not the command's voice: the error
+    # line says what happened. Set before OpenCV is first imported; --debug keeps them.
+    if not debug:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

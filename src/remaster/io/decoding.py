@@ -36,6 +36,7 @@ from remaster.io.conversion import INT32_MAX, icc_matching
 from remaster.io.header import Header, check_jpeg_data, check_png_checksums, check_png_data
 from remaster.io.image import Image, Meta
 from remaster.io.orientation import ORIENTATION_TAG, orient, orientation_and_exif
+from remaster.io.tiff import check_tiff_layout, tiff_first_ifd
 
 __all__ = ["DEFAULT_MAX_PIXELS", "max_pixels_from_env", "load", "read_header", "HeaderCheck"]
 
@@ -235,6 +236,10 @@ def _from_pil(im: PILImage.Image, path: Path | None, limit: int, data: bytes | N
             hint="split the frames into separate files first",
         )
     fmt = "JPEG" if im.format == "MPO" else im.format
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        bits = im.tag_v2.get(258, (8,))
+        check_tiff_layout(im.tag_v2, int(im.tag_v2.get(277, 1)),
+                           max(bits) if isinstance(bits, tuple) else int(bits), path)
     if data is not None:
         if check is not None:
             check(_header_of(im, fmt, path, data))
@@ -326,14 +331,15 @@ def _decode_with_opencv(data: bytes, path: Path | None) -> np.ndarray:
 def _from_tiff_with_opencv(data: bytes, path: Path | None, limit: int, check: HeaderCheck | None = None) -> Image:
     """TIFFs Pillow cannot open: read the header with Pillow's IFD parser, decode with OpenCV."""
     try:
-        ifd, pages = _tiff_first_ifd(data)
+        ifd, pages = tiff_first_ifd(data)
         width, height = int(ifd[256]), int(ifd[257])
     except Exception as exc:
         raise InputError(f"TIFF header is corrupt: {exc}", path=path) from exc
     _check_size(width, height, limit, path)
+    samples, bits = int(ifd.get(277, 1)), ifd.get(258, (8,))
+    depth = max(bits) if isinstance(bits, tuple) else int(bits)
+    check_tiff_layout(ifd, samples, depth, path)
     if check is not None:
-        samples, bits = int(ifd.get(277, 1)), ifd.get(258, (8,))
-        depth = max(bits) if isinstance(bits, tuple) else int(bits)
         check(Header(width, height, 1 if samples <= 2 else 3, samples in (2, 4), 32 if depth > 16 else depth,
                      "TIFF", path))
     if pages > 1:
@@ -364,24 +370,6 @@ def _from_tiff_with_opencv(data: bytes, path: Path | None, limit: int, check: He
         format="TIFF",
         source=path,
     )
-
-
-def _tiff_first_ifd(data: bytes) -> tuple[TiffImagePlugin.ImageFileDirectory_v2, int]:
-    """The first directory of a TIFF and how many pages are chained after it."""
-    header = data[:16] if data[2:4] in (b"+\x00", b"\x00+") else data[:8]  # BigTIFF has a longer header
-    fp = io.BytesIO(data)
-    first, pages, offset, seen = None, 0, TiffImagePlugin.ImageFileDirectory_v2(header).next, set()
-    while offset and offset not in seen:  # `seen` guards against IFD loops in crafted files
-        seen.add(offset)
-        fp.seek(offset)
-        ifd = TiffImagePlugin.ImageFileDirectory_v2(header)
-        ifd.load(fp)
-        if first is None:
-            first = ifd
-        pages, offset = pages + 1, ifd.next
-    if first is None:
-        raise ValueError("no image directory")
-    return first, pages
 
 
 def _pil_pixels(im: PILImage.Image, path: Path | None) -> np.ndarray:
