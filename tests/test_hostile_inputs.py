@@ -119,19 +119,21 @@ def test_a_library_that_warns_thousands_of_times_is_a_few_lines(tmp_path, capsys
     import warnings
 
     from remaster.cli.console import REPEATS_SHOWN, console_for
+    from remaster.runs.reading import reading
 
     class Args:
         quiet, debug = False, False
 
-    with console_for(Args()):
+    with console_for(Args()), reading("scans/a.tif"):  # as the folder run's reader thread says
         for number in range(500):
             warnings.warn_explicit(f"Metadata Warning, tag {number} had too many entries", UserWarning,
                                    "TiffImagePlugin.py", 42)
         logging.getLogger("PIL.TiffImagePlugin").error("tag 700 is broken")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == REPEATS_SHOWN + 2, lines  # two warnings shown, Pillow's record, one count
-    assert lines[-1].startswith("remaster: warning: 498 more warning(s)")
-    assert "PIL.TiffImagePlugin says (error): tag 700 is broken" in lines[-2]
+    assert all("scans/a.tif: " in line for line in lines)  # each names the file
+    assert lines[-1].startswith("remaster: warning: scans/a.tif: 498 more warning(s)")
+    assert "PIL.TiffImagePlugin says (error): scans/a.tif: tag 700 is broken" in lines[-2]
     assert not any(line.startswith("remaster: error:") for line in lines)
 
     class Quiet:

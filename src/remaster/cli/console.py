@@ -39,23 +39,39 @@ class _LineFormatter(logging.Formatter):
 
 
 class _Repeats(logging.Filter):
-    """Lets the first few records of each origin through and counts the rest (:data:`REPEATS_SHOWN`): a library
-    that warns once per tag of a file (Pillow: thousands of lines for one TIFF) is one or two lines, then a count."""
+    """Lets the first few records of each origin and file through and counts the rest (:data:`REPEATS_SHOWN`): a
+    library that warns once per tag of a file (Pillow: thousands of lines for one TIFF) is one or two lines naming
+    the file, then a count for that file."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seen: dict[str, int] = {}
+        self.seen: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         origin = getattr(record, "origin", None)
         if origin is None and (record.name == "remaster" or record.name.startswith("remaster.")):
             return True  # remaster's own lines each say something about one file or stage
-        key = origin or f"{record.name}:{record.levelno}"
+        source = _reading_now()
+        if source and not str(record.msg).startswith(f"{source}: "):
+            record.msg, record.args = f"{source}: {record.getMessage()}", None
+        key = (origin or f"{record.name}:{record.levelno}", source)
         count = self.seen[key] = self.seen.get(key, 0) + 1
         return count <= REPEATS_SHOWN
 
     def hidden(self) -> dict[str, int]:
-        return {key: count - REPEATS_SHOWN for key, count in self.seen.items() if count > REPEATS_SHOWN}
+        """Per file (``""``: none known), how many records were counted instead of shown."""
+        per_file: dict[str, int] = {}
+        for (_, source), count in self.seen.items():
+            if count > REPEATS_SHOWN:
+                per_file[source] = per_file.get(source, 0) + count - REPEATS_SHOWN
+        return per_file
+
+
+def _reading_now() -> str:
+    from remaster.runs.reading import current_source  # standard library only: cheap at start-up
+
+    source = current_source()
+    return "" if source is None else str(source)
 
 
 #: How many warnings of one origin are shown before the rest are only counted.
@@ -95,11 +111,11 @@ def console_for(args: argparse.Namespace) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-        hidden = repeats.hidden()
-        if hidden and not args.quiet:
-            total = sum(hidden.values())
-            print(f"remaster: warning: {total:,} more warning(s) like those above were not shown "
-                  "(--debug shows every one)", file=sys.stderr)
+        if not args.quiet:
+            for source, count in repeats.hidden().items():
+                about = f"{source}: " if source else ""
+                print(f"remaster: warning: {about}{count:,} more warning(s) like those above were not shown "
+                      "(--debug shows every one)", file=sys.stderr)
 
 
 def stdout_to_devnull() -> None:

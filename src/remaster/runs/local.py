@@ -26,6 +26,7 @@ from remaster import io
 from remaster.errors import RemasterError
 from remaster.runs.engine import Layout, RunObserver
 from remaster.runs.plan import FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, plan_outputs
+from remaster.runs.reading import reading
 
 if TYPE_CHECKING:
     from remaster.io.image import Image
@@ -168,7 +169,8 @@ def run_items(
                 if not item.skipped:
                     started = time.perf_counter()
                     try:
-                        work.image = remasterer.read_file(item.source, item.target, overwrite=overwrite)
+                        with reading(item.source):  # a decoder's warnings are said about this file
+                            work.image = remasterer.read_file(item.source, item.target, overwrite=overwrite)
                     except Exception as exc:  # reported as the item's failure, in its turn
                         work.error = exc
                     work.seconds = time.perf_counter() - started

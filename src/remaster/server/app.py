@@ -40,6 +40,7 @@ from typing import Any
 
 from remaster import __version__, io
 from remaster.errors import ImageTooLargeError, RemasterError, UsageError
+from remaster.io.atomic import check_regular
 from remaster.pipeline import devices
 from remaster.pipeline.options import PipelineOptions
 from remaster.pipeline.remasterer import Remasterer
@@ -232,7 +233,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _write_server_file(path: Path, info: dict[str, Any]) -> None:
-    """Write the address and token readable by this user only (0600), replacing any older file atomically."""
+    """Write the address and token readable by this user only (0600), replacing any older file atomically; a FIFO or
+    device node at ``path`` is refused, never replaced (remaster writes only regular files)."""
+    check_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
