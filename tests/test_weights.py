@@ -349,8 +349,9 @@ def test_import_by_name_pins_and_rejects_wrong_files(tmp_path, cache):
     _, manager = manager_for(WeightsSpec("m", "model.bin"), WeightsSpec("n", "n.bin", sha256="0" * 64))
     mine = tmp_path / "whatever.dat"
     mine.write_bytes(PAYLOAD)
-    with pytest.raises(UsageError, match="--name NAME; known weights: m, n"):
+    with pytest.raises(UsageError, match="name=NAME; known weights: m, n") as caught:  # in Python, the argument
         manager.import_file(mine)
+    assert "pass --name NAME" in caught.value.for_cli()  # on the command line, the flag
     assert manager.import_file(mine, name="m") == cache / "weights" / "model.bin"
     assert manager.expected_sha256("m") == PAYLOAD_SHA
     with pytest.raises(ChecksumError, match="expected " + "0" * 64):

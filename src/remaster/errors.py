@@ -48,6 +48,15 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "device_cpu": ("device='cpu'", "--device cpu"),
     "device_cuda": ("device='cuda'", "--device cuda"),
     "debug": ("logging at DEBUG level", "--debug"),
+    "url": ("url=URL", "--url URL"),
+    "weights_name": ("name=NAME", "--name NAME"),
+    "workers": ("lower workers=, cpus_per_worker= or gpus_per_worker=",
+                "lower --workers, --cpus-per-worker or --gpus-per-worker"),
+    "worker_size": ("lower gpus_per_worker= / cpus_per_worker=", "lower --gpus-per-worker / --cpus-per-worker"),
+    "patch": ("a smaller patch=N", "a smaller --patch N"),
+    "freeze_example": ("freeze='body.0.*,body.1.*'", "--freeze 'body.0.*,body.1.*'"),
+    "resume": ("resume=True", "--resume"),
+    "crop_border_y": ("crop_border= / y_channel=", "--crop-border / --y-channel"),
 }
 _OPTION = re.compile(r"\{opt:(\w+)\}")
 

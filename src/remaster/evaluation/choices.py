@@ -72,7 +72,7 @@ def parse_metrics(metrics: str | Sequence[str], *, host: PluginHost | None = Non
         reserved = sorted(set(options) & set(_RESERVED_OPTIONS))
         if reserved:
             raise UsageError(f"metric {text!r}: {', '.join(reserved)} is set for every metric",
-                             hint="use --crop-border / --y-channel (crop_border=, y_channel= in Python)")
+                             hint="use {opt:crop_border_y}")
         unknown = sorted(set(options) - {param.name for param in spec.options})
         if unknown:
             valid = [param.describe() for param in spec.options if param.name not in _RESERVED_OPTIONS]

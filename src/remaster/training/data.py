@@ -99,7 +99,7 @@ def load_folder(folder: str | Path, *, min_size: int, what: str = "training",
         more = f" and {len(small) - 5} more" if len(small) > 5 else ""
         raise UsageError(f"{len(small)} image(s) in the {what} folder are smaller than {min_size}x{min_size} pixels: "
                          f"{listing}{more}", path=folder,
-                         hint="remove them, or use a smaller --patch")
+                         hint="remove them, or use {opt:patch}")
     return loaded
 
 

@@ -268,10 +268,10 @@ class _Run:
         if self.o.resume:
             if not state.is_file():
                 raise UsageError("there is no run to resume here (no state.safetensors)", path=self.dir,
-                                 hint="start it without --resume")
+                                 hint="start it without {opt:resume}")
         elif state.exists():
             raise UsageError("the folder already holds a fine-tuning run", path=self.dir,
-                             hint="pass --resume to continue it, or choose another -o")
+                             hint="pass {opt:resume} to continue it, or choose another output folder")
 
     def _create_run_dir(self) -> None:
         try:

@@ -140,7 +140,7 @@ def frozen_names(generator: Generator, spec: str) -> set[str]:
             return set()
         else:
             raise UsageError(f"--freeze {spec}: counting blocks works for RRDBNet and compact networks, not {arch}",
-                             hint="give parameter-name patterns, e.g. --freeze 'body.0.*,body.1.*'")
+                             hint="give parameter-name patterns, e.g. {opt:freeze_example}")
         return {n for n in names if any(n.startswith(p) for p in prefixes)}
     patterns = [p.strip() for p in spec.split(",") if p.strip()]
     frozen = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}

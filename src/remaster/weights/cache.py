@@ -323,7 +323,7 @@ class WeightsManager:
             if spec.producer is not None:
                 return self._produce(spec, target)
             raise UsageError(f"no download URL is known for weights {spec.name!r}",
-                             hint=f"pass --url URL, or get {spec.filename} and run "
+                             hint=f"pass {{opt:url}}, or get {spec.filename} and run "
                                   f"'remaster weights import FILE --name {spec.name}'")
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise UsageError(f"cannot download from {url!r}", hint="give an http:// or https:// URL")
@@ -433,7 +433,7 @@ class WeightsManager:
             return by_name[0]
         known = ", ".join(s.name for s in specs) or "(none registered)"
         raise UsageError("cannot tell which weights this file is (neither its sha256 nor its name is known)",
-                         path=source, hint=f"pass --name NAME; known weights: {known}")
+                         path=source, hint=f"pass {{opt:weights_name}}; known weights: {known}")
 
     # ------------------------------------------------------------------ verify
 

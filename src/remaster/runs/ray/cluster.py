@@ -99,5 +99,5 @@ def check_capacity(ray: Any, *, cpus_per_worker: float, gpus_per_worker: float) 
             raise ClusterCapacityError(
                 f"the cluster has {have['CPU']:g} CPU and {have['GPU']:g} GPU in all, but one worker asks for "
                 f"{cpus_per_worker:g} CPU and {gpus_per_worker:g} GPU",
-                hint="lower --gpus-per-worker / --cpus-per-worker, or add nodes that have them (ray start)")
+                hint="{opt:worker_size}, or add nodes that have them (ray start)")
     return have

@@ -190,7 +190,7 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
                     raise ClusterCapacityError(
                         f"no worker started in {wait_for_workers:g} s: the cluster has no free "
                         f"{cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU for one",
-                        hint="free or add nodes, or lower --workers, --cpus-per-worker or --gpus-per-worker")
+                        hint="free or add nodes, or {opt:workers}")
                 continue
             what, actor, item = running.pop(done[0])
             try:
