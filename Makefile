@@ -25,7 +25,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt requirements-nodeps.txt requirements-peers.txt \
           $(wildcard plugins/*/pyproject.toml)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt \
-	  --editable '.[test,ray]' $(addprefix --editable ./,$(PLUGIN_DIRS))
+	  --editable '.[test,ray,video]' $(addprefix --editable ./,$(PLUGIN_DIRS))
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt \
 	  --no-deps --requirement requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt \

@@ -41,7 +41,8 @@ def run_folder(args: argparse.Namespace, make_stages: Callable[[], list[StageCal
         from remaster.runs.local import LocalEngine
 
         engine = LocalEngine(pipeline_options(args), host, overwrite=args.overwrite, quality=args.quality,
-                             cli_words=True)
+                             cli_words=True, video_codec=args.video_codec, crf=args.crf,
+                             encoder_preset=args.encoder_preset)
     layout = Layout(tuple(args.inputs), args.output, fmt=args.format, name_template=args.name_template,
                     suffix=args.suffix, skip_existing=args.skip_existing, report=args.report)
     items = engine.plan(layout)

@@ -56,6 +56,12 @@ def run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels")
     parser.add_argument("--max-output-pixels", type=int, metavar="N", help="largest output allowed, in pixels")
     parser.add_argument("--report", metavar="FILE", help="write a JSON report of every item to FILE")
+    videos = parser.add_argument_group("videos (pip install 'remaster[video]'; docs/video.md)")
+    videos.add_argument("--video-codec", metavar="NAME",
+                        help="video encoder (default: libx264 for 8-bit sources, libx265 for deeper ones, "
+                             "libvpx-vp9 into .webm)")
+    videos.add_argument("--crf", type=int, metavar="N", help="constant rate factor of the encoder (default 18)")
+    videos.add_argument("--encoder-preset", metavar="NAME", help="the encoder's speed preset (default: medium)")
     _engine_options(parser)
 
 

@@ -29,7 +29,8 @@ try:  # POSIX: temporary files are locked by their writer, so a killed writer's 
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]  # None marks the platform without it; callers check
 
-__all__ = ["write_atomic", "refuse_overwrite", "check_regular", "clean_leftovers", "LEFTOVER_AGE_S"]
+__all__ = ["write_atomic", "refuse_overwrite", "check_regular", "clean_leftovers", "LEFTOVER_AGE_S", "publish",
+           "create_temporary"]
 
 #: A temporary file younger than this is never taken for a leftover (it may be being created this instant).
 LEFTOVER_AGE_S = 10.0
@@ -96,11 +97,7 @@ def write_atomic(target: Path, data: bytes, *, replace: bool = True) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        if replace:
-            check_regular(target)  # again: something may have been put there meanwhile
-            os.replace(temp, target)
-        else:
-            _publish_new(temp, target)
+        publish(temp, target, replace=replace)
     except BaseException as exc:  # even Ctrl-C must not leave a temp file behind
         if temp is not None:
             with suppress(OSError):
@@ -146,6 +143,30 @@ def clean_leftovers(folder: Path) -> None:
                 os.unlink(entry.path)
             finally:
                 os.close(fd)
+
+
+def publish(temp: Path, target: Path, *, replace: bool) -> None:
+    """Give the finished temporary file ``temp`` (from :func:`create_temporary`) the name ``target``: replacing a
+    regular file there when ``replace``, else only if the name is free at that moment (atomically).
+
+    Raises:
+        OutputError: something other than a regular file is at ``target``, or (without ``replace``) a file is.
+    """
+    if replace:
+        check_regular(target)  # again: something may have been put there meanwhile
+        os.replace(temp, target)
+    else:
+        _publish_new(temp, target)
+
+
+def create_temporary(target: Path) -> tuple[Path, int]:
+    """A new temporary file beside ``target`` (``.NAME.XXXXXXXX.tmp``), open for writing and locked by this process
+    until its descriptor is closed (so :func:`clean_leftovers` never takes it); the caller publishes it with
+    :func:`publish` or removes it, and closes the descriptor."""
+    check_regular(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(target.parent)
+    return _create_temp(target)
 
 
 def _publish_new(temp: Path, target: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import queue
 import threading
 import time
@@ -27,6 +28,7 @@ from remaster.errors import RemasterError
 from remaster.runs.engine import Layout, RunObserver
 from remaster.runs.plan import FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, plan_outputs
 from remaster.runs.reading import reading
+from remaster.video.formats import is_video_name
 
 if TYPE_CHECKING:
     from remaster.io.image import Image
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from remaster.plugin.syntax import StageCall
 
 __all__ = ["LocalEngine", "run_items", "item_error"]
+
+log = logging.getLogger(__name__)
 
 #: What a reader or writer thread waits for at most per look at the stop flag (seconds); a bound, not a delay.
 _POLL = 0.1
@@ -61,15 +65,19 @@ class LocalEngine:
         overwrite: Replace existing outputs.
         quality: JPEG/WebP quality of the outputs.
         cli_words: Items' errors name options as the ``remaster`` command's flags.
+        video_codec, crf, encoder_preset: How videos among the items are encoded
+            (:func:`remaster.video.remaster_video`).
     """
 
     def __init__(self, options: PipelineOptions, host: PluginHost, *, overwrite: bool = False,
-                 quality: int | None = None, cli_words: bool = False) -> None:
+                 quality: int | None = None, cli_words: bool = False, video_codec: str | None = None,
+                 crf: int | None = None, encoder_preset: str | None = None) -> None:
         self.options = options
         self.host = host
         self.overwrite = overwrite
         self.quality = quality
         self.cli_words = cli_words
+        self.video_codec, self.crf, self.encoder_preset = video_codec, crf, encoder_preset
 
     def plan(self, layout: Layout) -> list[BatchItem]:
         """The items, named by :func:`~remaster.runs.plan.plan_outputs`; see :meth:`Engine.plan`."""
@@ -92,14 +100,41 @@ class LocalEngine:
         observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
                        [choice.name for choice in remasterer.precisions(8)])
         remasterer.prepare()  # missing weights stop the run here, before any image is read
+        videos = {id(item) for item in items if not item.skipped and is_video_name(item.source)}
         try:
-            for _ in run_items(remasterer, items, overwrite=self.overwrite, quality=self.quality,
-                               on_start=observer.started, progress=observer.progress, cli_words=self.cli_words,
-                               on_done=observer.finished):
+            for _ in run_items(remasterer, [item for item in items if id(item) not in videos], overwrite=self.overwrite,
+                               quality=self.quality, on_start=observer.started, progress=observer.progress,
+                               cli_words=self.cli_words, on_done=observer.finished):
                 pass  # each outcome went to the observer as it came, from the writer thread
+            for index, item in enumerate(items):
+                if id(item) in videos:
+                    self._run_video(remasterer, index, item, observer)
         except KeyboardInterrupt:
             return True
         return False
+
+    def _run_video(self, remasterer: Remasterer, index: int, item: BatchItem, observer: RunObserver) -> None:
+        """One video of the run, every frame through ``remasterer``; its outcome told as an image's is."""
+        from remaster.video.transcode import remaster_video
+
+        observer.started(index, item)
+        started = time.perf_counter()
+        try:
+            report = remaster_video(item.source, item.target, remasterer, overwrite=self.overwrite,
+                                    codec=self.video_codec, crf=self.crf, encoder_preset=self.encoder_preset,
+                                    progress=lambda fraction: observer.progress(index, fraction))
+        except Exception as exc:  # one video failing must not stop the others
+            item.ok, item.error, item.exception = False, item_error(item.source, exc, cli=self.cli_words), exc
+        else:
+            item.ok = True
+            item.extras = {"stages": report.stages, "video": {
+                "frames": report.frames, "codec": report.codec, "pixel_format": report.pixel_format,
+                "colour": report.colour, "copied": report.copied, "dropped": report.dropped}}
+            if report.dropped:
+                log.warning("%s: %d stream(s) not copied: %s", item.target, len(report.dropped),
+                            "; ".join(report.dropped))
+        item.seconds = time.perf_counter() - started
+        observer.finished(item)
 
 
 @dataclass

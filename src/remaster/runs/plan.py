@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from remaster.errors import OutputError, UsageError
+from remaster.video.formats import CONTAINERS, VIDEO_SUFFIXES, is_video_name
 
 #: Extensions picked up when a folder is given as input.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
@@ -62,7 +63,7 @@ def collect_inputs(inputs: Sequence[str], *, output: Path | None = None) -> list
     own = _resolved(output) if output is not None else None
 
     def wanted(file: Path, skip: Path | None) -> bool:
-        if not (file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES):
+        if not (file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES):
             return False
         return skip is None or not _resolved(file).is_relative_to(skip)
 
@@ -73,7 +74,8 @@ def collect_inputs(inputs: Sequence[str], *, output: Path | None = None) -> list
             skip = own if own is not None and own != _resolved(path) else None
             files = sorted(p for p in path.rglob("*") if wanted(p, skip))
             if not files:
-                raise UsageError(f"no images in folder {path}", hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES))}")
+                raise UsageError(f"no images in folder {path}",
+                                 hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))}")
             found.extend((p, p.relative_to(path)) for p in files)
         elif path.exists():
             found.append((path, Path(path.name)))
@@ -115,6 +117,14 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
     """
     template = _check_name_template(name_template, suffix)
     kind = output.suffix.lower()
+    if len(sources) == 1 and not folder and not output.is_dir() and kind in CONTAINERS:
+        if not is_video_name(sources[0][0]):
+            raise UsageError(f"{output} names a video, but {sources[0][0]} is an image", path=output,
+                             hint=f"use one of {', '.join(sorted(WRITABLE_SUFFIXES))} for an image")
+        if name_template is not None or suffix:
+            raise UsageError(f"--suffix and --name-template name the outputs in a folder, but {output} is "
+                             "one output file", hint="give the output name itself, or a folder as -o")
+        return [BatchItem(sources[0][0], output)]
     if len(sources) == 1 and not folder and not output.is_dir():
         if kind in IMAGE_SUFFIXES and kind not in WRITABLE_SUFFIXES:
             # Without this, out.bmp would quietly become a folder holding out.bmp/in.png.
@@ -128,7 +138,7 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
             return [BatchItem(sources[0][0], output)]
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file, but several inputs need an output folder")
-    if not folder and not output.is_dir() and kind in WRITABLE_SUFFIXES:
+    if not folder and not output.is_dir() and kind in WRITABLE_SUFFIXES | set(CONTAINERS):
         # Without this, -o out.png with several inputs would quietly become a folder named out.png.
         raise UsageError(f"{output} names one image file, but there are {len(sources)} inputs",
                          hint=f"give a folder as -o (end it with '/' to make one named {output.name})")
@@ -136,9 +146,13 @@ def plan_outputs(sources: list[tuple[Path, Path]], output: Path, fmt: str | None
     taken: set[Path] = set()
     for source, relative in sources:
         source_ext = relative.suffix.lower()
-        ext = fmt or (source_ext.lstrip(".") if source_ext in WRITABLE_SUFFIXES else "png")
+        video = is_video_name(source)
+        if video:  # a video keeps its container where remaster writes it (--format is for images)
+            ext = source_ext.lstrip(".") if source_ext in CONTAINERS else "mkv"
+        else:
+            ext = fmt or (source_ext.lstrip(".") if source_ext in WRITABLE_SUFFIXES else "png")
         name = template.format(stem=relative.stem, ext=ext, suffix=suffix)
-        _check_planned_name(name, name_template, fmt)
+        _check_planned_name(name, name_template, None if video else fmt, video=video)
         target = output / relative.parent / name
         if target in taken:  # a.jpg and a.png both asked to become a.png: keep both, name the second after its source
             base = Path(name)
@@ -187,9 +201,14 @@ def _check_name_template(name_template: str | None, suffix: str) -> str:
     return name_template
 
 
-def _check_planned_name(name: str, name_template: str | None, fmt: str | None) -> None:
+def _check_planned_name(name: str, name_template: str | None, fmt: str | None, *, video: bool = False) -> None:
     """A templated name must end in an extension remaster writes, and agree with --format."""
     kind = PurePosixPath(name).suffix.lower()
+    if video:
+        if kind not in CONTAINERS:
+            raise UsageError(f"--name-template {name_template!r} gives the video the name {name!r}, which does not "
+                             "end in a container remaster writes", hint="end the template with '.{ext}'")
+        return
     if kind not in WRITABLE_SUFFIXES:
         raise UsageError(f"--name-template {name_template!r} gives the name {name!r}, which does not end in an image "
                          f"extension remaster writes", hint="end the template with '.{ext}' (or .png, .jpg, ...)")

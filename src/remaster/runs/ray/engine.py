@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from remaster.errors import UsageError
 from remaster.pipeline.options import PipelineOptions
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.runs.engine import Layout, RunObserver
 from remaster.runs.plan import BatchItem, summarize, write_report
 from remaster.runs.ray.driver import Plan, execute, make_spec, plan_run
+from remaster.video.formats import VIDEO_SUFFIXES
 
 __all__ = ["RayEngine", "run_folder"]
 
@@ -55,6 +57,10 @@ class RayEngine:
         """The items, as a local run names them (URIs too); see :meth:`Engine.plan`."""
         self._plan = plan_run(list(layout.inputs), layout.output, fmt=layout.fmt, name_template=layout.name_template,
                               suffix=layout.suffix, skip_existing=layout.skip_existing, report=layout.report)
+        videos = [item.source for item in self._plan.items if Path(str(item.source)).suffix.lower() in VIDEO_SUFFIXES]
+        if videos:
+            raise UsageError(f"videos run on this machine for now ({videos[0]}): --engine ray schedules images only",
+                             hint="run the videos without --engine ray")
         self._report = layout.report
         return self._plan.items
 
