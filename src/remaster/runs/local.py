@@ -97,10 +97,13 @@ class LocalEngine:
         from remaster.pipeline.remasterer import Remasterer
 
         remasterer = Remasterer(list(stages), self.options, host=self.host)
-        observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, {len(items)} image(s)",
+        videos = {id(item) for item in items if not item.skipped and is_video_name(item.source)}
+        images = len(items) - len(videos)
+        count = " and ".join(part for part in (f"{images} image(s)" if images or not videos else "",
+                                                f"{len(videos)} video(s)" if videos else "") if part)
+        observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, {count}",
                        [choice.name for choice in remasterer.precisions(8)])
         remasterer.prepare()  # missing weights stop the run here, before any image is read
-        videos = {id(item) for item in items if not item.skipped and is_video_name(item.source)}
         try:
             for _ in run_items(remasterer, [item for item in items if id(item) not in videos], overwrite=self.overwrite,
                                quality=self.quality, on_start=observer.started, progress=observer.progress,
