@@ -11,19 +11,34 @@ import numpy as np
 VFR_PTS = (0, 40, 80, 200, 233, 300, 420, 433)
 
 
+#: What ``make_clip(rich=True)`` puts in a Matroska clip besides its streams.
+FONT = b"\x00\x01\x00\x00 a font, as far as a test can tell" * 8
+CHAPTERS = (("One", 0, 200), ("Two", 200, 433))
+
+
 def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, ...] = VFR_PTS, deep: bool = False,
-              audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False) -> Path:
+              audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False,
+              rich: bool = False) -> Path:
     """A clip: H.264 (or 10-bit H.265 with ``deep``) frames at ``pts`` ms, AAC audio, tagged with ``colour``
-    (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches."""
+    (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches. ``rich``
+    (Matroska): a font attachment, chapters, a title and the video stream's language."""
     import av
 
     rng = np.random.default_rng(len(pts))
     with av.open(str(path), "w") as out:
+        if rich:
+            out.add_attachment("font.ttf", "font/ttf", FONT)
+            out.metadata["title"] = "A home movie"
+            out.set_chapters([{"id": number, "start": start, "end": end, "time_base": Fraction(1, 1000),
+                               "metadata": {"title": title}}
+                              for number, (title, start, end) in enumerate(CHAPTERS, start=1)])
         video = out.add_stream("libx265" if deep else "libx264",
                                options={"crf": "10", **({"x265-params": "log-level=error"} if deep else {})})
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p10le" if deep else "yuv420p"
         video.time_base = video.codec_context.time_base = Fraction(1, 1000)
+        if rich:
+            video.metadata["language"] = "fra"
         if colour is not None:
             video.codec_context.colorspace, video.codec_context.color_range = colour
         sound = out.add_stream("aac", rate=48000) if audio else None

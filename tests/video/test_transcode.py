@@ -13,7 +13,7 @@ pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from clips import VFR_PTS, frames_of, make_clip, packets_of  # noqa: E402
+from clips import CHAPTERS, FONT, VFR_PTS, frames_of, make_clip, packets_of  # noqa: E402
 from reliability_support import run_cli  # noqa: E402
 from remaster import Remasterer  # noqa: E402
 from remaster.errors import InputError, OutputError  # noqa: E402
@@ -126,3 +126,23 @@ def test_the_command_takes_a_video_as_it_takes_an_image(tmp_path, capsys):
     code, errors = run_cli(capsys, "upscale", folder, "-o", tmp_path / "out2", "--model", "nearest")
     assert code == 1 and len(errors) == 1 and "c.mp4" in errors[0]
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["a.mp4", "b.mkv"]  # the others still done
+
+
+def test_attachments_chapters_and_metadata_come_along(tmp_path, nearest2):
+    import av
+
+    source = make_clip(tmp_path / "rich.mkv", rich=True)
+    report = remaster_video(source, tmp_path / "out.mkv", nearest2)
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        [font] = [stream for stream in container.streams if stream.type == "attachment"]
+        assert (font.name, font.mimetype, bytes(font.data)) == ("font.ttf", "font/ttf", FONT)
+        assert [(c["metadata"]["title"], round(c["start"] * c["time_base"] * 1000)) for c in container.chapters()] \
+            == [(title, start) for title, start, _ in CHAPTERS]
+        assert container.metadata["title"] == "A home movie"
+        assert container.streams.video[0].metadata["language"] == "fra"
+    assert "attachment:font.ttf" in report.copied and "chapters:2" in report.copied
+    # MP4 holds chapters but no attachments: the font is left out, and the report says why.
+    report = remaster_video(source, tmp_path / "out.mp4", nearest2)
+    assert any(line.startswith("attachment:font.ttf (.mp4 holds no attachments") for line in report.dropped)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert len(container.chapters()) == 2

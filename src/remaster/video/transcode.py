@@ -120,7 +120,7 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
     others = [stream for stream in container.streams if stream is not video]
     out = av.open(sink, "w", format=container_name)
     try:
-        mapped = _copy_streams(out, others, report)
+        mapped = _copy_streams(out, container, others, report)
         encoder: Any = None
         colour: Colour | None = None
         duration = _duration(video, container)
@@ -155,21 +155,43 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
         out.close()
 
 
-def _copy_streams(out: Any, others: list[Any], report: VideoReport) -> dict[Any, Any]:
-    """Streams copied packet for packet; the ones the container cannot hold are recorded as dropped, with why."""
+def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoReport) -> dict[Any, Any]:
+    """Streams copied packet for packet, attachments (MKV fonts) embedded, chapters and metadata carried over; what
+    the output container cannot hold is recorded as dropped, with why. Done before anything is muxed: all of it
+    goes into the output's header."""
+    suffix = report.target.suffix.lower()
+    out.metadata.update(_kept(container.metadata))
     mapped = {}
     for stream in others:
+        if stream.type == "attachment":
+            name = f"attachment:{stream.name}"
+            if suffix != ".mkv":
+                report.dropped.append(f"{name} ({suffix} holds no attachments; .mkv does)")
+                continue
+            out.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
+            report.copied.append(name)
+            continue
         name = f"{stream.type}:{stream.codec_context.name if stream.codec_context else '?'}"
         if stream.type not in ("audio", "subtitle"):
-            report.dropped.append(f"{name} (only audio and subtitle streams are copied so far)")
+            report.dropped.append(f"{name} (only audio, subtitle and attachment streams are copied so far)")
             continue
         try:
             mapped[stream] = out.add_stream_from_template(stream)
         except Exception as exc:  # e.g. SRT subtitles into MP4
-            report.dropped.append(f"{name} ({report.target.suffix} cannot hold it: {exc})")
+            report.dropped.append(f"{name} ({suffix} cannot hold it: {exc})")
             continue
+        mapped[stream].metadata.update(_kept(stream.metadata))
         report.copied.append(name)
+    chapters = container.chapters()
+    if chapters:
+        out.set_chapters(chapters)
+        report.copied.append(f"chapters:{len(chapters)}")
     return mapped
+
+
+def _kept(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata to carry over: all but what the muxer writes anew (the encoder's name, the duration)."""
+    return {key: value for key, value in metadata.items() if key.upper() not in ("ENCODER", "DURATION")}
 
 
 def _duration(video: Any, container: Any) -> float | None:
@@ -193,6 +215,7 @@ def _open_encoder(av: Any, out: Any, video: Any, frame: Any, colour: Colour, rem
     stream.time_base = stream.codec_context.time_base = time_base
     if video.guessed_rate:
         stream.codec_context.framerate = video.guessed_rate  # a hint to rate control; timestamps stay the frames'
+    stream.metadata.update(_kept(video.metadata))  # language, title
     context = stream.codec_context
     context.colorspace, context.color_range = colour.matrix, colour.range
     context.color_primaries, context.color_trc = colour.primaries, colour.transfer
