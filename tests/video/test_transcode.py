@@ -110,6 +110,17 @@ def test_the_command_takes_a_video_as_it_takes_an_image(tmp_path, capsys):
     code, errors = run_cli(capsys, "upscale", source, "-o", tmp_path / "clip_x2.mkv", "--model", "nearest",
                            "--scale", "2")
     assert code == 0 and errors == []
+    import json
+
+    from remaster.cli import main
+
+    assert main(["upscale", str(source), "-o", str(tmp_path / "again.mkv"), "--model", "nearest"]) == 0
+    err = capsys.readouterr().err
+    assert "1 video(s)" in err and f"{len(VFR_PTS)} frames at " in err and " fps" in err
+    assert main(["upscale", str(source), "-o", str(tmp_path / "json.mkv"), "--model", "nearest", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["items"]
+    assert row["video"]["frames"] == len(VFR_PTS) and row["video"]["copied"] == ["audio:aac"]
+    assert row["stages"][0]["precision"] == "fp32" and row["seconds"] > 0
     # MP4 into Matroska: the MP4's AAC priming (1024 samples, 21 ms before zero) moves every stream by the same
     # 21 ms (Matroska has no negative timestamps); the frames' spacing and the sync with the audio stay.
     times = [pts for pts, _ in frames_of(tmp_path / "clip_x2.mkv")]

@@ -109,7 +109,7 @@ class _Console:
                 traceback.print_exception(item.exception)
             self.bar.write(f"remaster: error: {item.error}", file=sys.stderr)
         elif self.talk:
-            self.bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s"
+            self.bar.write(f"{item.source} -> {item.target} ({item.seconds:.1f} s{_video_note(item)}"
                            f"{_plugin_notes(item.extras, self.bar, self.host)}"
                            f"{'' if self.planned is None else _precision_note(item.extras, self.planned)})",
                            file=sys.stderr)
@@ -138,6 +138,17 @@ def _finish(args: argparse.Namespace, items: list[BatchItem], interrupted: bool)
         print("remaster: interrupted", file=sys.stderr)
         return 130
     return 1 if summary["failed"] else 0
+
+
+def _video_note(item: BatchItem) -> str:
+    """For a video's line: its frames and the rate they went at, and the streams that could not come along."""
+    video = item.extras.get("video")
+    if not isinstance(video, dict):
+        return ""
+    frames = int(video.get("frames", 0))
+    rate = f" at {frames / item.seconds:.1f} fps" if item.seconds > 0 else ""
+    dropped = video.get("dropped") or []
+    return f", {frames} frames{rate}" + (f", {len(dropped)} stream(s) not copied" if dropped else "")
 
 
 def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:
