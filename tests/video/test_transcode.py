@@ -157,3 +157,57 @@ def test_attachments_chapters_and_metadata_come_along(tmp_path, nearest2):
     assert any(line.startswith("attachment:font.ttf (.mp4 holds no attachments") for line in report.dropped)
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert len(container.chapters()) == 2
+
+
+@pytest.mark.parametrize(("suffix", "estimated"), [(".mp4", False), (".mkv", True)])
+def test_progress_counts_frames_against_the_expected_count(tmp_path, nearest2, suffix, estimated):
+    from remaster.video import VideoProgress
+
+    told: list[VideoProgress] = []
+    remaster_video(make_clip(tmp_path / f"in{suffix}"), tmp_path / f"out{suffix}", nearest2, progress=told.append)
+    assert [done.frames for done in told] == list(range(1, len(VFR_PTS) + 1))  # after each frame
+    fractions = [done.fraction for done in told]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < 0.2 and fractions[-1] > 0.8
+    assert {(done.expected is not None, done.estimated) for done in told} == {(True, estimated)}
+    if not estimated:  # MP4 counts its frames; Matroska's count is the duration times the average rate
+        assert told[-1].expected == len(VFR_PTS) and str(told[-1]) == f"frame {len(VFR_PTS)} of {len(VFR_PTS)}"
+    else:
+        assert str(told[-1]).startswith(f"frame {len(VFR_PTS)} of ~")
+    assert str(VideoProgress(0.5, 3)) == "frame 3"  # the length unknown: the count alone
+    assert str(VideoProgress(1.0, 12, expected=10, estimated=True)) == "frame 12 of ~12"  # never "12 of 10"
+
+
+def test_a_folder_run_tells_its_observer_each_frame_of_a_video(tmp_path, process_host):
+    from remaster import PipelineOptions
+    from remaster.plugin.host import get_host
+    from remaster.plugin.syntax import parse_pipeline
+    from remaster.runs.engine import Layout
+    from remaster.runs.local import LocalEngine
+
+    source = make_clip(tmp_path / "clip.mp4")
+    engine = LocalEngine(PipelineOptions(device="cpu", precision="fp32"), get_host())
+    items = engine.plan(Layout((str(source),), str(tmp_path / "clip_x2.mkv")))
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.told: list[tuple[int, float, str]] = []
+            self.done: list = []
+
+        def ready(self, header, planned):
+            assert "1 video(s)" in header
+
+        def started(self, index, item):
+            pass
+
+        def progress(self, index, fraction, detail=""):
+            self.told.append((index, fraction, detail))
+
+        def finished(self, item):
+            self.done.append(item)
+
+    recorder = Recorder()
+    assert engine.run(items, parse_pipeline("nearest(scale=2)"), recorder) is False  # not interrupted
+    assert items[0].ok and items[0].extras["video"]["frames"] == len(VFR_PTS)
+    assert [detail for _, _, detail in recorder.told] == [f"frame {n} of {len(VFR_PTS)}"
+                                                          for n in range(1, len(VFR_PTS) + 1)]
+    assert {index for index, _, _ in recorder.told} == {0}

@@ -77,9 +77,10 @@ class _Console:
         self.talk = not args.quiet and not args.json
         self.done, self.failed = skipped, 0
         self.planned: list[str] | None = None
+        self.name = ""  # the item running now
         self.bar = tqdm(total=total, initial=skipped, unit="img", disable=args.quiet or None, leave=False,
                         file=sys.stderr, dynamic_ncols=True,
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]")
+                        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
     def ready(self, header: str, planned: list[str] | None) -> None:
         warn_plugin_errors(self.args, self.host)
@@ -88,11 +89,14 @@ class _Console:
             self.bar.write(f"remaster: {header}", file=sys.stderr)
 
     def started(self, index: int, item: BatchItem) -> None:
-        self.bar.set_postfix_str(Path(item.source).name, refresh=False)
+        self.name = Path(item.source).name
+        self.bar.set_postfix_str(self.name, refresh=False)
 
-    def progress(self, index: int, fraction: float) -> None:
+    def progress(self, index: int, fraction: float, detail: str = "") -> None:
         with self.lock:
             self.bar.n = self.done + fraction
+            if detail:  # a video: its frame count beside its name; the bar's ETA counts the fractions
+                self.bar.set_postfix_str(f"{self.name} {detail}", refresh=False)
             self.bar.refresh()
 
     def finished(self, item: BatchItem) -> None:

@@ -51,8 +51,9 @@ class RunObserver(Protocol):
     def started(self, index: int, item: BatchItem) -> None:
         """The item ``index`` of the plan starts (engines that run one item at a time say so)."""
 
-    def progress(self, index: int, fraction: float) -> None:
-        """The fraction done of the item ``index`` (engines that can tell)."""
+    def progress(self, index: int, fraction: float, detail: str = "") -> None:
+        """The fraction done of the item ``index`` (engines that can tell); ``detail`` says it in words where a
+        fraction is not enough (a video's ``frame 120 of 240``)."""
 
     def finished(self, item: BatchItem) -> None:
         """An item that was not skipped is done: written (``ok``) or failed (``error``)."""

@@ -125,7 +125,7 @@ class LocalEngine:
         try:
             report = remaster_video(item.source, item.target, remasterer, overwrite=self.overwrite,
                                     codec=self.video_codec, crf=self.crf, encoder_preset=self.encoder_preset,
-                                    progress=lambda fraction: observer.progress(index, fraction))
+                                    progress=lambda done: observer.progress(index, done.fraction, str(done)))
         except Exception as exc:  # one video failing must not stop the others
             item.ok, item.error, item.exception = False, item_error(item.source, exc, cli=self.cli_words), exc
         else:

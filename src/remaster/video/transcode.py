@@ -1,8 +1,8 @@
 """One video through a pipeline: decoded with its own colour matrix and range, every frame run and encoded with
 its own timestamp, the other streams copied packet for packet, the file published only when complete.
 
-The first step of video support (docs/video.md says what is still to come: segments and resume, attachments and
-chapters, Ray, face smoothing, overlapped decoding and encoding).
+The first step of video support (docs/video.md says what is still to come: subtitle conversion, HDR10,
+segments and resume, Ray, face smoothing, overlapped decoding and encoding).
 """
 
 from __future__ import annotations
@@ -26,7 +26,31 @@ from remaster.video.formats import container_for, import_av, open_input
 if TYPE_CHECKING:
     from remaster.pipeline.remasterer import Remasterer
 
-__all__ = ["VideoReport", "remaster_video"]
+__all__ = ["VideoProgress", "VideoReport", "remaster_video"]
+
+
+@dataclass(frozen=True)
+class VideoProgress:
+    """How far a video run is, told after each frame.
+
+    Attributes:
+        fraction: The part done, by the frame's timestamp against the video's duration (0 where unknown).
+        frames: Frames done so far.
+        expected: Frames the video should have: the container's count, else duration times the average rate
+            (``estimated``); ``None`` where neither is known.
+        estimated: ``expected`` is an estimate (variable frame rate or no count in the container).
+    """
+
+    fraction: float
+    frames: int
+    expected: int | None = None
+    estimated: bool = False
+
+    def __str__(self) -> str:
+        """``frame 120 of 240`` (``of ~240`` for an estimate; ``frame 120`` where the length is unknown)."""
+        if self.expected is None:
+            return f"frame {self.frames}"
+        return f"frame {self.frames} of {'~' if self.estimated else ''}{max(self.expected, self.frames)}"
 
 
 @dataclass
@@ -59,7 +83,7 @@ class VideoReport:
 def remaster_video(source: str | os.PathLike[str], target: str | os.PathLike[str], remasterer: Remasterer, *,
                    overwrite: bool = False, codec: str | None = None, crf: int | None = None,
                    encoder_preset: str | None = None,
-                   progress: Callable[[float], None] | None = None) -> VideoReport:
+                   progress: Callable[[VideoProgress], None] | None = None) -> VideoReport:
     """Run ``remasterer`` on every frame of the video ``source`` and write ``target``.
 
     Args:
@@ -71,7 +95,8 @@ def remaster_video(source: str | os.PathLike[str], target: str | os.PathLike[str
             ``libvpx-vp9`` into WebM).
         crf: Constant rate factor (default 18: visually lossless for these encoders).
         encoder_preset: The encoder's speed/size preset (default ``medium``).
-        progress: Called with the fraction done (frames, by timestamp where the length is known).
+        progress: Called after each frame with a :class:`VideoProgress`: the fraction done (by timestamp),
+            frames done and the frames expected.
 
     Returns:
         A :class:`VideoReport`: frames, streams copied and dropped (with the reason), colour, stages.
@@ -111,7 +136,7 @@ def remaster_video(source: str | os.PathLike[str], target: str | os.PathLike[str
 
 def _transcode(av: Any, container: Any, sink: Any, container_name: str, remasterer: Remasterer,
                report: VideoReport, *, codec: str | None, crf: int | None, preset: str | None,
-               progress: Callable[[float], None] | None) -> None:
+               progress: Callable[[VideoProgress], None] | None) -> None:
     videos = [stream for stream in container.streams if stream.type == "video"]
     if not videos:
         raise InputError("has no video stream", path=report.source,
@@ -124,6 +149,7 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
         encoder: Any = None
         colour: Colour | None = None
         duration = _duration(video, container)
+        expected, estimated = _expected_frames(video, duration)
         waiting: list[Any] = []  # other streams' packets before the first frame: the header is not written yet
         for packet in container.demux(video, *mapped):
             if packet.stream is not video:
@@ -145,8 +171,11 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
                 assert colour is not None
                 out.mux(encoder.encode(_remastered(av, frame, colour, remasterer, report, encoder)))
                 report.frames += 1
-                if progress is not None and duration and frame.pts is not None:
-                    progress(min(1.0, float(frame.pts * frame.time_base) / duration))
+                if progress is not None:
+                    fraction = 0.0
+                    if duration and frame.pts is not None and frame.time_base is not None:
+                        fraction = min(1.0, max(0.0, float(frame.pts * frame.time_base) / duration))
+                    progress(VideoProgress(fraction, report.frames, expected, estimated))
         if encoder is None:
             raise InputError("has a video stream but no frame could be decoded", path=report.source,
                              hint="the file is truncated or corrupt; re-export it")
@@ -198,6 +227,16 @@ def _duration(video: Any, container: Any) -> float | None:
     if video.duration and video.time_base:
         return float(video.duration * video.time_base)
     return container.duration / 1_000_000 if container.duration else None
+
+
+def _expected_frames(video: Any, duration: float | None) -> tuple[int | None, bool]:
+    """The container's frame count, else the duration times the average rate (an estimate), else unknown."""
+    if video.frames:
+        return int(video.frames), False
+    rate = video.average_rate or video.guessed_rate
+    if duration and rate:
+        return max(1, round(duration * float(rate))), True
+    return None, False
 
 
 def _open_encoder(av: Any, out: Any, video: Any, frame: Any, colour: Colour, remasterer: Remasterer,

@@ -140,7 +140,7 @@ class _Silent:
     def started(self, index: int, item: BatchItem) -> None:
         pass
 
-    def progress(self, index: int, fraction: float) -> None:
+    def progress(self, index: int, fraction: float, detail: str = "") -> None:
         pass
 
     def finished(self, item: BatchItem) -> None:
