@@ -217,7 +217,7 @@ def test_ctrl_c_while_the_pipeline_is_built_still_writes_the_report(tmp_path, ca
     check_invariants("fault", f"Ctrl-C in Remasterer.{step}", inputs, folder, out, expected_outputs=[report])
 
 
-# --------------------------------------------------------------------------- --skip-existing
+# --------------------------------------------------------------------------- --resume
 
 
 def test_skip_existing_resumes_an_interrupted_folder_run(tmp_path, capsys):
@@ -226,7 +226,7 @@ def test_skip_existing_resumes_an_interrupted_folder_run(tmp_path, capsys):
     assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out)[0] == 0
     (out / "37x1.png").unlink()  # as if the first run had been stopped before its last image
     kept = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in ("good.png", "1x37.png")}
-    code = main(["run", "nearest(scale=2)", str(folder), "-o", str(out), "--skip-existing", "--report", str(report)])
+    code = main(["run", "nearest(scale=2)", str(folder), "-o", str(out), "--resume", "--report", str(report)])
     assert code == 0
     err = capsys.readouterr().err
     for name in kept:
@@ -249,7 +249,7 @@ def test_skip_existing_loads_no_model_when_every_output_is_there(tmp_path, capsy
     assert run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", out)[0] == 0
     built = []
     monkeypatch.setattr("remaster.pipeline.Remasterer.__init__", lambda *a, **k: built.append(a))
-    assert main(["run", "nearest(scale=2)", str(folder), "-o", str(out), "--skip-existing", "--json"]) == 0
+    assert main(["run", "nearest(scale=2)", str(folder), "-o", str(out), "--resume", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (0, 2, 0) and not built
 

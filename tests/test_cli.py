@@ -271,7 +271,7 @@ def test_a_name_template_keeps_colliding_outputs_apart():
     (["--name-template", "{stem}.bmp"], "does not end in an image extension"),
     (["--name-template", "{stem}.png", "--format", "jpg"], "names .png files, but --format asks for jpg"),
     (["--name-template", "{stem}.{ext}", "--suffix", "_x4"], "has no {suffix}"),
-    (["--skip-existing", "--overwrite"], "not allowed with"),
+    (["--resume", "--overwrite"], "not allowed with"),
 ])
 def test_bad_naming_options_are_usage_errors(tmp_path, capsys, options, message):
     source = write_png(tmp_path / "in.png")

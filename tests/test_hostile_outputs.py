@@ -102,7 +102,7 @@ def test_a_run_never_takes_its_own_outputs_as_inputs(tmp_path, capsys):
     out = folder / "out"
     for _ in range(2):  # the second run, as a resume, finds out/ inside photos/ full of images
         code, _ = run_cli(capsys, "upscale", folder, "-o", out, "--model", "nearest", "--scale", "2",
-                          "--skip-existing")
+                          "--resume")
         assert code == 0
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == ["a.png", "sub/b.png"]

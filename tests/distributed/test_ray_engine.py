@@ -79,7 +79,7 @@ def test_a_broken_file_is_reported_the_rest_done_and_skip_existing_resumes(clust
     assert [item["input"] for item in summary["items"]] == sorted(str(p) for p in source.iterdir())  # the plan's order
 
     (ray_out / "img01.png").unlink()  # resume: only what is missing is done again
-    assert main(["run", "bicubic(scale=2)", str(source), "-o", str(ray_out), "--engine", "ray", "--skip-existing",
+    assert main(["run", "bicubic(scale=2)", str(source), "-o", str(ray_out), "--engine", "ray", "--resume",
                  "--report", str(report)]) == 1
     summary = json.loads(report.read_text())
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (1, 3, 1)

@@ -11,6 +11,10 @@ import numpy as np
 VFR_PTS = (0, 40, 80, 200, 233, 300, 420, 433)
 
 
+#: A longer variable-rate clip (ms), for segments: 32 frames over 1.4 s.
+LONG_PTS = VFR_PTS + tuple(500 + 30 * i + (i % 3) * 7 for i in range(24))
+
+
 #: What ``make_clip(rich=True)`` puts in a Matroska clip besides its streams.
 FONT = b"\x00\x01\x00\x00 a font, as far as a test can tell" * 8
 CHAPTERS = (("One", 0, 200), ("Two", 200, 433))
@@ -18,10 +22,11 @@ CHAPTERS = (("One", 0, 200), ("Two", 200, 433))
 
 def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, ...] = VFR_PTS, deep: bool = False,
               audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False,
-              rich: bool = False) -> Path:
+              rich: bool = False, gop: int | None = None) -> Path:
     """A clip: H.264 (or 10-bit H.265 with ``deep``) frames at ``pts`` ms, AAC audio, tagged with ``colour``
     (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches. ``rich``
-    (Matroska): a font attachment, chapters, a title and the video stream's language."""
+    (Matroska): a font attachment, chapters, a title and the video stream's language. ``gop``: a keyframe at least
+    every ``gop`` frames (H.265's GOPs are open: frames after a keyframe may show before it)."""
     import av
 
     rng = np.random.default_rng(len(pts))
@@ -32,8 +37,10 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
             out.set_chapters([{"id": number, "start": start, "end": end, "time_base": Fraction(1, 1000),
                                "metadata": {"title": title}}
                               for number, (title, start, end) in enumerate(CHAPTERS, start=1)])
+        keyint = f":keyint={gop}:min-keyint={gop}" if gop else ""
         video = out.add_stream("libx265" if deep else "libx264",
-                               options={"crf": "10", **({"x265-params": "log-level=error"} if deep else {})})
+                               options={"crf": "10", **({"x265-params": "log-level=error" + keyint} if deep else {}),
+                                        **({"g": str(gop)} if gop and not deep else {})})
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p10le" if deep else "yuv420p"
         video.time_base = video.codec_context.time_base = Fraction(1, 1000)
@@ -49,7 +56,7 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
                     rgb[:, k * width // 4:(k + 1) * width // 4] = value
             else:
                 rgb = rng.integers(0, 256, (height, width, 3), np.uint8)
-                rgb[:, :8] = index * 20  # a band that tells the frames apart
+                rgb[:, :8] = index * 20 % 256  # a band that tells the frames apart
             if deep:
                 frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint16) * 257, format="rgb48le")
             else:

@@ -42,9 +42,9 @@ def run_folder(args: argparse.Namespace, make_stages: Callable[[], list[StageCal
 
         engine = LocalEngine(pipeline_options(args), host, overwrite=args.overwrite, quality=args.quality,
                              cli_words=True, video_codec=args.video_codec, crf=args.crf,
-                             encoder_preset=args.encoder_preset)
+                             encoder_preset=args.encoder_preset, resume=args.resume)
     layout = Layout(tuple(args.inputs), args.output, fmt=args.format, name_template=args.name_template,
-                    suffix=args.suffix, skip_existing=args.skip_existing, report=args.report)
+                    suffix=args.suffix, skip_existing=args.resume, report=args.report)
     items = engine.plan(layout)
     talk = not args.quiet and not args.json
     skipped = sum(item.skipped for item in items)
@@ -150,7 +150,11 @@ def _video_note(item: BatchItem) -> str:
     if not isinstance(video, dict):
         return ""
     frames = int(video.get("frames", 0))
-    rate = f" at {frames / item.seconds:.1f} fps" if item.seconds > 0 else ""
+    resumed = int(video.get("resumed", 0))
+    if resumed:  # the rate would count frames an earlier run did
+        rate = f" ({resumed} of {video.get('segments')} segments done before, resumed)"
+    else:
+        rate = f" at {frames / item.seconds:.1f} fps" if item.seconds > 0 else ""
     dropped = video.get("dropped") or []
     return f", {frames} frames{rate}" + (f", {len(dropped)} stream(s) not copied" if dropped else "")
 

@@ -43,8 +43,9 @@ def run_options(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile backend for --compile (default: inductor)")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
-    existing.add_argument("--skip-existing", action="store_true",
-                          help="leave outputs that already exist as they are (run the same command again to resume)")
+    existing.add_argument("--resume", action="store_true",
+                          help="continue an interrupted run (the same command again): outputs already there are "
+                               "left as they are, an unfinished video goes on from its first unfinished segment")
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
     parser.add_argument("--format", choices=["png", "jpg", "webp", "tif"],
                         help="output format for folder runs (default: the input's, or PNG)")

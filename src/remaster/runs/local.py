@@ -67,17 +67,20 @@ class LocalEngine:
         cli_words: Items' errors name options as the ``remaster`` command's flags.
         video_codec, crf, encoder_preset: How videos among the items are encoded
             (:func:`remaster.video.remaster_video`).
+        resume: An unfinished video goes on from its first unfinished segment (with ``skip_existing`` in the
+            layout, this continues an interrupted run).
     """
 
     def __init__(self, options: PipelineOptions, host: PluginHost, *, overwrite: bool = False,
                  quality: int | None = None, cli_words: bool = False, video_codec: str | None = None,
-                 crf: int | None = None, encoder_preset: str | None = None) -> None:
+                 crf: int | None = None, encoder_preset: str | None = None, resume: bool = False) -> None:
         self.options = options
         self.host = host
         self.overwrite = overwrite
         self.quality = quality
         self.cli_words = cli_words
         self.video_codec, self.crf, self.encoder_preset = video_codec, crf, encoder_preset
+        self.resume = resume
 
     def plan(self, layout: Layout) -> list[BatchItem]:
         """The items, named by :func:`~remaster.runs.plan.plan_outputs`; see :meth:`Engine.plan`."""
@@ -123,7 +126,7 @@ class LocalEngine:
         observer.started(index, item)
         started = time.perf_counter()
         try:
-            report = remaster_video(item.source, item.target, remasterer, overwrite=self.overwrite,
+            report = remaster_video(item.source, item.target, remasterer, overwrite=self.overwrite, resume=self.resume,
                                     codec=self.video_codec, crf=self.crf, encoder_preset=self.encoder_preset,
                                     progress=lambda done: observer.progress(index, done.fraction, str(done)))
         except Exception as exc:  # one video failing must not stop the others
@@ -132,7 +135,8 @@ class LocalEngine:
             item.ok = True
             item.extras = {"stages": report.stages, "video": {
                 "frames": report.frames, "codec": report.codec, "pixel_format": report.pixel_format,
-                "colour": report.colour, "copied": report.copied, "dropped": report.dropped}}
+                "colour": report.colour, "copied": report.copied, "dropped": report.dropped,
+                "segments": report.segments, "resumed": report.resumed}}
             if report.dropped:
                 log.warning("%s: %d stream(s) not copied: %s", item.target, len(report.dropped),
                             "; ".join(report.dropped))

@@ -42,7 +42,7 @@ class BatchItem:
     error: str | None = None
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
-    skipped: bool = False  # --skip-existing found the output already there: not written again, not a failure
+    skipped: bool = False  # --resume found the output already there: not written again, not a failure
     exception: BaseException | None = field(default=None, repr=False, compare=False)  # what failed it (--debug)
 
     def as_json(self) -> dict[str, Any]:

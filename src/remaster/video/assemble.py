@@ -1,0 +1,110 @@
+"""The output file made from the finished segments: their video packets end to end, and the source's other
+streams copied packet for packet (attachments, chapters and metadata carried over), interleaved by time."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from remaster.video.encode import time_base_for
+
+if TYPE_CHECKING:
+    from remaster.video.transcode import VideoReport
+
+__all__ = ["assemble"]
+
+
+def assemble(av: Any, container: Any, video: Any, parts: list[Path], sink: Any, container_name: str,
+             report: VideoReport) -> None:
+    """Write the output into ``sink``: the segments' video from the files ``parts`` (in order), the other streams
+    of ``container`` (the open source; ``video`` is its video stream) copied. What the output container cannot
+    hold is recorded in ``report.dropped``, with why."""
+    inputs = [av.open(str(part)) for part in parts]
+    out = av.open(sink, "w", format=container_name)
+    try:
+        template = inputs[0].streams.video[0]
+        stream = out.add_stream_from_template(template)
+        stream.time_base = time_base_for(report.target.suffix.lower(), video.time_base)
+        stream.metadata.update(_kept(video.metadata))  # language, title
+        others = [other for other in container.streams if other is not video]
+        mapped = _copy_streams(out, container, others, report)
+        timed = heapq.merge(_segment_packets(inputs, stream), _other_packets(container, mapped),
+                            key=lambda item: item[0])
+        for _, packet in timed:
+            out.mux(packet)
+    finally:
+        out.close()
+        for opened in inputs:
+            opened.close()
+
+
+def _segment_packets(inputs: list[Any], stream: Any) -> Iterator[tuple[float, Any]]:
+    """The segments' video packets in order, for ``stream``. A segment's first packets may come without a decode
+    timestamp (Matroska stores none) or with one its encoder counted from the segment's start: each gets one just
+    after the previous packet's (never after its own presentation time), so the muxer sees them increase."""
+    last: Fraction | None = None
+    for opened in inputs:
+        source = opened.streams.video[0]
+        for packet in opened.demux(source):
+            if packet.size == 0:
+                continue
+            base = packet.time_base
+            if last is not None and (packet.dts is None or packet.dts * base <= last) and packet.pts is not None:
+                packet.dts = min(packet.pts, int(last / base) + 1)
+            if packet.dts is not None:
+                last = packet.dts * base
+            packet.stream = stream
+            yield float(last if last is not None else 0), packet
+
+
+def _other_packets(container: Any, mapped: dict[Any, Any]) -> Iterator[tuple[float, Any]]:
+    if not mapped:
+        return
+    for packet in container.demux(*mapped):
+        if packet.dts is None:
+            continue  # the demuxer's flush packets
+        stamp = float(packet.dts * packet.time_base)
+        packet.stream = mapped[packet.stream]
+        yield stamp, packet
+
+
+def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoReport) -> dict[Any, Any]:
+    """Streams copied packet for packet, attachments (MKV fonts) embedded, chapters and metadata carried over; what
+    the output container cannot hold is recorded as dropped, with why. Done before anything is muxed: all of it
+    goes into the output's header."""
+    suffix = report.target.suffix.lower()
+    out.metadata.update(_kept(container.metadata))
+    mapped = {}
+    for stream in others:
+        if stream.type == "attachment":
+            name = f"attachment:{stream.name}"
+            if suffix != ".mkv":
+                report.dropped.append(f"{name} ({suffix} holds no attachments; .mkv does)")
+                continue
+            out.add_attachment(stream.name, stream.mimetype, bytes(stream.data))
+            report.copied.append(name)
+            continue
+        name = f"{stream.type}:{stream.codec_context.name if stream.codec_context else '?'}"
+        if stream.type not in ("audio", "subtitle"):
+            report.dropped.append(f"{name} (only audio, subtitle and attachment streams are copied so far)")
+            continue
+        try:
+            mapped[stream] = out.add_stream_from_template(stream)
+        except Exception as exc:  # e.g. SRT subtitles into MP4
+            report.dropped.append(f"{name} ({suffix} cannot hold it: {exc})")
+            continue
+        mapped[stream].metadata.update(_kept(stream.metadata))
+        report.copied.append(name)
+    chapters = container.chapters()
+    if chapters:
+        out.set_chapters(chapters)
+        report.copied.append(f"chapters:{len(chapters)}")
+    return mapped
+
+
+def _kept(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata to carry over: all but what the muxer writes anew (the encoder's name, the duration)."""
+    return {key: value for key, value in metadata.items() if key.upper() not in ("ENCODER", "DURATION")}
