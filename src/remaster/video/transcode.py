@@ -2,7 +2,7 @@
 its own timestamp, the other streams copied packet for packet, the file published only when complete.
 
 The first step of video support (docs/video.md says what is still to come: subtitle conversion, HDR10,
-segments and resume, Ray, face smoothing, overlapped decoding and encoding).
+segments and resume, Ray, overlapped decoding and encoding).
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
         raise InputError("has no video stream", path=report.source,
                          hint="give a video file (audio-only files are not remastered)")
     video = videos[0]
+    remasterer = remasterer.for_sequence()  # issue 22: this video's frames are one FrameSequence (face tracking)
     others = [stream for stream in container.streams if stream is not video]
     out = av.open(sink, "w", format=container_name)
     try:
