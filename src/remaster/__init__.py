@@ -35,6 +35,7 @@ from remaster.errors import (
 from remaster.plugin import (
     MODEL_FILE_SUFFIXES,
     PLUGIN_API_VERSION,
+    FrameSequence,
     Param,
     StageCall,
     StageInfo,
@@ -113,6 +114,7 @@ __all__ = [
     "PrepareContext",
     "SubPipeline",
     "NetworkStage",
+    "FrameSequence",
     "resolve_spec",
     "autocast_context",
     "StageCall",

@@ -101,7 +101,8 @@ class StageExecutor:
             alpha = transfer.to_device(alpha, ctx.device, engine)
             if alpha_runs:
                 gray_alpha = alpha.expand(-1, 3 if 1 not in info.in_channels else 1, -1, -1)
-                alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2))
+                alpha_ctx = replace(ctx, report={}, progress=lambda fraction: progress(0.5 + fraction / 2),
+                                    sequence=None)  # the alpha plane is not the sequence's next frame
                 alpha, _ = self.checked_run(stage, gray_alpha, alpha_ctx, rows=alpha_rows if banded else None)
                 # Folded back with luma weights, as RealESRGANer's BGR2GRAY does, so results match it.
                 alpha = to_gray(alpha) if alpha is not None and alpha.shape[1] == 3 else alpha
@@ -198,7 +199,8 @@ class StageExecutor:
         run = compiled_run if compiled_run is not None else instance.run
         # A stage reports progress of its own only when it gets the whole image in one call; per tile, the tiler does.
         # Neither a tile, the tiler's single call, nor a padded image can be resized to the planned size of the whole.
-        tile_ctx = replace(ctx, progress=None, out_size=None)
+        # A tile is not a frame: state kept across a sequence's frames is for stages that see the whole frame.
+        tile_ctx = replace(ctx, progress=None, out_size=None, sequence=None)
         whole_ctx = ctx if not (any(pad) or tiled) else replace(ctx, out_size=None)
 
         # A stage holding its weights in the compute precision casts for itself (half weights): no autocast.

@@ -8,6 +8,7 @@ small image operations.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from remaster.pipeline.options import PipelineOptions, precision_request
 from remaster.pipeline.plan import Plan, make_plan, ran_report
 from remaster.pipeline.stage import PrepareContext, RunContext, Stage, scaled_size
 from remaster.plugin.host import PluginHost, get_host
+from remaster.plugin.sequence import FrameSequence
 from remaster.plugin.specs import precision_name
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.weights import get_manager
@@ -105,6 +107,7 @@ class Remasterer:
         self._plans: dict[tuple[str, int], Plan] = {}
         self._copy_engines: dict[torch.device, transfer.CopyEngine | None] = {}
         self._executor = StageExecutor(self.options, self._prepare_context, self._copy_engine)
+        self.sequence: FrameSequence | None = None  # for_sequence() sets it on its view
         self.plan_for(8)  # a stage that cannot run on its device at all fails now, not after loading images
 
     @property
@@ -326,8 +329,25 @@ class Remasterer:
         quantise = saves_integers(image.meta.bit_depth, image.alpha is not None, target)
         return self.run_image(image, progress=progress, quantise=quantise)
 
+    def for_sequence(self, sequence: FrameSequence | None = None) -> Remasterer:
+        """This pipeline, for the frames of one sequence run in order (a video, or one segment of it).
+
+        Every :meth:`run_image` (and :meth:`run`) of the pipeline returned is the next frame of ``sequence``
+        (default: a new :class:`~remaster.FrameSequence`), so stages that keep state across frames (the
+        ``gfpgan`` stage's face tracks) see them as one sequence. It shares this pipeline's stages, weights
+        and plans; this pipeline itself stays as it was (no sequence). Make one per sequence::
+
+            frames = remasterer.for_sequence()
+            for image in video_frames:
+                frames.run_image(image, quantise=True)
+        """
+        view = copy.copy(self)
+        view.sequence = sequence if sequence is not None else FrameSequence()
+        return view
+
     def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None,
-                  precision: str | None = None, quantise: bool = False) -> Image:
+                  precision: str | None = None, quantise: bool = False,
+                  sequence: FrameSequence | None = None) -> Image:
         """Run every stage on an :class:`Image` (the internal representation).
 
         Args:
@@ -342,6 +362,9 @@ class Remasterer:
                 last stage then writes each finished band of rows straight into it,
                 quantised on its device, instead of making a full-size float result; the
                 integers are exactly ``to_numpy`` of the float result.
+            sequence: This image is the next frame of ``sequence`` (default: the one :meth:`for_sequence`
+                gave, else none: a still image). The sequence moves on one frame, and each stage gets it
+                as :attr:`RunContext.sequence`.
 
         The result's ``meta.extras["stages"]`` lists, per stage, the device and the
         precision it actually ran in (after any fp32 retry).
@@ -349,6 +372,9 @@ class Remasterer:
         image = io.dequantised(image)
         out_h, out_w, _ = self.plan(image.height, image.width, image.channels)
         plan = self.plan_for(image.meta.bit_depth, precision)
+        sequence = sequence if sequence is not None else self.sequence
+        if sequence is not None:
+            sequence.advance()
         writer = sink = None
         if quantise and image.meta.bit_depth in (8, 16):
             # The last stage's rows cross to the host through pinned buffers when it runs on a GPU.
@@ -379,7 +405,7 @@ class Remasterer:
                 log.warning("%s: %s (--precision %s applies to the stages that support it)",
                             stage.name, note, plan.requested)
             ctx = RunContext(device=step.device, dtype=step.dtype, precision=plan.requested,
-                             bit_depth=image.meta.bit_depth, out_size=sizes[index])
+                             bit_depth=image.meta.bit_depth, out_size=sizes[index], sequence=sequence)
             assert pixels is not None  # only the last stage writes into the sink
             try:
                 last = index == total - 1

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 
 from remaster.errors import StageContractError
+from remaster.plugin.sequence import FrameSequence
 from remaster.plugin.specs import StageInfo
 
 if TYPE_CHECKING:  # types only, and only from layers below this one (the pipeline, above, is never imported)
@@ -69,6 +70,12 @@ class RunContext:
             output, so that scale factors compose exactly across stages. A stage
             that resizes to a factor should produce this size when it is set;
             ``None`` for tiles and padded inputs (then ``round(size × scale)``).
+        sequence: Set when this image is one frame of a sequence run in order (a
+            video): the :class:`~remaster.plugin.FrameSequence` in which a stage may
+            keep state across frames (``ctx.sequence.state(self, factory)``), e.g.
+            a face stage's tracks. ``None`` for a still image, and, like
+            ``progress``, for tiles and for the alpha pass (they are not frames):
+            a stage then behaves as it does on any image.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -78,6 +85,7 @@ class RunContext:
     precision: str = "auto"
     bit_depth: int = 8
     out_size: tuple[int, int] | None = None
+    sequence: FrameSequence | None = None
 
 
 class SubPipeline(Protocol):
@@ -94,7 +102,7 @@ class SubPipeline(Protocol):
         """Run on a path, PIL image, array or tensor; see :meth:`Remasterer.run`."""
 
     def run_image(self, image: Image, *, progress: Callable[[float], None] | None = None,
-                  precision: str | None = None) -> Image:
+                  precision: str | None = None, sequence: FrameSequence | None = None) -> Image:
         """Run on an :class:`~remaster.Image`; see :meth:`Remasterer.run_image`."""
 
 

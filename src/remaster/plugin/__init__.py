@@ -25,6 +25,7 @@ from remaster.plugin.metrics import MetricRegistry, MetricSpec
 from remaster.plugin.presets import Preset, PresetRegistry
 from remaster.plugin.reference import Ref, Reference, import_reference, is_reference, load_reference
 from remaster.plugin.registries import NAME_PATTERN, SpecRegistry, StageRegistry
+from remaster.plugin.sequence import FrameSequence
 from remaster.plugin.specs import (
     PRECISION_NAMES,
     AlphaHandling,
@@ -68,6 +69,7 @@ __all__ = [
     "MetricSpec",
     "MetricRegistry",
     "Preset",
+    "FrameSequence",
     "Command",
     "CommandRegistry",
     "PresetRegistry",

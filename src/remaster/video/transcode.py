@@ -158,7 +158,9 @@ def _video_stream(container: Any, source: Path) -> Any:
 def _run_segments(av: Any, container: Any, plan: SegmentPlan, manifest: Manifest, remasterer: Remasterer,
                   choice: EncoderChoice, container_name: str, report: VideoReport,
                   progress: Callable[[VideoProgress], None] | None) -> None:
-    """Every segment the manifest does not have yet, run and recorded; progress counts the resumed ones done."""
+    """Every segment the manifest does not have yet, run and recorded; progress counts the resumed ones done. Each
+    segment's frames are one :class:`~remaster.plugin.FrameSequence` (stages such as face restoration keep state
+    across them), made afresh per segment: a segment starts at a keyframe, and may run in another process."""
     video = _video_stream(container, report.source)
     frames = SegmentFrames(container, video)
     done = sum(plan.segments[index].frames for index in manifest.done)
@@ -173,7 +175,7 @@ def _run_segments(av: Any, container: Any, plan: SegmentPlan, manifest: Manifest
         if segment.index in manifest.done:
             continue
         part = encode_segment(av, frames.frames(segment), manifest.part_path(segment, report.target.suffix.lower()),
-                              container_name, video, remasterer, choice, source=report.source,
+                              container_name, video, remasterer.for_sequence(), choice, source=report.source,
                               target_suffix=report.target.suffix.lower(),
                               first_frame=sum(s.frames for s in plan.segments[:segment.index]), on_frame=tell)
         if part.frames == 0:

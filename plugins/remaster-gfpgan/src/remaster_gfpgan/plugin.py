@@ -31,6 +31,13 @@ PARAMS: tuple[Param, ...] = (
     Param("only_center_face", bool, False, help="restore only the face nearest the image centre"),
     Param("aligned", bool, False, help="the input is already an aligned face (as FFHQ, resized to 512x512)"),
     Param("min_face_size", int, 16, min=1, help="skip faces smaller than this many input pixels"),
+    # Frames of a video (a FrameSequence in the run): faces followed across frames, see tracking.py.
+    Param("appear", int, 2, min=1, max=100,
+          help="video: frames in a row a face must be found in before it is restored"),
+    Param("vanish", int, 3, min=0, max=100,
+          help="video: frames a restored face may go unfound and still be restored, at its last place"),
+    Param("smoothing", float, 0.7, min=0.0, max=0.95,
+          help="video: how steady a still face's landmarks are kept (0: as detected in each frame)"),
 )
 
 INFO = StageInfo(scale_param="upscale", in_channels=(3,), tiling=Tiling.UNSUPPORTED, alpha="resize",

@@ -30,6 +30,7 @@ from . import geometry
 from .catalogue import PARSING, RESTORERS, RETINAFACE
 from .detectors import FaceDetector, HaarDetector, RetinaFaceDetector
 from .geometry import FACE_SIZE, Face
+from .tracking import FaceTracker, TrackSettings
 
 
 def load_restorer(path: Path) -> Any:
@@ -171,8 +172,9 @@ class GFPGANStage(Stage):
             return self._run_aligned(pixels, scale, weight, ctx)
 
         image = pixels[0].permute(1, 2, 0).float().cpu().numpy()
-        faces = self._select(self._detector.detect(image, min_size=self.params.get("min_face_size", 16)), image)
-        ctx.report.update({"faces_found": len(faces["all"]), "faces": len(faces["kept"]),
+        found = self._detector.detect(image, min_size=self.params.get("min_face_size", 16))
+        faces = self._select(self._tracked(found, ctx), image)
+        ctx.report.update({"faces_found": len(found), "faces": len(faces["kept"]),
                            "face_detector": self._detector.name})
         canvas = self._upscaled_background(pixels, scale, ctx)
         if faces["kept"] and weight > 0.0:
@@ -190,6 +192,20 @@ class GFPGANStage(Stage):
                                 feather=self._parser is None)
             if ctx.progress is not None:
                 ctx.progress(0.8 + 0.2 * (index + 1) / len(faces))
+
+    def _tracked(self, found: list[Face], ctx: RunContext) -> list[Face]:
+        """The faces to restore: as found in a still image; in a frame of a video (``ctx.sequence``), the faces
+        this stage follows across the sequence's frames, smoothed and with hysteresis (:class:`FaceTracker`)."""
+        if ctx.sequence is None:
+            return found
+        tracker = ctx.sequence.state(self, self.face_tracker)
+        return tracker.update(found, ctx.sequence.frame)
+
+    def face_tracker(self) -> FaceTracker:
+        """A new tracker with the stage's ``appear``, ``vanish`` and ``smoothing``: one per video (per sequence)."""
+        return FaceTracker(TrackSettings(appear=int(self.params.get("appear", 2)),
+                                         vanish=int(self.params.get("vanish", 3)),
+                                         smoothing=float(self.params.get("smoothing", 0.7))))
 
     def _select(self, found: list[Face], image: np.ndarray) -> dict[str, list[Face]]:
         kept = list(found)  # the detectors already left out faces under min_face_size
