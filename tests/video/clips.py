@@ -15,15 +15,52 @@ VFR_PTS = (0, 40, 80, 200, 233, 300, 420, 433)
 FONT = b"\x00\x01\x00\x00 a font, as far as a test can tell" * 8
 CHAPTERS = (("One", 0, 200), ("Two", 200, 433))
 
+#: What ``make_clip(subtitles=...)`` says, when (start, end in ms), and the plain text a converted cue carries.
+CUES = ((100, 300, "Hello <i>world</i>", "Hello world"), (300, 420, "Second\nline", "Second\nline"))
+#: The ASS script the ``"ass"`` cues are events of (they carry override tags and ``\N`` line breaks).
+_ASS_HEADER = "\n".join([
+    "[Script Info]", "ScriptType: v4.00+", "PlayResX: 384", "PlayResY: 288", "", "[V4+ Styles]",
+    "Format: " + ", ".join(["Name", "Fontname", "Fontsize", "PrimaryColour", "SecondaryColour", "OutlineColour",
+                            "BackColour", "Bold", "Italic", "Underline", "StrikeOut", "ScaleX", "ScaleY", "Spacing",
+                            "Angle", "BorderStyle", "Outline", "Shadow", "Alignment", "MarginL", "MarginR",
+                            "MarginV", "Encoding"]),
+    "Style: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0", "", "[Events]",
+    "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text", ""])
+
+
+def _subtitle_file(folder: Path, kind: str) -> Path:
+    """The cues as a ``.srt`` or ``.ass`` file: FFmpeg's demuxer makes of it a stream to take as a template."""
+    lines = []
+    for number, (start, end, line, _) in enumerate(CUES, start=1):
+        if kind == "srt":
+            lines.append(f"{number}\n00:00:00,{start:03d} --> 00:00:00,{end:03d}\n{line}\n\n")
+        else:
+            markup = line.replace("<i>", "{\\i1}").replace("</i>", "{\\i0}").replace("\n", "\\N")
+            lines.append(f"Dialogue: 0,0:00:00.{start // 10:02d},0:00:00.{end // 10:02d},Default,,0,0,0,,{markup}\n")
+    path = folder / f"cues.{kind}"
+    path.write_text(("" if kind == "srt" else _ASS_HEADER) + "".join(lines), encoding="utf-8")
+    return path
+
 
 def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, ...] = VFR_PTS, deep: bool = False,
               audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False,
-              rich: bool = False) -> Path:
+              rich: bool = False, subtitles: str | None = None) -> Path:
     """A clip: H.264 (or 10-bit H.265 with ``deep``) frames at ``pts`` ms, AAC audio, tagged with ``colour``
     (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches. ``rich``
-    (Matroska): a font attachment, chapters, a title and the video stream's language."""
+    (Matroska): a font attachment, chapters, a title and the video stream's language. ``subtitles`` (Matroska):
+    ``"srt"`` or ``"ass"``, a subtitle stream with :data:`CUES`, language ``eng`` and title ``English``."""
+    import tempfile
+
     import av
 
+    with tempfile.TemporaryDirectory() as folder:
+        if subtitles is None:
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, None)
+        with av.open(str(_subtitle_file(Path(folder), subtitles)), format=subtitles) as cues:
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues)
+
+
+def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues) -> Path:  # noqa: ANN001
     rng = np.random.default_rng(len(pts))
     with av.open(str(path), "w") as out:
         if rich:
@@ -42,6 +79,9 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
         if colour is not None:
             video.codec_context.colorspace, video.codec_context.color_range = colour
         sound = out.add_stream("aac", rate=48000) if audio else None
+        if cues is not None:
+            text = out.add_stream_from_template(cues.streams[0])
+            text.metadata.update({"language": "eng", "title": "English"})
         for index, stamp in enumerate(pts):
             if patches:
                 rgb = np.zeros((height, width, 3), np.uint8)
@@ -66,6 +106,11 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
                 block.sample_rate, block.pts, block.time_base = 48000, index * 1024, Fraction(1, 48000)
                 out.mux(sound.encode(block))
             out.mux(sound.encode(None))
+        if cues is not None:
+            for packet in cues.demux(cues.streams[0]):
+                if packet.dts is not None:
+                    packet.stream = text
+                    out.mux(packet)
     return path
 
 

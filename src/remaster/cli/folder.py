@@ -145,14 +145,17 @@ def _finish(args: argparse.Namespace, items: list[BatchItem], interrupted: bool)
 
 
 def _video_note(item: BatchItem) -> str:
-    """For a video's line: its frames and the rate they went at, and the streams that could not come along."""
+    """For a video's line: its frames and the rate they went at, the streams re-encoded for the container
+    (subtitles into mov_text) and those that could not come along."""
     video = item.extras.get("video")
     if not isinstance(video, dict):
         return ""
     frames = int(video.get("frames", 0))
     rate = f" at {frames / item.seconds:.1f} fps" if item.seconds > 0 else ""
+    converted = video.get("converted") or []
     dropped = video.get("dropped") or []
-    return f", {frames} frames{rate}" + (f", {len(dropped)} stream(s) not copied" if dropped else "")
+    return (f", {frames} frames{rate}" + (f", {', '.join(converted)} converted" if converted else "")
+            + (f", {len(dropped)} stream(s) not copied" if dropped else ""))
 
 
 def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:

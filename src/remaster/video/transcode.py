@@ -22,6 +22,7 @@ from remaster.errors import InputError, OutputError, RemasterError, UsageError
 from remaster.io.atomic import create_temporary, publish, refuse_overwrite
 from remaster.video.colour import Colour, encoder_settings, source_colour
 from remaster.video.formats import container_for, import_av, open_input
+from remaster.video.subtitles import SubtitleConverter, target_codec
 
 if TYPE_CHECKING:
     from remaster.pipeline.remasterer import Remasterer
@@ -64,6 +65,8 @@ class VideoReport:
         codec, pixel_format: The video encoder and its pixel format.
         colour: The colour matrix, range, primaries and transfer the frames were read and tagged with.
         copied: The other streams copied, as ``"audio:aac"``.
+        converted: Text subtitle streams the output container holds only re-encoded, as
+            ``"subtitle:srt->mov_text"`` (:mod:`remaster.video.subtitles`).
         dropped: Streams the output container cannot hold, each with the reason.
         stages: Per stage, the device and precision of the first frame (as ``meta.extras["stages"]``).
     """
@@ -76,6 +79,7 @@ class VideoReport:
     pixel_format: str = ""
     colour: dict[str, str] = field(default_factory=dict)
     copied: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
 
@@ -145,7 +149,8 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
     others = [stream for stream in container.streams if stream is not video]
     out = av.open(sink, "w", format=container_name)
     try:
-        mapped = _copy_streams(out, container, others, report)
+        converters: dict[Any, SubtitleConverter] = {}
+        mapped = _copy_streams(out, container, others, report, converters)
         encoder: Any = None
         colour: Colour | None = None
         duration = _duration(video, container)
@@ -154,7 +159,10 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
         for packet in container.demux(video, *mapped):
             if packet.stream is not video:
                 if packet.dts is not None:
-                    packet.stream = mapped[packet.stream]
+                    if packet.stream in converters:  # subtitles.py: re-encoded for this container (hook)
+                        packet = converters[packet.stream].convert(packet)
+                    else:
+                        packet.stream = mapped[packet.stream]
                     if encoder is None:
                         waiting.append(packet)
                     else:
@@ -184,10 +192,11 @@ def _transcode(av: Any, container: Any, sink: Any, container_name: str, remaster
         out.close()
 
 
-def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoReport) -> dict[Any, Any]:
-    """Streams copied packet for packet, attachments (MKV fonts) embedded, chapters and metadata carried over; what
-    the output container cannot hold is recorded as dropped, with why. Done before anything is muxed: all of it
-    goes into the output's header."""
+def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoReport,
+                  converters: dict[Any, SubtitleConverter]) -> dict[Any, Any]:
+    """Streams copied packet for packet, attachments (MKV fonts) embedded, chapters and metadata carried over; text
+    subtitles the output container cannot hold re-encoded into ``converters``; what it cannot hold otherwise is
+    recorded as dropped, with why. Done before anything is muxed: all of it goes into the output's header."""
     suffix = report.target.suffix.lower()
     out.metadata.update(_kept(container.metadata))
     mapped = {}
@@ -207,7 +216,14 @@ def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoRepo
         try:
             mapped[stream] = out.add_stream_from_template(stream)
         except Exception as exc:  # e.g. SRT subtitles into MP4
-            report.dropped.append(f"{name} ({suffix} cannot hold it: {exc})")
+            codec = target_codec(stream, suffix)  # hook: subtitles.py converts what converts
+            if codec is None:
+                report.dropped.append(f"{name} ({suffix} cannot hold it: {exc})")
+                continue
+            converters[stream] = SubtitleConverter(out, stream, codec, report.source)
+            mapped[stream] = converters[stream].stream
+            report.converted.append(f"{name}->{codec}")
+            mapped[stream].metadata.update(_kept(stream.metadata))
             continue
         mapped[stream].metadata.update(_kept(stream.metadata))
         report.copied.append(name)
