@@ -15,6 +15,10 @@ VFR_PTS = (0, 40, 80, 200, 233, 300, 420, 433)
 FONT = b"\x00\x01\x00\x00 a font, as far as a test can tell" * 8
 CHAPTERS = (("One", 0, 200), ("Two", 200, 433))
 
+#: What ``make_clip(hdr10=True)`` gives x265: a P3 D65 display of 1000 cd/m² down to 0.0001, MaxCLL, MaxFALL.
+HDR10_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+HDR10_LIGHT = (1000, 400)
+
 #: What ``make_clip(subtitles=...)`` says, when (start, end in ms), and the plain text a converted cue carries.
 CUES = ((100, 300, "Hello <i>world</i>", "Hello world"), (300, 420, "Second\nline", "Second\nline"))
 #: The ASS script the ``"ass"`` cues are events of (they carry override tags and ``\N`` line breaks).
@@ -44,23 +48,25 @@ def _subtitle_file(folder: Path, kind: str) -> Path:
 
 def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, ...] = VFR_PTS, deep: bool = False,
               audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False,
-              rich: bool = False, subtitles: str | None = None) -> Path:
+              rich: bool = False, subtitles: str | None = None,
+              hdr10: bool = False) -> Path:
     """A clip: H.264 (or 10-bit H.265 with ``deep``) frames at ``pts`` ms, AAC audio, tagged with ``colour``
     (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches. ``rich``
     (Matroska): a font attachment, chapters, a title and the video stream's language. ``subtitles`` (Matroska):
-    ``"srt"`` or ``"ass"``, a subtitle stream with :data:`CUES`, language ``eng`` and title ``English``."""
+    ``"srt"`` or ``"ass"``, a subtitle stream with :data:`CUES`, language ``eng`` and title ``English``. ``hdr10``
+    (with ``deep``): BT.2020, PQ, and :data:`HDR10_DISPLAY` and :data:`HDR10_LIGHT` in the HEVC stream."""
     import tempfile
 
     import av
 
     with tempfile.TemporaryDirectory() as folder:
         if subtitles is None:
-            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, None)
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, None, hdr10)
         with av.open(str(_subtitle_file(Path(folder), subtitles)), format=subtitles) as cues:
-            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues)
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10)
 
 
-def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues) -> Path:  # noqa: ANN001
+def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10) -> Path:  # noqa: ANN001
     rng = np.random.default_rng(len(pts))
     with av.open(str(path), "w") as out:
         if rich:
@@ -69,8 +75,11 @@ def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich,
             out.set_chapters([{"id": number, "start": start, "end": end, "time_base": Fraction(1, 1000),
                                "metadata": {"title": title}}
                               for number, (title, start, end) in enumerate(CHAPTERS, start=1)])
+        params = "log-level=error"
+        if hdr10:
+            params += f":hdr10=1:master-display={HDR10_DISPLAY}:max-cll={HDR10_LIGHT[0]},{HDR10_LIGHT[1]}"
         video = out.add_stream("libx265" if deep else "libx264",
-                               options={"crf": "10", **({"x265-params": "log-level=error"} if deep else {})})
+                               options={"crf": "10", **({"x265-params": params} if deep else {})})
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p10le" if deep else "yuv420p"
         video.time_base = video.codec_context.time_base = Fraction(1, 1000)
@@ -78,6 +87,8 @@ def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich,
             video.metadata["language"] = "fra"
         if colour is not None:
             video.codec_context.colorspace, video.codec_context.color_range = colour
+        if hdr10:  # BT.2020 primaries, SMPTE ST 2084 (PQ)
+            video.codec_context.color_primaries, video.codec_context.color_trc = 9, 16
         sound = out.add_stream("aac", rate=48000) if audio else None
         if cues is not None:
             text = out.add_stream_from_template(cues.streams[0])

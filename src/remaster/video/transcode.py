@@ -22,6 +22,7 @@ from remaster.errors import InputError, OutputError, RemasterError, UsageError
 from remaster.io.atomic import create_temporary, publish, refuse_overwrite
 from remaster.video.colour import Colour, encoder_settings, source_colour
 from remaster.video.formats import container_for, import_av, open_input
+from remaster.video.hdr import apply_hdr10
 from remaster.video.subtitles import SubtitleConverter, target_codec
 
 if TYPE_CHECKING:
@@ -262,6 +263,8 @@ def _open_encoder(av: Any, out: Any, video: Any, frame: Any, colour: Colour, rem
         raise UsageError(f"the frames would be {width}x{height}: 4:2:0 video needs even sizes", path=report.source,
                          hint="choose a scale that gives even sizes")
     settings = encoder_settings(report.target.suffix.lower(), colour, codec=codec, crf=crf, preset=preset)
+    hdr10 = apply_hdr10(frame, settings, colour)  # hook (hdr.py): HDR10 metadata given to the encoder
+    settings = hdr10.settings
     stream = out.add_stream(settings.codec, options=settings.options)
     stream.width, stream.height, stream.pix_fmt = width, height, settings.pixel_format
     # Matroska and WebM count in milliseconds whatever they are given: the encoder works in them too, so that its
@@ -275,6 +278,8 @@ def _open_encoder(av: Any, out: Any, video: Any, frame: Any, colour: Colour, rem
     context.colorspace, context.color_range = colour.matrix, colour.range
     context.color_primaries, context.color_trc = colour.primaries, colour.transfer
     report.codec, report.pixel_format, report.colour = settings.codec, settings.pixel_format, colour.describe()
+    report.colour.update(hdr10.colour)
+    report.dropped.extend(hdr10.dropped)
     return stream
 
 
