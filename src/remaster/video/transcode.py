@@ -1,8 +1,9 @@
 """One video through a pipeline: decoded with its own colour matrix and range, every frame run and encoded with
 its own timestamp, the other streams copied packet for packet, the file published only when complete.
 
-The first step of video support (docs/video.md says what is still to come: subtitle conversion, HDR10,
-segments and resume, Ray, face smoothing, overlapped decoding and encoding).
+The first step of video support (docs/video.md says what is still to come: segments and resume, Ray, face
+smoothing, overlapped decoding and encoding). Text subtitles a container cannot hold are converted by
+:mod:`remaster.video.subtitles`, HDR10 metadata given to the encoder by :mod:`remaster.video.hdr`.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class VideoReport:
         frames: Frames decoded, run and encoded (always all of them).
         seconds: Wall time.
         codec, pixel_format: The video encoder and its pixel format.
-        colour: The colour matrix, range, primaries and transfer the frames were read and tagged with.
+        colour: The colour matrix, range, primaries and transfer the frames were read and tagged with, and
+            ``"hdr10"``: the HDR10 metadata carried (or why not), for a source that has it.
         copied: The other streams copied, as ``"audio:aac"``.
         converted: Text subtitle streams the output container holds only re-encoded, as
             ``"subtitle:srt->mov_text"`` (:mod:`remaster.video.subtitles`).
