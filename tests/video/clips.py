@@ -19,16 +19,59 @@ LONG_PTS = VFR_PTS + tuple(500 + 30 * i + (i % 3) * 7 for i in range(24))
 FONT = b"\x00\x01\x00\x00 a font, as far as a test can tell" * 8
 CHAPTERS = (("One", 0, 200), ("Two", 200, 433))
 
+#: What ``make_clip(hdr10=True)`` gives x265: a P3 D65 display of 1000 cd/m² down to 0.0001, MaxCLL, MaxFALL.
+HDR10_DISPLAY = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+HDR10_LIGHT = (1000, 400)
+
+#: What ``make_clip(subtitles=...)`` says, when (start, end in ms), and the plain text a converted cue carries.
+CUES = ((100, 300, "Hello <i>world</i>", "Hello world"), (300, 420, "Second\nline", "Second\nline"))
+#: The ASS script the ``"ass"`` cues are events of (they carry override tags and ``\N`` line breaks).
+_ASS_HEADER = "\n".join([
+    "[Script Info]", "ScriptType: v4.00+", "PlayResX: 384", "PlayResY: 288", "", "[V4+ Styles]",
+    "Format: " + ", ".join(["Name", "Fontname", "Fontsize", "PrimaryColour", "SecondaryColour", "OutlineColour",
+                            "BackColour", "Bold", "Italic", "Underline", "StrikeOut", "ScaleX", "ScaleY", "Spacing",
+                            "Angle", "BorderStyle", "Outline", "Shadow", "Alignment", "MarginL", "MarginR",
+                            "MarginV", "Encoding"]),
+    "Style: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0", "", "[Events]",
+    "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text", ""])
+
+
+def _subtitle_file(folder: Path, kind: str) -> Path:
+    """The cues as a ``.srt`` or ``.ass`` file: FFmpeg's demuxer makes of it a stream to take as a template."""
+    lines = []
+    for number, (start, end, line, _) in enumerate(CUES, start=1):
+        if kind == "srt":
+            lines.append(f"{number}\n00:00:00,{start:03d} --> 00:00:00,{end:03d}\n{line}\n\n")
+        else:
+            markup = line.replace("<i>", "{\\i1}").replace("</i>", "{\\i0}").replace("\n", "\\N")
+            lines.append(f"Dialogue: 0,0:00:00.{start // 10:02d},0:00:00.{end // 10:02d},Default,,0,0,0,,{markup}\n")
+    path = folder / f"cues.{kind}"
+    path.write_text(("" if kind == "srt" else _ASS_HEADER) + "".join(lines), encoding="utf-8")
+    return path
+
 
 def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, ...] = VFR_PTS, deep: bool = False,
               audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False,
-              rich: bool = False, gop: int | None = None) -> Path:
+              rich: bool = False, subtitles: str | None = None, hdr10: bool = False,
+              gop: int | None = None) -> Path:
     """A clip: H.264 (or 10-bit H.265 with ``deep``) frames at ``pts`` ms, AAC audio, tagged with ``colour``
     (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches. ``rich``
-    (Matroska): a font attachment, chapters, a title and the video stream's language. ``gop``: a keyframe at least
-    every ``gop`` frames (H.265's GOPs are open: frames after a keyframe may show before it)."""
+    (Matroska): a font attachment, chapters, a title and the video stream's language. ``subtitles`` (Matroska):
+    ``"srt"`` or ``"ass"``, a subtitle stream with :data:`CUES`, language ``eng`` and title ``English``. ``hdr10``
+    (with ``deep``): BT.2020, PQ, and :data:`HDR10_DISPLAY` and :data:`HDR10_LIGHT` in the HEVC stream. ``gop``: a
+    keyframe at least every ``gop`` frames (H.265's GOPs are open: frames after a keyframe may show before it)."""
+    import tempfile
+
     import av
 
+    with tempfile.TemporaryDirectory() as folder:
+        if subtitles is None:
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, None, hdr10, gop)
+        with av.open(str(_subtitle_file(Path(folder), subtitles)), format=subtitles) as cues:
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10, gop)
+
+
+def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10, gop) -> Path:  # noqa: ANN001
     rng = np.random.default_rng(len(pts))
     with av.open(str(path), "w") as out:
         if rich:
@@ -37,9 +80,11 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
             out.set_chapters([{"id": number, "start": start, "end": end, "time_base": Fraction(1, 1000),
                                "metadata": {"title": title}}
                               for number, (title, start, end) in enumerate(CHAPTERS, start=1)])
-        keyint = f":keyint={gop}:min-keyint={gop}" if gop else ""
+        params = "log-level=error" + (f":keyint={gop}:min-keyint={gop}" if gop else "")
+        if hdr10:
+            params += f":hdr10=1:master-display={HDR10_DISPLAY}:max-cll={HDR10_LIGHT[0]},{HDR10_LIGHT[1]}"
         video = out.add_stream("libx265" if deep else "libx264",
-                               options={"crf": "10", **({"x265-params": "log-level=error" + keyint} if deep else {}),
+                               options={"crf": "10", **({"x265-params": params} if deep else {}),
                                         **({"g": str(gop)} if gop and not deep else {})})
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p10le" if deep else "yuv420p"
@@ -48,7 +93,12 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
             video.metadata["language"] = "fra"
         if colour is not None:
             video.codec_context.colorspace, video.codec_context.color_range = colour
+        if hdr10:  # BT.2020 primaries, SMPTE ST 2084 (PQ)
+            video.codec_context.color_primaries, video.codec_context.color_trc = 9, 16
         sound = out.add_stream("aac", rate=48000) if audio else None
+        if cues is not None:
+            text = out.add_stream_from_template(cues.streams[0])
+            text.metadata.update({"language": "eng", "title": "English"})
         for index, stamp in enumerate(pts):
             if patches:
                 rgb = np.zeros((height, width, 3), np.uint8)
@@ -73,6 +123,11 @@ def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, 
                 block.sample_rate, block.pts, block.time_base = 48000, index * 1024, Fraction(1, 48000)
                 out.mux(sound.encode(block))
             out.mux(sound.encode(None))
+        if cues is not None:
+            for packet in cues.demux(cues.streams[0]):
+                if packet.dts is not None:
+                    packet.stream = text
+                    out.mux(packet)
     return path
 
 

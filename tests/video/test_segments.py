@@ -135,3 +135,21 @@ def test_resume_refuses_another_job_and_without_resume_the_work_starts_over(tmp_
     report = remaster_video(source, target, nearest2, segment_seconds=0)
     assert report.resumed == 0 and report.frames == len(LONG_PTS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mkv", "out.mkv"]
+
+
+def test_what_cannot_be_written_is_refused_in_one_line_and_leaves_no_side_files(tmp_path, nearest2):
+    deep = make_clip(tmp_path / "deep.mkv", pts=(0, 40, 80), deep=True, audio=False)
+    with pytest.raises(UsageError, match="8-bit only") as refused:
+        remaster_video(deep, tmp_path / "out.webm", nearest2)
+    assert "write .mkv or .mp4" in str(refused.value)
+    with pytest.raises(UsageError, match="AV1 output cannot be put together"):
+        remaster_video(deep, tmp_path / "out.mkv", nearest2, codec="libsvtav1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.mkv"]  # no output, no side folder
+
+
+def test_a_two_frame_hevc_video_comes_through(tmp_path, nearest2):
+    # libx265 gave such short encodes an unset decoding timestamp about half the time: every try must pass
+    source = make_clip(tmp_path / "two.mkv", pts=(0, 40), deep=True, audio=False)
+    for attempt in range(6):
+        report = remaster_video(source, tmp_path / f"out{attempt}.mkv", nearest2)
+        assert report.frames == 2 and [t for t, _ in frames_of(tmp_path / f"out{attempt}.mkv")] == [0, 40]

@@ -145,7 +145,8 @@ def _finish(args: argparse.Namespace, items: list[BatchItem], interrupted: bool)
 
 
 def _video_note(item: BatchItem) -> str:
-    """For a video's line: its frames and the rate they went at, and the streams that could not come along."""
+    """For a video's line: its frames and the rate they went at, the streams re-encoded for the container
+    (subtitles into mov_text) and those that could not come along."""
     video = item.extras.get("video")
     if not isinstance(video, dict):
         return ""
@@ -155,8 +156,10 @@ def _video_note(item: BatchItem) -> str:
         rate = f" ({resumed} of {video.get('segments')} segments done before, resumed)"
     else:
         rate = f" at {frames / item.seconds:.1f} fps" if item.seconds > 0 else ""
+    converted = video.get("converted") or []
     dropped = video.get("dropped") or []
-    return f", {frames} frames{rate}" + (f", {len(dropped)} stream(s) not copied" if dropped else "")
+    return (f", {frames} frames{rate}" + (f", {', '.join(converted)} converted" if converted else "")
+            + (f", {len(dropped)} stream(s) not copied" if dropped else ""))
 
 
 def _precision_note(extras: dict[str, Any], planned: list[str]) -> str:

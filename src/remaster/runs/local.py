@@ -135,8 +135,8 @@ class LocalEngine:
             item.ok = True
             item.extras = {"stages": report.stages, "video": {
                 "frames": report.frames, "codec": report.codec, "pixel_format": report.pixel_format,
-                "colour": report.colour, "copied": report.copied, "dropped": report.dropped,
-                "segments": report.segments, "resumed": report.resumed}}
+                "colour": report.colour, "copied": report.copied, "converted": report.converted,
+                "dropped": report.dropped, "segments": report.segments, "resumed": report.resumed}}
             if report.dropped:
                 log.warning("%s: %d stream(s) not copied: %s", item.target, len(report.dropped),
                             "; ".join(report.dropped))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from remaster.video.encode import time_base_for
+from remaster.video.subtitles import SubtitleConverter, target_codec
 
 if TYPE_CHECKING:
     from remaster.video.transcode import VideoReport
@@ -30,8 +31,9 @@ def assemble(av: Any, container: Any, video: Any, parts: list[Path], sink: Any, 
         stream.time_base = time_base_for(report.target.suffix.lower(), video.time_base)
         stream.metadata.update(_kept(video.metadata))  # language, title
         others = [other for other in container.streams if other is not video]
-        mapped = _copy_streams(out, container, others, report)
-        timed = heapq.merge(_segment_packets(inputs, stream), _other_packets(container, mapped),
+        converters: dict[Any, SubtitleConverter] = {}
+        mapped = _copy_streams(out, container, others, report, converters)
+        timed = heapq.merge(_segment_packets(inputs, stream), _other_packets(container, mapped, converters),
                             key=lambda item: item[0])
         for _, packet in timed:
             out.mux(packet)
@@ -60,21 +62,29 @@ def _segment_packets(inputs: list[Any], stream: Any) -> Iterator[tuple[float, An
             yield float(last if last is not None else 0), packet
 
 
-def _other_packets(container: Any, mapped: dict[Any, Any]) -> Iterator[tuple[float, Any]]:
+def _other_packets(container: Any, mapped: dict[Any, Any],
+                   converters: dict[Any, SubtitleConverter]) -> Iterator[tuple[float, Any]]:
+    """The source's other streams' packets, for their output streams; text subtitles the output holds only
+    re-encoded go through their converter."""
     if not mapped:
         return
     for packet in container.demux(*mapped):
         if packet.dts is None:
             continue  # the demuxer's flush packets
         stamp = float(packet.dts * packet.time_base)
+        if packet.stream in converters:
+            for converted in converters[packet.stream].convert(packet):
+                yield stamp, converted
+            continue
         packet.stream = mapped[packet.stream]
         yield stamp, packet
 
 
-def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoReport) -> dict[Any, Any]:
-    """Streams copied packet for packet, attachments (MKV fonts) embedded, chapters and metadata carried over; what
-    the output container cannot hold is recorded as dropped, with why. Done before anything is muxed: all of it
-    goes into the output's header."""
+def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoReport,
+                  converters: dict[Any, SubtitleConverter]) -> dict[Any, Any]:
+    """Streams copied packet for packet, attachments (MKV fonts) embedded, chapters and metadata carried over; text
+    subtitles the output container cannot hold re-encoded into ``converters``; what it cannot hold otherwise is
+    recorded as dropped, with why. Done before anything is muxed: all of it goes into the output's header."""
     suffix = report.target.suffix.lower()
     out.metadata.update(_kept(container.metadata))
     mapped = {}
@@ -94,7 +104,14 @@ def _copy_streams(out: Any, container: Any, others: list[Any], report: VideoRepo
         try:
             mapped[stream] = out.add_stream_from_template(stream)
         except Exception as exc:  # e.g. SRT subtitles into MP4
-            report.dropped.append(f"{name} ({suffix} cannot hold it: {exc})")
+            codec = target_codec(stream, suffix)  # text subtitles convert (subtitles.py)
+            if codec is None:
+                report.dropped.append(f"{name} ({suffix} cannot hold it: {exc})")
+                continue
+            converters[stream] = SubtitleConverter(out, stream, codec, report.source)
+            mapped[stream] = converters[stream].stream
+            report.converted.append(f"{name}->{codec}")
+            mapped[stream].metadata.update(_kept(stream.metadata))
             continue
         mapped[stream].metadata.update(_kept(stream.metadata))
         report.copied.append(name)

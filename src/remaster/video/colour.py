@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from remaster.errors import UsageError
+
 __all__ = ["Colour", "EncoderSettings", "source_colour", "encoder_settings"]
 
 # FFmpeg's enumerations (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic).
@@ -57,6 +59,10 @@ def source_colour(frame: Any) -> Colour:
     return Colour(matrix, colour_range, int(frame.color_primaries), int(frame.color_trc), deep, tuple(guessed))
 
 
+#: AV1 encoders: refused until the segments of AV1 can be put together (see :func:`encoder_settings`).
+_AV1_ENCODERS = frozenset({"libsvtav1", "libaom-av1", "librav1e", "av1"})
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     codec: str
@@ -69,6 +75,13 @@ def encoder_settings(suffix: str, colour: Colour, *, codec: str | None = None, c
     """The encoder: H.264 for 8-bit sources, H.265 (10-bit) for deeper ones, VP9 in WebM; CRF 18, preset medium."""
     if codec is None:
         codec = "libvpx-vp9" if suffix == ".webm" else "libx265" if colour.deep else "libx264"
+    if codec in _AV1_ENCODERS:
+        raise UsageError(f"{codec}: AV1 output cannot be put together from segments yet (PyAV 18.1 opens AV1 with "
+                         "libdav1d, and cannot copy a stream from it)",
+                         hint="choose libx265 (10-bit) or libx264, or write .webm (VP9)")
+    if codec == "libvpx-vp9" and colour.deep:
+        raise UsageError("the source is deeper than 8 bits, and the VP9 encoder of PyAV's wheels writes 8-bit only",
+                         hint="write .mkv or .mp4 (10-bit H.265) instead of .webm")
     pixel_format = "yuv420p10le" if colour.deep else "yuv420p"
     options = {"crf": str(18 if crf is None else crf)}
     if codec in ("libx264", "libx265"):

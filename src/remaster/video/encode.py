@@ -17,6 +17,7 @@ from remaster import io
 from remaster.errors import RemasterError, UsageError
 from remaster.io.atomic import create_temporary, publish
 from remaster.video.colour import Colour, encoder_settings, source_colour
+from remaster.video.hdr import apply_hdr10
 from remaster.video.manifest import FinishedSegment, file_sha256
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def encode_segment(av: Any, frames: Iterable[Any], part: Path, container_name: s
     done."""
     temp, fd = create_temporary(part)
     result = FinishedSegment(part.name, "", 0)
+    checked = _DecodeTimes()
     try:
         with open(fd, "w+b", closefd=False) as sink:
             out = av.open(sink, "w", format=container_name)
@@ -61,13 +63,13 @@ def encode_segment(av: Any, frames: Iterable[Any], part: Path, container_name: s
                         stream = _open_encoder(out, video, frame, colour, remasterer, choice, result,
                                                source=source, suffix=target_suffix)
                     assert colour is not None
-                    out.mux(stream.encode(_remastered(av, frame, colour, remasterer, stream, result,
-                                                      source=source, number=first_frame + result.frames)))
+                    out.mux(checked(stream.encode(_remastered(av, frame, colour, remasterer, stream, result,
+                                                              source=source, number=first_frame + result.frames))))
                     result.frames += 1
                     if on_frame is not None:
                         on_frame(frame)
                 if stream is not None:
-                    out.mux(stream.encode(None))
+                    out.mux(checked(stream.encode(None)))
             finally:
                 out.close()
         publish(temp, part, replace=True)
@@ -80,6 +82,24 @@ def encode_segment(av: Any, frames: Iterable[Any], part: Path, container_name: s
     return result
 
 
+class _DecodeTimes:
+    """Encoded packets with decode timestamps the muxer takes: libx265 now and then gives the first packets of a
+    very short encode an unset one (a huge number, after the presentation time); such a packet gets the one just
+    after the previous packet's, never after its own presentation time."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+
+    def __call__(self, packets: list[Any]) -> list[Any]:
+        for packet in packets:
+            if packet.pts is not None and (packet.dts is None or packet.dts > packet.pts
+                                           or (self._last is not None and packet.dts <= self._last)):
+                packet.dts = packet.pts if self._last is None else min(packet.pts, self._last + 1)
+            if packet.dts is not None:
+                self._last = packet.dts
+        return packets
+
+
 def _open_encoder(out: Any, video: Any, frame: Any, colour: Colour, remasterer: Remasterer, choice: EncoderChoice,
                   result: FinishedSegment, *, source: Path, suffix: str) -> Any:
     height, width, _ = remasterer.plan(frame.height, frame.width, 3)
@@ -87,6 +107,8 @@ def _open_encoder(out: Any, video: Any, frame: Any, colour: Colour, remasterer: 
         raise UsageError(f"the frames would be {width}x{height}: 4:2:0 video needs even sizes", path=source,
                          hint="choose a scale that gives even sizes")
     settings = encoder_settings(suffix, colour, codec=choice.codec, crf=choice.crf, preset=choice.preset)
+    hdr10 = apply_hdr10(frame, settings, colour)  # HDR10 metadata given to the encoder (hdr.py)
+    settings = hdr10.settings
     stream = out.add_stream(settings.codec, options=settings.options)
     stream.width, stream.height, stream.pix_fmt = width, height, settings.pixel_format
     stream.time_base = stream.codec_context.time_base = time_base_for(suffix, video.time_base)
@@ -96,6 +118,8 @@ def _open_encoder(out: Any, video: Any, frame: Any, colour: Colour, remasterer: 
     context.colorspace, context.color_range = colour.matrix, colour.range
     context.color_primaries, context.color_trc = colour.primaries, colour.transfer
     result.codec, result.pixel_format, result.colour = settings.codec, settings.pixel_format, colour.describe()
+    result.colour.update(hdr10.colour)
+    result.dropped.extend(hdr10.dropped)
     return stream
 
 

@@ -40,6 +40,7 @@ class FinishedSegment:
     pixel_format: str = ""
     colour: dict[str, str] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
 
 @dataclass

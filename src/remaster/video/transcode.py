@@ -56,8 +56,11 @@ class VideoReport:
         frames: Frames decoded, run and encoded (always all of them).
         seconds: Wall time.
         codec, pixel_format: The video encoder and its pixel format.
-        colour: The colour matrix, range, primaries and transfer the frames were read and tagged with.
+        colour: The colour matrix, range, primaries and transfer the frames were read and tagged with, and
+            ``"hdr10"``: the HDR10 metadata carried (or why not), for a source that has it.
         copied: The other streams copied, as ``"audio:aac"``.
+        converted: Text subtitle streams the output container holds only re-encoded, as
+            ``"subtitle:srt->mov_text"`` (:mod:`remaster.video.subtitles`).
         dropped: Streams the output container cannot hold, each with the reason.
         stages: Per stage, the device and precision of the first frame (as ``meta.extras["stages"]``).
         segments: The segments the video was cut into (at its keyframes).
@@ -72,6 +75,7 @@ class VideoReport:
     pixel_format: str = ""
     colour: dict[str, str] = field(default_factory=dict)
     copied: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
     segments: int = 0
@@ -122,6 +126,7 @@ def remaster_video(source: str | os.PathLike[str], target: str | os.PathLike[str
     started = time.perf_counter()
     report = VideoReport(source, target)
     choice = EncoderChoice(codec, crf, encoder_preset)
+    manifest: Manifest | None = None
     try:
         with open_input(av, source) as container:  # type: ignore[attr-defined]
             plan = plan_segments(container, _video_stream(container, source), seconds=segment_seconds)
@@ -136,6 +141,8 @@ def remaster_video(source: str | os.PathLike[str], target: str | os.PathLike[str
                  container_name, report, overwrite=overwrite)
         manifest.remove()
     except BaseException as exc:
+        if manifest is not None and not manifest.done and not isinstance(exc, KeyboardInterrupt):
+            manifest.remove()  # nothing to resume: no side files left behind
         if isinstance(exc, RemasterError):
             raise
         if isinstance(exc, av.FFmpegError) or isinstance(exc, ValueError):
@@ -189,6 +196,7 @@ def _run_segments(av: Any, container: Any, plan: SegmentPlan, manifest: Manifest
     report.frames = sum(part.frames for part in manifest.done.values())
     report.codec, report.pixel_format, report.colour, report.stages = (first.codec, first.pixel_format,
                                                                          first.colour, first.stages)
+    report.dropped.extend(first.dropped)  # what the encoder could not carry (HDR10 metadata), as each segment
 
 
 def _publish(av: Any, source: Path, target: Path, parts: list[Path], container_name: str, report: VideoReport, *,
