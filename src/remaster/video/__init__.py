@@ -15,12 +15,13 @@ from remaster.lazy import LazyExports
 
 if TYPE_CHECKING:
     from remaster.video.formats import VIDEO_SUFFIXES, is_video
-    from remaster.video.transcode import VideoProgress, VideoReport, remaster_video
+    from remaster.video.report import VideoProgress, VideoReport
+    from remaster.video.transcode import remaster_video
 
 __all__ = ["remaster_video", "VideoReport", "VideoProgress", "is_video", "VIDEO_SUFFIXES"]
 
-_lazy = LazyExports(globals(), {"remaster_video": "transcode", "VideoReport": "transcode",
-                                "VideoProgress": "transcode", "is_video": "formats", "VIDEO_SUFFIXES": "formats"})
+_lazy = LazyExports(globals(), {"remaster_video": "transcode", "VideoReport": "report",
+                                "VideoProgress": "report", "is_video": "formats", "VIDEO_SUFFIXES": "formats"})
 
 
 def __getattr__(name: str) -> Any:

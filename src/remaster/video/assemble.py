@@ -13,7 +13,7 @@ from remaster.video.encode import time_base_for
 from remaster.video.subtitles import SubtitleConverter, target_codec
 
 if TYPE_CHECKING:
-    from remaster.video.transcode import VideoReport
+    from remaster.video.report import VideoReport
 
 __all__ = ["assemble"]
 
