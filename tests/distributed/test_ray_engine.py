@@ -161,3 +161,56 @@ def test_s3_round_trip_against_a_loopback_server_keeps_every_byte(cluster, tmp_p
         assert (again["ok"], again["skipped"]) == (0, 3)
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- videos: segments on the workers
+def _video_support():
+    import sys
+
+    pytest.importorskip("av")
+    sys.path.insert(0, str(Path(__file__).parent.parent / "video"))
+    import clips
+
+    return clips
+
+
+#: Twelve seconds at 8 fps, a keyframe every two seconds: two or three segments of five seconds or more.
+_TWELVE_SECONDS = tuple(125 * i for i in range(96))
+
+
+def test_a_video_on_ray_is_the_video_the_local_run_makes(cluster, tmp_path, capsys):
+    clips = _video_support()
+    (tmp_path / "in").mkdir()
+    source = clips.make_clip(tmp_path / "in" / "film.mkv", pts=_TWELVE_SECONDS, gop=16)
+    clips.make_clip(tmp_path / "in" / "short.mp4")  # several videos: all their segments share the workers
+    report = tmp_path / "report.json"
+    assert main(["run", "nearest(scale=2)", str(tmp_path / "in"), "-o", str(tmp_path / "local"), "-q"]) == 0
+    assert main(["run", "nearest(scale=2)", str(tmp_path / "in"), "-o", str(tmp_path / "ray"), "--engine", "ray",
+                 "--workers", "2", "--report", str(report), "-q"]) == 0
+    capsys.readouterr()
+    rows = {Path(item["input"]).name: item for item in json.loads(report.read_text())["items"]}
+    assert rows["film.mkv"]["video"]["segments"] >= 2 and rows["film.mkv"]["video"]["frames"] == len(_TWELVE_SECONDS)
+    for name in ("film.mkv", "short.mp4"):
+        local, ray = clips.frames_of(tmp_path / "local" / name), clips.frames_of(tmp_path / "ray" / name)
+        assert [t for t, _ in ray] == [t for t, _ in local]  # same frame count and timestamps
+        for (_, one), (_, other) in zip(local, ray, strict=True):
+            error = np.mean((one.astype(float) - other.astype(float)) ** 2)
+            assert error == 0 or 10 * np.log10(255.0**2 / error) >= 45
+    assert clips.packets_of(tmp_path / "ray" / "film.mkv", "audio") == clips.packets_of(source, "audio")
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["film.mkv", "short.mp4"]  # no side files
+
+
+def test_a_worker_killed_in_a_segment_gives_the_same_video(cluster, fault_host, tmp_path):
+    from remaster.runs.ray import run_folder
+
+    clips = _video_support()
+    (tmp_path / "in").mkdir()
+    source = clips.make_clip(tmp_path / "in" / "film.mkv", pts=_TWELVE_SECONDS, gop=16)
+    marker = tmp_path / "crashed-once"
+    summary = run_folder(str(tmp_path / "in"), str(tmp_path / "out"), workers=2,
+                         stages=[f"fault.crash(marker={str(marker)!r})", "nearest(scale=2)"])
+    assert marker.exists()  # a worker did die, in a segment
+    assert (summary["ok"], summary["failed"]) == (1, 0)
+    assert [t for t, _ in clips.frames_of(tmp_path / "out" / "film.mkv")] == list(_TWELVE_SECONDS)
+    assert clips.packets_of(tmp_path / "out" / "film.mkv", "audio") == clips.packets_of(source, "audio")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["film.mkv"]

@@ -40,4 +40,5 @@ def ray_engine(args: argparse.Namespace) -> RayEngine:
 
     return RayEngine(pipeline_options(args), overwrite=args.overwrite, quality=args.quality, address=args.address,
                      workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                     gpus_per_worker=args.gpus_per_worker, cli_words=True)
+                     gpus_per_worker=args.gpus_per_worker, cli_words=True, video_codec=args.video_codec,
+                     crf=args.crf, encoder_preset=args.encoder_preset, resume=args.resume)

@@ -133,10 +133,7 @@ class LocalEngine:
             item.ok, item.error, item.exception = False, item_error(item.source, exc, cli=self.cli_words), exc
         else:
             item.ok = True
-            item.extras = {"stages": report.stages, "video": {
-                "frames": report.frames, "codec": report.codec, "pixel_format": report.pixel_format,
-                "colour": report.colour, "copied": report.copied, "converted": report.converted,
-                "dropped": report.dropped, "segments": report.segments, "resumed": report.resumed}}
+            item.extras = report.as_extras()
             if report.dropped:
                 log.warning("%s: %d stream(s) not copied: %s", item.target, len(report.dropped),
                             "; ".join(report.dropped))

@@ -62,3 +62,10 @@ class VideoReport:
     stages: list[dict[str, Any]] = field(default_factory=list)
     segments: int = 0
     resumed: int = 0
+
+    def as_extras(self) -> dict[str, Any]:
+        """What a folder run's item records of the video (``--json``, ``--report``): ``"stages"`` and ``"video"``."""
+        return {"stages": self.stages, "video": {
+            "frames": self.frames, "codec": self.codec, "pixel_format": self.pixel_format, "colour": self.colour,
+            "copied": self.copied, "converted": self.converted, "dropped": self.dropped, "segments": self.segments,
+            "resumed": self.resumed}}

@@ -75,6 +75,12 @@ class Worker:
         from remaster import io
 
         spec = self.spec
+        if item.task is not None:  # a segment of a video: its file, which the driver records and puts together
+            from remaster.video.job import SegmentRunner
+
+            with SegmentRunner(item.task.source) as runner:
+                part = runner.run(item.task, self.remasterer)
+            return {"segment": item.task.segment.index, "part": vars(part)}
         if not (storage.is_uri(item.source) or storage.is_uri(item.target)):
             _, result = self.remasterer.run_file(item.source, item.target, overwrite=spec.overwrite,
                                                  quality=spec.quality)

@@ -122,7 +122,8 @@ def default_workers(resources: dict[str, float], *, cpus_per_worker: float, gpus
 def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, cpus_per_worker: float = 1.0,
             gpus_per_worker: float = 0.0, max_attempts: int = 3, wait_for_workers: float = 300.0,
             report: str | None = None, on_item: Callable[[BatchItem], None] | None = None,
-            on_start: Callable[[dict[str, Any]], None] | None = None) -> bool:
+            on_start: Callable[[dict[str, Any]], None] | None = None, work: Sequence[WorkItem] | None = None,
+            on_row: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> bool:
     """Run the plan's items that are not skipped on a pool of workers; fills in each :class:`BatchItem`.
 
     Args:
@@ -137,6 +138,10 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
         report: Rewritten (atomically, at most once a second) while the run goes, so a killed driver leaves one.
         on_item: Called with each item when it is done or failed.
         on_start: Called once with what the first worker says about itself (device, pipeline with precisions).
+        work: The work items, where they are not one per item to do (a video's segments are one each).
+        on_row: Sees each row before it is recorded and returns the row to record for its item, or ``None`` when
+            the item is not done yet (a video with segments still running); every item index it returns a row
+            for is taken out of the queue.
 
     Returns:
         Whether the run was interrupted (Ctrl-C): submitting stopped, running items were abandoned and their
@@ -146,9 +151,10 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
         ClusterCapacityError: No worker of this size fits, or none started within ``wait_for_workers``.
         RemasterError: What stopped the pipeline from being built on a worker (missing weights, a bad stage).
     """
-    todo = collections.deque(WorkItem(index, str(item.source), str(item.target), existed=existed)
-                             for index, (item, existed) in enumerate(zip(plan.items, plan.existed))
-                             if not item.skipped)
+    if work is None:
+        work = [WorkItem(index, str(item.source), str(item.target), existed=existed)
+                for index, (item, existed) in enumerate(zip(plan.items, plan.existed)) if not item.skipped]
+    todo = collections.deque(work)
     if not todo:
         return False
     resources = check_capacity(ray, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
@@ -171,7 +177,13 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
             running[actor.process.remote(item)] = ("item", actor, item)
 
     def record(value: dict[str, Any]) -> None:
-        nonlocal last_report
+        nonlocal last_report, todo
+        if on_row is not None:
+            found = on_row(value)
+            if found is None:
+                return
+            value = found
+            todo = collections.deque(queued for queued in todo if queued.index != value["index"])
         item = plan.items[value["index"]]
         item.ok, item.error, item.seconds, item.extras = value["ok"], value["error"], value["seconds"], value["extras"]
         if on_item is not None:

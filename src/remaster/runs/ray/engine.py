@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from remaster.errors import UsageError
 from remaster.pipeline.options import PipelineOptions
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.runs.engine import Layout, RunObserver
 from remaster.runs.plan import BatchItem, summarize, write_report
 from remaster.runs.ray.driver import Plan, execute, make_spec, plan_run
-from remaster.video.formats import VIDEO_SUFFIXES
+from remaster.runs.ray.videos import RayVideos, is_video_item
+from remaster.video.encode import EncoderChoice
 
 __all__ = ["RayEngine", "run_folder"]
 
@@ -34,12 +34,16 @@ class RayEngine:
         max_attempts: Tries of an item whose worker died before it becomes an error row.
         wait_for_workers: Seconds to wait for a first worker before saying the cluster has no room.
         cli_words: Items' errors name options as the ``remaster`` command's flags.
+        video_codec, crf, encoder_preset: How videos among the items are encoded
+            (:func:`remaster.video.remaster_video`); their segments run on the workers.
+        resume: An unfinished video goes on from its first unfinished segment.
     """
 
     def __init__(self, options: PipelineOptions, *, overwrite: bool = False, quality: int | None = None,
                  address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1.0,
                  gpus_per_worker: float = 0.0, max_attempts: int = 3, wait_for_workers: float = 300.0,
-                 cli_words: bool = False) -> None:
+                 cli_words: bool = False, video_codec: str | None = None, crf: int | None = None,
+                 encoder_preset: str | None = None, resume: bool = False) -> None:
         self.options = options
         self.overwrite = overwrite
         self.quality = quality
@@ -50,6 +54,8 @@ class RayEngine:
         self.max_attempts = max_attempts
         self.wait_for_workers = wait_for_workers
         self.cli_words = cli_words
+        self.choice = EncoderChoice(video_codec, crf, encoder_preset)
+        self.resume = resume
         self._plan: Plan | None = None
         self._report: str | None = None
 
@@ -57,10 +63,7 @@ class RayEngine:
         """The items, as a local run names them (URIs too); see :meth:`Engine.plan`."""
         self._plan = plan_run(list(layout.inputs), layout.output, fmt=layout.fmt, name_template=layout.name_template,
                               suffix=layout.suffix, skip_existing=layout.skip_existing, report=layout.report)
-        videos = [item.source for item in self._plan.items if Path(str(item.source)).suffix.lower() in VIDEO_SUFFIXES]
-        if videos:
-            raise UsageError(f"videos run on this machine for now ({videos[0]}): --engine ray schedules images only",
-                             hint="run the videos without --engine ray")
+        RayVideos.refuse_uris(self._plan)
         self._report = layout.report
         return self._plan.items
 
@@ -74,17 +77,35 @@ class RayEngine:
         spec = make_spec(list(stages), self.options, overwrite=self.overwrite, quality=self.quality,
                          cpus_per_worker=self.cpus_per_worker, gpus_per_worker=self.gpus_per_worker,
                          cli_words=self.cli_words)
-        todo = sum(not item.skipped for item in items)
+        todo = [item for item in items if not item.skipped]
+        videos = sum(is_video_item(item) for item in todo)
+        count = " and ".join(part for part in (f"{len(todo) - videos} image(s)" if len(todo) > videos else "",
+                                                f"{videos} video(s)" if videos else "") if part) or "0 image(s)"
 
         def started(worker: dict[str, Any]) -> None:
-            observer.ready(f"{worker['describe']} on {worker['device']} in each Ray worker, {todo} image(s) to do",
-                           None)
+            observer.ready(f"{worker['describe']} on {worker['device']} in each Ray worker, {count} to do", None)
 
+        from remaster.pipeline.remasterer import Remasterer
+
+        segments = RayVideos(plan, Remasterer(list(stages), spec.options).describe() if videos else "", self.choice,
+                             overwrite=self.overwrite, resume=self.resume, cli_words=self.cli_words,
+                             observer=observer)
+        work, settled = segments.work()
+        for value in settled:
+            _record(items[value["index"]], value, observer)
+        if not work:
+            return False
         with connected(self.address) as ray:
             return execute(plan, spec, ray, workers=self.workers, cpus_per_worker=self.cpus_per_worker,
                            gpus_per_worker=self.gpus_per_worker, max_attempts=self.max_attempts,
                            wait_for_workers=self.wait_for_workers, report=self._report, on_item=observer.finished,
-                           on_start=started)
+                           on_start=started, work=work, on_row=segments.on_row)
+
+
+def _record(item: BatchItem, value: dict[str, Any], observer: RunObserver) -> None:
+    """A row settled before the workers start (a video that could not begin, or was finished by an earlier run)."""
+    item.ok, item.error, item.seconds, item.extras = value["ok"], value["error"], value["seconds"], value["extras"]
+    observer.finished(item)
 
 
 def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequence[StageCall | str],
@@ -92,7 +113,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
                gpus_per_worker: float = 0.0, cpus_per_worker: float = 1.0, overwrite: bool = False,
                skip_existing: bool = False, quality: int | None = None, fmt: str | None = None,
                name_template: str | None = None, suffix: str = "", report: str | None = None, max_attempts: int = 3,
-               wait_for_workers: float = 300.0) -> dict[str, Any]:
+               wait_for_workers: float = 300.0, video_codec: str | None = None, crf: int | None = None,
+               encoder_preset: str | None = None) -> dict[str, Any]:
     """Run a pipeline over files, folders or object-storage URIs on a Ray cluster: :class:`RayEngine` for Python.
 
     Plans exactly as a local folder run (:mod:`remaster.runs.plan`), runs the items on Ray actors that each build the
@@ -106,6 +128,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
         address, workers, gpus_per_worker, cpus_per_worker, max_attempts, wait_for_workers: As :class:`RayEngine`.
         overwrite, skip_existing, quality, fmt, name_template, suffix: As the CLI options of the same names.
         report: A JSON report file, rewritten atomically while the run goes and at its end.
+        video_codec, crf, encoder_preset: How videos are encoded; each video's segments run on the workers, and
+            ``skip_existing`` also takes up an unfinished video from its first unfinished segment.
 
     Returns:
         ``{"ok", "skipped", "failed", "not_done", "interrupted", "items": [...]}``,
@@ -118,7 +142,8 @@ def run_folder(inputs: str | Sequence[str], output: str, *, stages: str | Sequen
     """
     engine = RayEngine(options or PipelineOptions(), overwrite=overwrite, quality=quality, address=address,
                        workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                       max_attempts=max_attempts, wait_for_workers=wait_for_workers)
+                       max_attempts=max_attempts, wait_for_workers=wait_for_workers, video_codec=video_codec,
+                       crf=crf, encoder_preset=encoder_preset, resume=skip_existing)
     items = engine.plan(Layout((inputs,) if isinstance(inputs, str) else tuple(inputs), output, fmt=fmt,
                                name_template=name_template, suffix=suffix, skip_existing=skip_existing,
                                report=report))

@@ -15,6 +15,7 @@ from remaster.plugin.syntax import StageCall
 
 if TYPE_CHECKING:
     from remaster.pipeline.remasterer import Remasterer
+    from remaster.video.job import SegmentTask
 
 __all__ = ["RunSpec", "WorkItem", "driver_environment"]
 
@@ -68,6 +69,8 @@ class WorkItem:
         attempt: 1 for the first try; more when a worker died while running it.
         existed: The target was there before the run started: on a retry, only a target that was not there
             before may count as this run's complete output.
+        task: For a segment of a video: what to run (``target`` is then the segment's file, and ``existed`` is
+            set, so that a retried segment is run again rather than taken as complete).
     """
 
     index: int
@@ -75,3 +78,4 @@ class WorkItem:
     target: str
     attempt: int = 1
     existed: bool = False
+    task: SegmentTask | None = None
