@@ -53,25 +53,26 @@ def _subtitle_file(folder: Path, kind: str) -> Path:
 def make_clip(path: Path, *, width: int = 64, height: int = 48, pts: tuple[int, ...] = VFR_PTS, deep: bool = False,
               audio: bool = True, colour: tuple[int, int] | None = (1, 1), patches: bool = False,
               rich: bool = False, subtitles: str | None = None, hdr10: bool = False,
-              gop: int | None = None) -> Path:
+              gop: int | None = None, opus: bool = False) -> Path:
     """A clip: H.264 (or 10-bit H.265 with ``deep``) frames at ``pts`` ms, AAC audio, tagged with ``colour``
     (AVColorSpace, AVColorRange; ``None`` leaves it untagged). ``patches``: four flat colour patches. ``rich``
     (Matroska): a font attachment, chapters, a title and the video stream's language. ``subtitles`` (Matroska):
     ``"srt"`` or ``"ass"``, a subtitle stream with :data:`CUES`, language ``eng`` and title ``English``. ``hdr10``
     (with ``deep``): BT.2020, PQ, and :data:`HDR10_DISPLAY` and :data:`HDR10_LIGHT` in the HEVC stream. ``gop``: a
-    keyframe at least every ``gop`` frames (H.265's GOPs are open: frames after a keyframe may show before it)."""
+    keyframe at least every ``gop`` frames (H.265's GOPs are open: frames after a keyframe may show before it).
+    ``opus``: the audio in Opus rather than AAC (Matroska)."""
     import tempfile
 
     import av
 
     with tempfile.TemporaryDirectory() as folder:
         if subtitles is None:
-            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, None, hdr10, gop)
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, None, hdr10, gop, opus)
         with av.open(str(_subtitle_file(Path(folder), subtitles)), format=subtitles) as cues:
-            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10, gop)
+            return _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10, gop, opus)
 
 
-def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10, gop) -> Path:  # noqa: ANN001
+def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich, cues, hdr10, gop, opus) -> Path:  # noqa: ANN001
     rng = np.random.default_rng(len(pts))
     with av.open(str(path), "w") as out:
         if rich:
@@ -95,7 +96,7 @@ def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich,
             video.codec_context.colorspace, video.codec_context.color_range = colour
         if hdr10:  # BT.2020 primaries, SMPTE ST 2084 (PQ)
             video.codec_context.color_primaries, video.codec_context.color_trc = 9, 16
-        sound = out.add_stream("aac", rate=48000) if audio else None
+        sound = out.add_stream("libopus" if opus else "aac", rate=48000) if audio else None
         if cues is not None:
             text = out.add_stream_from_template(cues.streams[0])
             text.metadata.update({"language": "eng", "title": "English"})
@@ -117,10 +118,11 @@ def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich,
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if sound is not None:
+            size = 960 if opus else 1024  # samples per frame each encoder takes
             for index in range(24):
-                samples = (np.sin(np.arange(1024) * (index + 1) / 50) * 0.3).astype(np.float32)[None]
-                block = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-                block.sample_rate, block.pts, block.time_base = 48000, index * 1024, Fraction(1, 48000)
+                samples = (np.sin(np.arange(size) * (index + 1) / 50) * 0.3).astype(np.float32)[None]
+                block = av.AudioFrame.from_ndarray(samples, format="flt" if opus else "fltp", layout="mono")
+                block.sample_rate, block.pts, block.time_base = 48000, index * size, Fraction(1, 48000)
                 out.mux(sound.encode(block))
             out.mux(sound.encode(None))
         if cues is not None:
