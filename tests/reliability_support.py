@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +104,16 @@ def stage_input(tmp_path: Path, *names: str) -> Path:
 
 def upscaled(array: np.ndarray, factor: int = 2) -> np.ndarray:
     return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
+
+
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``folder`` for the test (needs root); the test is skipped, with the reason, if refused."""
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs ({options}): {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

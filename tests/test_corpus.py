@@ -12,9 +12,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -30,6 +27,7 @@ from reliability_support import (
     CORPUS,
     HERE,
     check_invariants,
+    mounted_tmpfs,
     run_cli,
     snapshot,
     stage_input,
@@ -223,19 +221,6 @@ def test_output_path_equal_to_input_path(tmp_path, capsys):
     code, errors = run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", folder)
     assert code == 1 and "would overwrite the input" in errors[0]
     check_invariants("bad input", "output folder equal to input folder", inputs, folder)
-
-
-@contextmanager
-def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted on ``folder`` for the test (needs root); the test is skipped, with the reason, if refused."""
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs ({options}): {done.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture

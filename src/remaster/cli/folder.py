@@ -23,6 +23,7 @@ from remaster.cli.parser import pipeline_options
 from remaster.plugin.syntax import StageCall
 from remaster.runs.engine import Engine, Layout
 from remaster.runs.plan import BatchItem, json_value, summarize, write_report
+from remaster.video.formats import is_video_name
 
 if TYPE_CHECKING:
     from remaster.plugin.host import PluginHost
@@ -135,7 +136,9 @@ def _finish(args: argparse.Namespace, items: list[BatchItem], interrupted: bool)
         print(json.dumps(summary, indent=2, default=json_value))
     elif not args.quiet:
         done = summary["ok"]
-        print(f"{done} of {len(items)} image(s) written to {args.output}" + (
+        videos = sum(is_video_name(item.source) for item in items)
+        noun = "image(s)" if not videos else "video(s)" if videos == len(items) else "file(s)"
+        print(f"{done} of {len(items)} {noun} written to {args.output}" + (
             f", {summary['skipped']} skipped (already there)" if summary["skipped"] else "") + (
             f", {summary['failed']} failed" if summary["failed"] else ""), file=sys.stderr)
     if interrupted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,10 @@ def assemble(av: Any, container: Any, video: Any, parts: list[Path], sink: Any, 
     """Write the output into ``sink``: the segments' video from the files ``parts`` (in order), the other streams
     of ``container`` (the open source; ``video`` is its video stream) copied. What the output container cannot
     hold is recorded in ``report.dropped``, with why."""
-    inputs = [av.open(str(part)) for part in parts]
-    out = av.open(sink, "w", format=container_name)
-    try:
+    with ExitStack() as opened:  # every file closed, even when closing the output fails (a full disk)
+        inputs = [opened.enter_context(av.open(str(part))) for part in parts]
+        out = av.open(sink, "w", format=container_name)
+        opened.callback(out.close)
         template = inputs[0].streams.video[0]
         stream = out.add_stream_from_template(template)
         stream.time_base = time_base_for(report.target.suffix.lower(), video.time_base)
@@ -37,10 +39,6 @@ def assemble(av: Any, container: Any, video: Any, parts: list[Path], sink: Any, 
                             key=lambda item: item[0])
         for _, packet in timed:
             out.mux(packet)
-    finally:
-        out.close()
-        for opened in inputs:
-            opened.close()
 
 
 def _segment_packets(inputs: list[Any], stream: Any) -> Iterator[tuple[float, Any]]:

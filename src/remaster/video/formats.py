@@ -82,4 +82,6 @@ def open_input(av: ModuleType, source: Path) -> object:
     try:
         return av.open(str(source))
     except Exception as exc:
-        raise InputError(f"cannot open the video: {exc}", path=source, hint="check the file; re-export it") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(f"cannot open the video: {reason.lower()}", path=source,
+                         hint="the file is damaged or not a video remaster can decode; re-export it") from None

@@ -4,6 +4,7 @@ this process (:func:`~remaster.video.transcode.remaster_video`) or on Ray worker
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +124,9 @@ class VideoJob:
                 plan = plan_segments(container, video_stream(container, source), seconds=segment_seconds)
         except Exception as exc:
             raise video_error(exc, av, source, target) from exc
+        if plan.missing:
+            raise InputError(f"is truncated: its header says {plan.missing:.1f} s more than its packets hold",
+                             path=source, hint="the copy is incomplete: copy, download or export it again")
         # what decides the output (tiling and device change it only within the tiler's guarantees)
         job = {"pipeline": pipeline, "container": container_name, "codec": choice.codec, "crf": choice.crf,
                "preset": choice.preset}
@@ -196,8 +200,16 @@ def video_error(exc: BaseException, av: Any, source: Path, target: Path) -> Base
     system's as an output error; anything else (an interruption) unchanged."""
     if isinstance(exc, RemasterError):
         return exc
-    if isinstance(exc, av.FFmpegError) or isinstance(exc, ValueError):
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, av.FFmpegError) and isinstance(cause, OSError):
+        exc = cause  # writing through PyAV's callback failed: the system's error, not FFmpeg's
+    if isinstance(exc, av.FFmpegError):  # FFmpeg's reason, without its error number and the file name again
+        return InputError(f"cannot remaster the video: {(exc.strerror or str(exc)).lower()}", path=source,
+                          hint="the file is damaged or not a video remaster can decode; re-export it")
+    if isinstance(exc, ValueError):
         return InputError(f"cannot remaster the video: {exc}", path=source)
     if isinstance(exc, OSError):
-        return OutputError(f"could not write the video: {exc.strerror or exc}", path=target)
+        hint = ("free some space and run the same command again; with {opt:resume}, the segments that were "
+                "finished are not done again" if exc.errno == errno.ENOSPC else None)
+        return OutputError(f"could not write the video: {(exc.strerror or str(exc)).lower()}", path=target, hint=hint)
     return exc

@@ -45,12 +45,15 @@ class SegmentPlan:
         frames: The video's frames (its packets with a timestamp, counted: exact where the container has no count).
         time_base: The time base of the segments' bounds.
         duration: The video's length in seconds (``None`` where unknown).
+        missing: Seconds of the file its header declares but its packets do not reach (a truncated file: the
+            check is made where the header's length is written by the muxer, Matroska and MP4/MOV); 0 otherwise.
     """
 
     segments: tuple[Segment, ...]
     frames: int
     time_base: Fraction
     duration: float | None
+    missing: float = 0.0
 
     def as_json(self) -> list[list[int | None]]:
         """The segments as ``[start, end, frames]`` (what a manifest records)."""
@@ -61,14 +64,20 @@ def plan_segments(container: Any, video: Any, *, seconds: float) -> SegmentPlan:
     """Cut ``video`` (a stream of the open ``container``, which is read to its end) at keyframes at least
     ``seconds`` apart (0: at every keyframe); a tail shorter than half of that joins the segment before it.
 
-    The packets are read, not decoded. A stream whose packets lack timestamps is one segment.
+    The packets are read, not decoded (those of every stream: where they end is checked against the header's
+    length). A stream whose packets lack timestamps is one segment.
     """
     stamps: list[int] = []
     keys: list[int] = []
     timed = True
-    for packet in container.demux(video):
+    reached = 0.0
+    for packet in container.demux():
         if packet.size == 0:
             continue  # the demuxer's flush packet
+        if packet.pts is not None and packet.time_base:
+            reached = max(reached, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        if packet.stream is not video:
+            continue
         if packet.pts is None:
             timed = False
             stamps.append(0)
@@ -78,8 +87,9 @@ def plan_segments(container: Any, video: Any, *, seconds: float) -> SegmentPlan:
             keys.append(packet.pts)
     time_base = Fraction(video.time_base) if video.time_base else Fraction(1, 1)
     duration = _duration(video, container, stamps if timed else [], time_base)
+    missing = _missing(container, stamps, time_base, reached) if timed else 0.0
     if not timed or not keys:
-        return SegmentPlan((Segment(0, None, None, len(stamps)),), len(stamps), time_base, duration)
+        return SegmentPlan((Segment(0, None, None, len(stamps)),), len(stamps), time_base, duration, missing)
     span = seconds / time_base if seconds > 0 else 0
     last = max(stamps)
     starts: list[int] = []
@@ -97,7 +107,22 @@ def plan_segments(container: Any, video: Any, *, seconds: float) -> SegmentPlan:
         low, high = bounds[index], bounds[index + 1]
         count = sum(1 for stamp in stamps if (low is None or stamp >= low) and (high is None or stamp < high))
         segments.append(Segment(index, low, high, count))
-    return SegmentPlan(tuple(segments), len(stamps), time_base, duration)
+    return SegmentPlan(tuple(segments), len(stamps), time_base, duration, missing)
+
+
+def _missing(container: Any, stamps: list[int], time_base: Fraction, reached: float) -> float:
+    """Seconds between where the packets end and the length the header declares, beyond half a second or three
+    frame gaps (whichever is more); 0 where the format's length is not the muxer's own record of it."""
+    name = container.format.name if container.format else ""
+    if not container.duration or not ("matroska" in name or "mov" in name):
+        return 0.0
+    start = float(container.start_time or 0) / 1_000_000
+    declared = start + float(container.duration) / 1_000_000
+    ordered = sorted(stamps)
+    gaps = sorted(b - a for a, b in zip(ordered, ordered[1:]))
+    gap = float(gaps[len(gaps) // 2] * time_base) if gaps else 0.0
+    short = declared - reached
+    return short if short > max(0.5, 3 * gap) else 0.0
 
 
 def _duration(video: Any, container: Any, stamps: list[int], time_base: Fraction) -> float | None:
