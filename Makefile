@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp
+.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp ffmpeg-env
 
 install: $(STAMP)
 
@@ -79,6 +79,15 @@ krita-env:
 
 gimp-env:
 	@scripts/gimp3-chroot.sh $(GIMP_CHROOT) || echo "gimp-env: no GIMP 3 chroot (see $(GIMP_CHROOT).failed)"
+
+# The ffmpeg and ffprobe binaries, for benchmarks/video_throughput.py (Real-ESRGAN's video script pipes frames through
+# them) and its test, which skips without them. remaster itself needs no binary: PyAV bundles FFmpeg. Never fails.
+ffmpeg-env:
+	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      ffmpeg; } >/dev/null || echo "ffmpeg-env: apt-get could not install ffmpeg"; \
+	else echo "ffmpeg-env: ffmpeg is missing; run: sudo apt-get install ffmpeg"; fi
 
 test-krita: $(STAMP) krita-env
 	$(BIN)/python -m pytest tests/editors/test_krita.py $(PYTEST_ARGS)
