@@ -70,3 +70,19 @@ def _colour_accurate(frames_in: list, frames_out: list) -> None:
             inside_in = one[4:-4, k * 16 + 4:(k + 1) * 16 - 4].reshape(-1, 3).mean(axis=0)
             inside_out = other[8:-8, k * 32 + 8:(k + 1) * 32 - 8].reshape(-1, 3).mean(axis=0)
             assert np.abs(inside_out - inside_in).max() <= 1.0, (k, inside_in, inside_out)
+
+
+def test_an_untagged_sd_source_made_hd_keeps_its_colours(tmp_path):
+    """SD → HD: an untagged 48-line source is read as players read SD (BT.601), and the 768-line output is tagged
+    BT.601, so a player that follows the tags (not the HD default, BT.709) shows the source's colours."""
+    import av
+
+    source = make_clip(tmp_path / "sd.mkv", pts=(0, 40), audio=False, patches=True, colour=None)
+    remaster_video(source, tmp_path / "hd.mkv", Remasterer("nearest(scale=16)", device="cpu"))
+    with av.open(str(tmp_path / "hd.mkv")) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.height, int(context.colorspace), int(context.color_range)) == (768, 6, 1)  # BT.601, limited
+    for _, frame in frames_of(tmp_path / "hd.mkv"):  # read with the output's own tags
+        for k, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (128, 128, 128)]):
+            inside = frame[64:-64, k * 256 + 64:(k + 1) * 256 - 64].reshape(-1, 3).mean(axis=0)
+            assert np.abs(inside - np.array(colour)).max() <= 1.5, (k, inside)
