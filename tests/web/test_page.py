@@ -223,6 +223,55 @@ def test_cancel_one_and_cancel_all(browser, server, images):
     clear(browser)
 
 
+# ---------------------------------------------------------------- quality of the page
+
+
+def test_fifty_queued_images_keep_the_page_responsive(browser, server, images, tmp_path):
+    data = (images / "big0.png").read_bytes()
+    many = []
+    for n in range(50):
+        many.append(tmp_path / f"holiday{n:02}.png")
+        many[-1].write_bytes(data)
+    browser.execute_script("window.__long = []; new PerformanceObserver(list => list.getEntries().forEach("
+                           "e => __long.push(e.duration))).observe({type: 'longtask', buffered: false})")
+    add(browser, *many)
+    wait_for(lambda: browser.execute_script(
+        "return [...document.querySelectorAll('#items .thumb')].filter(t => t.naturalWidth === 160).length") == 50,
+        "fifty thumbnails")
+    longest = max(browser.execute_script("return window.__long") or [0])
+    assert longest < 250, f"the page stalled for {longest:.0f} ms"
+    assert browser.find_element("id", "start").text == "Remaster 50 images"
+    clear_waiting = "document.querySelectorAll('#items li .remove').forEach(b => b.click())"
+    browser.execute_script(clear_waiting)
+    wait_for(lambda: not browser.find_elements("css selector", "#items li"), "the list to empty")
+
+
+def test_every_control_has_a_name_and_the_page_fits_a_phone(browser, server):
+    unnamed = browser.execute_script(
+        "return [...document.querySelectorAll('#app button, #app input, #app select, #app a')].filter(e =>"
+        " !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id"
+        " || e.outerHTML)")
+    assert unnamed == []
+    try:
+        browser.set_window_size(390, 844)
+        width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"the page is {width[0]} px wide in a {width[1]} px window"
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+def test_the_keyboard_reaches_the_file_picker_and_the_choices(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+    reached = []
+    for _ in range(12):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        reached.append(browser.switch_to.active_element.get_attribute("id"))
+    assert {"model", "scale", "files"} <= set(reached), reached
+
+
 # ---------------------------------------------------------------- the cookie stays with the page
 
 
