@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp ffmpeg-env
+.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp ffmpeg-env browser-env test-web
 
 install: $(STAMP)
 
@@ -88,6 +88,20 @@ ffmpeg-env:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	      ffmpeg; } >/dev/null || echo "ffmpeg-env: apt-get could not install ffmpeg"; \
 	else echo "ffmpeg-env: ffmpeg is missing; run: sudo apt-get install ffmpeg"; fi
+
+# Debian's chromium and its driver, for the web page's tests (tests/web, docs/web.md), which skip without them. The
+# tests give selenium the driver's path, so Selenium Manager never tries to download one. Never fails.
+BROWSER_PACKAGES := chromium chromium-driver
+
+browser-env:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      $(BROWSER_PACKAGES); } >/dev/null || echo "browser-env: apt-get could not install $(BROWSER_PACKAGES)"; \
+	else echo "browser-env: chromium is missing; run: sudo apt-get install $(BROWSER_PACKAGES)"; fi
+
+test-web: $(STAMP) browser-env
+	$(BIN)/python -m pytest tests/web tests/test_server_web.py $(PYTEST_ARGS)
 
 test-krita: $(STAMP) krita-env
 	$(BIN)/python -m pytest tests/editors/test_krita.py $(PYTEST_ARGS)

@@ -26,6 +26,8 @@ def serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--allow-files", action="append", default=[], metavar="FOLDER",
                        help="a folder whose files clients may name (model files as stages, file parameters); "
                             "repeatable; by default the server opens no file a client names")
+    serve.add_argument("--open", action="store_true",
+                       help="open the web page in the default browser (docs/web.md)")
     serve.add_argument("--server-file", metavar="PATH",
                        help="where to write the address and token (mode 0600; default: see docs/editors.md)")
 
@@ -36,7 +38,8 @@ def serve(args: argparse.Namespace, host: PluginHost) -> int:
     from remaster.server.app import serve as run_server
     from remaster.server.guard import is_loopback
 
-    config = ServerConfig(host=args.host, port=args.port, allow_files=tuple(Path(f) for f in args.allow_files))
+    config = ServerConfig(host=args.host, port=args.port, allow_files=tuple(Path(f) for f in args.allow_files),
+                          open_browser=args.open)
     limits = {}
     for option in ("max_pixels", "max_output_pixels", "max_request_bytes", "max_queue"):
         value = getattr(args, option)
@@ -53,10 +56,12 @@ def serve(args: argparse.Namespace, host: PluginHost) -> int:
         print(f"remaster: warning: listening on {args.host}, which other machines may reach; "
               "anyone with the token can run jobs", file=sys.stderr)
 
-    def announce(url: str) -> None:
+    def announce(url: str, login: str) -> None:
         print(f"READY {url}", flush=True)
         if not args.quiet:
             print(f"remaster: serving on {url}; token in {config.server_file} (mode 0600); Ctrl-C stops",
                   file=sys.stderr, flush=True)
+        # The page's address carries the server file's token: whoever can read this terminal can use the server.
+        print(f"remaster: the web page: {login}", file=sys.stderr, flush=True)
 
     return run_server(config, announce=announce, host=host)

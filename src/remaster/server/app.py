@@ -50,10 +50,10 @@ from remaster.server.client import server_file
 from remaster.server.files import refuse_client_files
 from remaster.server.guard import LOOPBACK_NAMES, Guard
 from remaster.server.http import (
-    IMAGE_TYPES,
     OPTIONS_HEADER,
     RESULT_TYPES,
     HTTPError,
+    claims_an_image,
     json_response,
     parse_options,
     read_body,
@@ -61,6 +61,7 @@ from remaster.server.http import (
 )
 from remaster.server.jobs import DEFAULT_MAX_QUEUE, Job, JobQueue
 from remaster.server.presets import available_presets
+from remaster.server.web import PUBLIC_PATHS, cookie_name, login_url, page_routes, remove_open_file, write_open_file
 
 __all__ = ["ServerConfig", "build_app", "serve", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_REQUEST_BYTES"]
 
@@ -88,6 +89,8 @@ class ServerConfig:
         max_request_bytes: Largest request body.
         max_queue: Jobs that may wait; more get 503.
         server_file: Where the address and token are written (mode 0600).
+        open_browser: Open the web page in the default browser once the server is ready
+            (:func:`remaster.server.web.write_open_file`).
     """
 
     host: str = "127.0.0.1"
@@ -97,11 +100,16 @@ class ServerConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_queue: int = DEFAULT_MAX_QUEUE
     server_file: Path = field(default_factory=server_file)
+    open_browser: bool = False
 
 
 def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set[str],
-              host: PluginHost | None = None) -> Any:
-    """The Starlette app, wrapped in :class:`Guard`; ``host`` gives its stages (default: the process-wide one)."""
+              host: PluginHost | None = None, session: tuple[str, str] | None = None) -> Any:
+    """The Starlette app, wrapped in :class:`Guard`; ``host`` gives its stages (default: the process-wide one).
+
+    Args:
+        session: The web page's session cookie, ``(name, value)``; without it the app serves no page.
+    """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -154,16 +162,18 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
         # plan() counts colour channels; alpha goes through every stage and is in the result too (RGBA: 4).
         output = (height, width, colour + header.has_alpha)
         return Job(secrets.token_hex(16), pipeline, result_format, tile, remasterer, data, output,
-                   stages=remasterer.stage_plan(header.bit_depth), max_pixels=max_pixels)
+                   stages=remasterer.stage_plan(header.bit_depth), max_pixels=max_pixels,
+                   input=(header.height, header.width))
 
     async def submit(request: Request) -> Response:
         if queue.full:  # refuse before reading a large body
             raise HTTPError(503, f"the queue is full ({config.max_queue} jobs waiting)", kind="QueueFull",
                             hint="try again in a little while", headers={"Retry-After": str(queue.retry_after())})
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in IMAGE_TYPES:
-            raise HTTPError(415, f"the body must be a PNG or TIFF image, not {content_type or 'untyped'!r}",
-                            hint="send Content-Type: image/png or image/tiff")
+        if not claims_an_image(content_type):
+            raise HTTPError(415, f"the body must be an image, not {content_type or 'untyped'!r}",
+                            hint="send the image's bytes with Content-Type: image/... (PNG, JPEG, WebP, TIFF, BMP, "
+                                 "GIF: the format is read from the bytes) or application/octet-stream")
         pipeline, result_format, tile = parse_options(request.headers.get(OPTIONS_HEADER))
         with queue.reserve():  # a slot is held while the body is read: bodies in memory are bounded by the queue
             data = await read_body(request, config.max_request_bytes)
@@ -210,11 +220,13 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
             Route(job_path, job_status, methods=["GET"]),
             Route(job_path, job_cancel, methods=["DELETE"]),
             Route(job_path + "/result", job_result, methods=["GET"]),
+            *(page_routes(token=token, session=session) if session is not None else []),
         ],
         exception_handlers={HTTPError: http_error, HTTPException: starlette_error, Exception: internal_error},
     )
     hostnames = set(LOOPBACK_NAMES) | {config.host.strip("[]").lower()}
-    return Guard(app, token=token, hostnames=hostnames, origins=origins)
+    return Guard(app, token=token, hostnames=hostnames, origins=origins, session=session,
+                 public=PUBLIC_PATHS if session is not None else frozenset())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -257,9 +269,10 @@ def _remove_server_file(path: Path, token: str) -> None:
             path.unlink()
 
 
-def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None,
+def serve(config: ServerConfig, *, announce: Callable[[str, str], None] | None = None,
           host: PluginHost | None = None) -> int:
-    """Run the server until interrupted; ``announce(url)`` is called once it accepts requests.
+    """Run the server until interrupted; ``announce(url, login)`` is called once it accepts requests, with the
+    web page's log-in address (``URL/?token=TOKEN``, the server file's token).
 
     Args:
         host: The plugin host whose stages and presets it serves (default: the process-wide one).
@@ -273,15 +286,20 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
     names = {url_host, "127.0.0.1", "localhost", "[::1]"}
     origins = {f"http://{name}:{port}" for name in names}
     token = secrets.token_urlsafe(32)
+    session = (cookie_name(port), secrets.token_urlsafe(32))  # the page's cookie: a second secret, not the token
     queue = JobQueue(config.max_queue)
-    app = build_app(config, queue, token=token, origins=origins, host=host)
+    app = build_app(config, queue, token=token, origins=origins, host=host, session=session)
     _write_server_file(config.server_file, {"url": url, "token": token, "pid": os.getpid(), "version": __version__})
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
-            if self.started and announce is not None:
-                announce(url)
+            if not self.started:
+                return
+            if announce is not None:
+                announce(url, login_url(url, token))
+            if config.open_browser:
+                _open_browser(config.server_file, port, login_url(url, token))
 
     uvicorn_config = uvicorn.Config(app, http="h11", lifespan="off", log_level="warning", access_log=False,
                                     server_header=False, timeout_graceful_shutdown=5)
@@ -297,10 +315,26 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
     finally:
         queue.stop()
         _remove_server_file(config.server_file, token)
+        remove_open_file(config.server_file, port)
         sock.close()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _open_browser(server_file: Path, port: int, login: str) -> None:
+    """Open the page in the default browser (``$BROWSER`` if set), through a file that holds the log-in address."""
+    import webbrowser
+
+    def run() -> None:
+        try:
+            path = write_open_file(server_file, port, login)
+            if not webbrowser.open(path.as_uri()):
+                log.warning("no web browser could be started; open the address above by hand")
+        except Exception as exc:  # a missing browser must not stop the server
+            log.warning("could not open a web browser (%s); open the address above by hand", exc)
+
+    threading.Thread(target=run, name="remaster-open-browser", daemon=True).start()
 
 
 class _Stopped(Exception):

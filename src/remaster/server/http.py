@@ -20,12 +20,19 @@ from remaster.errors import (
 )
 
 __all__ = ["HTTPError", "status_for", "json_response", "parse_options", "read_body", "IMAGE_TYPES", "RESULT_TYPES",
-           "OPTIONS_HEADER"]
+           "OPTIONS_HEADER", "claims_an_image"]
 
-#: What a request body may be (the bytes themselves are sniffed; the type only has to claim an image).
-IMAGE_TYPES = {"image/png", "image/tiff", "application/octet-stream"}
+#: What a request body may be besides ``image/*`` (the bytes themselves are sniffed: any format :mod:`remaster.io`
+#: decodes is taken whatever the type claims; the type only has to claim an image, or bytes).
+IMAGE_TYPES = {"application/octet-stream"}
 RESULT_TYPES = {"png": "image/png", "tiff": "image/tiff"}
 OPTIONS_HEADER = "x-remaster-options"
+
+
+def claims_an_image(content_type: str) -> bool:
+    """Whether a request's ``Content-Type`` claims an image (``image/*``) or plain bytes."""
+    media = content_type.split(";")[0].strip().lower()
+    return media in IMAGE_TYPES or (media.startswith("image/") and len(media) > len("image/"))
 
 
 class HTTPError(Exception):

@@ -55,12 +55,19 @@ class Job:
     stages: list[dict[str, str]] = field(default_factory=list)
     #: The largest input decoded (the server's limit).
     max_pixels: int | None = None
+    #: The input's (height, width), from its header.
+    input: tuple[int, int] | None = None
+    #: When the worker took the job up (``finished - started`` is what it ran for).
+    started: float | None = None
 
     def status(self) -> dict[str, Any]:
         height, width, channels = self.output
+        source = None if self.input is None else {"width": self.input[1], "height": self.input[0]}
         return {"id": self.id, "state": self.state, "progress": round(self.progress, 4), "pipeline": self.pipeline,
-                "format": self.result_format, "output": {"width": width, "height": height, "channels": channels},
-                "stages": self.stages, "error": self.error, "created": self.created, "finished": self.finished}
+                "format": self.result_format, "input": source,
+                "output": {"width": width, "height": height, "channels": channels},
+                "stages": self.stages, "error": self.error, "created": self.created, "started": self.started,
+                "finished": self.finished}
 
 
 class JobQueue:
@@ -176,7 +183,7 @@ class JobQueue:
                 if self._stopping:
                     return
                 job = self._waiting.popleft()
-                job.state = "running"
+                job.state, job.started = "running", time.time()
             self._run(job)
 
     def _remasterer_for(self, job: Job, keep: int = 2) -> Remasterer:
