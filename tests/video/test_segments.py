@@ -153,3 +153,15 @@ def test_a_two_frame_hevc_video_comes_through(tmp_path, nearest2):
     for attempt in range(6):
         report = remaster_video(source, tmp_path / f"out{attempt}.mkv", nearest2)
         assert report.frames == 2 and [t for t, _ in frames_of(tmp_path / f"out{attempt}.mkv")] == [0, 40]
+
+
+def test_a_folder_run_never_takes_an_unfinished_runs_segments_as_inputs(tmp_path, capsys):
+    folder = tmp_path / "films"
+    folder.mkdir()
+    source = make_clip(folder / "long.mkv", pts=LONG_PTS, gop=8)
+    parts = folder / ".long_x4.mkv.parts"  # an interrupted run that wrote beside its input
+    parts.mkdir()
+    (parts / "part-00000.mkv").write_bytes(source.read_bytes())
+    code, errors = run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", tmp_path / "out", "--suffix", "_x2")
+    assert code == 0 and errors == []
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["long_x2.mkv"]

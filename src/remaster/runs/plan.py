@@ -16,6 +16,7 @@ from typing import Any
 
 from remaster.errors import OutputError, UsageError
 from remaster.video.formats import CONTAINERS, VIDEO_SUFFIXES, is_video_name
+from remaster.video.manifest import is_parts_folder
 
 #: Extensions picked up when a folder is given as input.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
@@ -62,9 +63,11 @@ def collect_inputs(inputs: Sequence[str], *, output: Path | None = None) -> list
     """
     own = _resolved(output) if output is not None else None
 
-    def wanted(file: Path, skip: Path | None) -> bool:
+    def wanted(file: Path, root: Path, skip: Path | None) -> bool:
         if not (file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES):
             return False
+        if any(is_parts_folder(name) for name in file.relative_to(root).parts[:-1]):
+            return False  # an unfinished video run's segments, not inputs
         return skip is None or not _resolved(file).is_relative_to(skip)
 
     found: list[tuple[Path, Path]] = []
@@ -72,7 +75,7 @@ def collect_inputs(inputs: Sequence[str], *, output: Path | None = None) -> list
         path = Path(raw)
         if path.is_dir():
             skip = own if own is not None and own != _resolved(path) else None
-            files = sorted(p for p in path.rglob("*") if wanted(p, skip))
+            files = sorted(p for p in path.rglob("*") if wanted(p, path, skip))
             if not files:
                 raise UsageError(f"no images in folder {path}",
                                  hint=f"supported: {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))}")
