@@ -15,8 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from remaster.errors import OutputError, UsageError
-from remaster.video.formats import CONTAINERS, VIDEO_SUFFIXES, is_video_name
-from remaster.video.manifest import is_parts_folder
+from remaster.video.formats import CONTAINERS, VIDEO_SUFFIXES, is_parts_folder, is_video_name
 
 #: Extensions picked up when a folder is given as input.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}

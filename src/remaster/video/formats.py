@@ -8,7 +8,8 @@ from types import ModuleType
 
 from remaster.errors import InputError, UsageError
 
-__all__ = ["VIDEO_SUFFIXES", "CONTAINERS", "is_video", "is_video_name", "import_av", "container_for", "open_input"]
+__all__ = ["VIDEO_SUFFIXES", "CONTAINERS", "is_video", "is_video_name", "is_parts_folder", "import_av",
+           "container_for", "open_input"]
 
 #: What a folder run collects as videos (then recognised by their content).
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v"})
@@ -62,6 +63,12 @@ def is_video(path: str | os.PathLike[str]) -> bool:
 
 #: Codecs FFmpeg opens as one-frame "videos" that are still images (remaster reads those itself).
 _STILL_CODECS = frozenset({"png", "mjpeg", "webp", "tiff", "bmp", "gif", "jpeg2000", "apng"})
+
+
+def is_parts_folder(name: str) -> bool:
+    """Whether a folder called ``name`` is the side folder of a video run (``.NAME.parts``, see
+    :mod:`remaster.video.manifest`): a folder run never takes its files as inputs."""
+    return name.startswith(".") and name.endswith(".parts")
 
 
 def container_for(target: Path) -> str:

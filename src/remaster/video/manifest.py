@@ -19,7 +19,7 @@ from remaster.errors import UsageError
 from remaster.io.atomic import clean_leftovers, write_atomic
 from remaster.video.segments import Segment, SegmentPlan
 
-__all__ = ["Manifest", "FinishedSegment", "parts_folder", "is_parts_folder"]
+__all__ = ["Manifest", "FinishedSegment", "parts_folder"]
 
 _VERSION = 1
 
@@ -27,12 +27,6 @@ _VERSION = 1
 def parts_folder(target: Path) -> Path:
     """Where the side files of the run that writes ``target`` live."""
     return target.parent / f".{target.name}.parts"
-
-
-def is_parts_folder(name: str) -> bool:
-    """Whether a folder called ``name`` is the side folder of a video run (a folder run never takes its files as
-    inputs)."""
-    return name.startswith(".") and name.endswith(".parts")
 
 
 @dataclass
