@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest

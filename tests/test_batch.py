@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from remaster.cli import main
-
 from reliability_support import (
     CORPUS,
     FAULT_PLUGIN,
@@ -31,6 +29,7 @@ from reliability_support import (
     temp_files,
     upscaled,
 )
+from remaster.cli import main
 
 #: Corpus files remaster refuses, cycled through to make bad files for the soak test.
 BAD_FILES = ["empty.png", "text-file.png", "random-bytes.jpg", "truncated.jpg", "bad-crc-idat.png",

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image as PILImage
 
 from remaster.cli import main
-from remaster.runs.plan import plan_outputs
 from remaster.errors import UsageError
+from remaster.runs.plan import plan_outputs
 
 
 def write_png(path: Path, width=12, height=10, mode="RGB", seed=0) -> Path:
@@ -115,7 +115,8 @@ def test_unwritable_output_folder_fails_before_work(tmp_path, capsys, monkeypatc
 def test_stages_lists_kinds_parameters_and_defaults(capsys):
     assert main(["stages"]) == 0
     out = capsys.readouterr().out
-    for text in ("upscalers:", "degraders:", "bicubic", "degrade.jpeg", "quality: int = 50", "[remaster.stages.builtin]"):
+    for text in ("upscalers:", "degraders:", "bicubic", "degrade.jpeg", "quality: int = 50",
+                 "[remaster.stages.builtin]"):
         assert text in out
     assert main(["stages", "--json"]) == 0
     listed = {s["name"]: s for s in json.loads(capsys.readouterr().out)}

@@ -1,4 +1,5 @@
-"""The CLI hooks: plugins add options, shape the upscale pipeline and note each image; a broken one is only warned of."""
+"""The CLI hooks: plugins add options, shape the upscale pipeline and note each image; a broken one is only warned
+of."""
 
 from __future__ import annotations
 
@@ -77,10 +78,12 @@ def test_a_plugins_option_is_parsed_and_builds_the_upscale_pipeline(process_host
     process_host(host)
     parser = build_parser(host)
     assert "sharpen after upscaling" in subcommand(parser, "upscale").format_help()
-    args = parser.parse_args(["upscale", "a.png", "-o", "b.png", "--model", "bicubic", "--scale", "2", "--sharpen", "0.5"])
+    args = parser.parse_args(["upscale", "a.png", "-o", "b.png", "--model", "bicubic", "--scale", "2",
+                              "--sharpen", "0.5"])
     assert list(map(str, _upscale_pipeline(args))) == ["bicubic", "sharpen(amount=0.5, scale=2.0)"]
     args = parser.parse_args(["upscale", "a.png", "-o", "b.png", "--model", "bicubic", "--scale", "3"])
-    assert list(map(str, _upscale_pipeline(args))) == ["bicubic(scale=3.0)"]  # no option given: the plugin stays out of it
+    # no option given: the plugin stays out of it
+    assert list(map(str, _upscale_pipeline(args))) == ["bicubic(scale=3.0)"]
 
 
 @pytest.mark.parametrize("broken", [HalfBroken, Clash])

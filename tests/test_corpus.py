@@ -22,7 +22,6 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 import remaster
-from remaster.errors import ImageTooLargeError, InputError, RemasterError, UnsupportedImageError
 from reliability_support import (
     CORPUS,
     HERE,
@@ -34,6 +33,7 @@ from reliability_support import (
     tally,
     upscaled,
 )
+from remaster.errors import ImageTooLargeError, InputError, RemasterError, UnsupportedImageError
 
 
 def make_corpus_module():
@@ -196,7 +196,8 @@ def test_output_size_guard_refuses_before_inference(tmp_path, capsys, fault_host
                            "--max-output-pixels", "1000000")
     assert code == 1  # fault.slow would take 30 s: it never ran
     assert len(errors) == 1 and "good.png" in errors[0]
-    assert "the output would be 1536x1024 = 1.6 MP after stage 'nearest', over the limit of 1,000,000 pixels (1.0 MP)" in errors[0]
+    assert ("the output would be 1536x1024 = 1.6 MP after stage 'nearest', over the limit of 1,000,000 pixels "
+            "(1.0 MP)") in errors[0]
     check_invariants("bad input", "output over --max-output-pixels", inputs, folder, out)
 
 

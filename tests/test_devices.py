@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from remaster.errors import UsageError
 from remaster.pipeline.devices import (
     autocast_context,
     cpu_supports_fast_bf16,
     describe_device,
     resolve_device,
 )
-from remaster.errors import UsageError
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda:0")

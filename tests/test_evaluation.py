@@ -14,8 +14,8 @@ import pytest
 from PIL import Image as PILImage
 from skimage import data
 
-from remaster import PipelineOptions, Remasterer, UsageError
 import remaster.evaluation.defaults
+from remaster import PipelineOptions, Remasterer, UsageError
 from remaster.cli import main
 from remaster.errors import UnknownStageError, WeightsNotFoundError
 from remaster.evaluation import (
@@ -74,7 +74,8 @@ def test_report_files_exist_and_agree(run):
         row = next(r for r in rows if r["image"] == "(mean)" and r["candidate"] == candidate)
         cells = [format_value(m, doc["mean"][candidate][m]) for m in ("psnr", "ssim")]
         assert [format_value(m, float(row[m])) for m in ("psnr", "ssim")] == cells
-        line = next(l for l in markdown.splitlines() if l.startswith(f"| {candidate} |"))  # the mean table comes first
+        line = next(text for text in markdown.splitlines()  # the mean table comes first
+                    if text.startswith(f"| {candidate} |"))
         assert [c.strip("* ") for c in line.split("|")[2:4]] == cells
 
 

@@ -4,11 +4,10 @@ server that sends an endless body, or a byte a second, is cut off."""
 from __future__ import annotations
 
 import http.server
+import sys
 import threading
 import time
 from collections.abc import Iterator
-
-import sys
 from pathlib import Path
 
 import pytest

@@ -104,9 +104,8 @@ def test_a_stage_name_too_long_for_the_filesystem_is_a_usage_error(tmp_path, cap
 
 def test_a_missing_face_model_file_is_said_to_be_missing(tmp_path):
     pytest.importorskip("remaster_gfpgan")
-    from remaster_gfpgan.cli import face_pipeline
-
     from remaster import StageCall
+    from remaster_gfpgan.cli import face_pipeline
 
     call = face_pipeline(StageCall("lanczos"), 2.0, model="./nope.pth")
     assert call.params["model"] == "./nope.pth" and "version" not in call.params

@@ -15,7 +15,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from reliability_support import tally  # noqa: E402
-
 from remaster.errors import WeightsError  # noqa: E402
 from remaster.weights import load_state_dict, load_state_dict_layout  # noqa: E402
 

@@ -44,7 +44,8 @@ def test_of_concurrent_writers_of_one_name_exactly_one_wins(tmp_path):
         target = tmp_path / f"out{round_}.png"
         start, outcomes = threading.Barrier(2), []
 
-        def write(data: bytes) -> None:
+        def write(data: bytes, start: threading.Barrier = start, target: Path = target,
+                  outcomes: list[bytes | None] = outcomes) -> None:
             start.wait(timeout=10)
             try:
                 io.write_atomic(target, data, replace=False)

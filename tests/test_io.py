@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import errno
+import functools
 import io
 import os
 import struct

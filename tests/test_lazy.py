@@ -38,7 +38,7 @@ def test_a_name_is_imported_on_first_use_and_kept(package):
 def test_an_unknown_name_is_an_attribute_error(package):
     module = __import__(package)
     with pytest.raises(AttributeError, match="module 'lazypkg' has no attribute 'nope'"):
-        module.nope
+        _ = module.nope
     assert not hasattr(module, "nope")
 
 

@@ -31,7 +31,8 @@ def test_lpips_names_both_of_its_missing_weights_files(tmp_path):
         lpips(image, image, data_range=255, weights_manager=manager)
     message = str(caught.value)
     assert "'torchvision-alexnet' and 'lpips-alex-v0.1'" in message
-    assert "remaster weights fetch torchvision-alexnet" in message and "remaster weights fetch lpips-alex-v0.1" in message
+    assert "remaster weights fetch torchvision-alexnet" in message
+    assert "remaster weights fetch lpips-alex-v0.1" in message
 
 
 def test_weights_list_says_a_packaged_file_is_made_offline(capsys, tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image as PILImage
 
 from remaster import Remasterer, io
-from remaster.runs.plan import BatchItem
 from remaster.runs.local import run_items
+from remaster.runs.plan import BatchItem
 
 
 def make_items(tmp_path: Path, count: int) -> list[BatchItem]:

@@ -1,4 +1,5 @@
-"""Integer results: the last stage writes its bands straight into a uint8/uint16 image, bit-identical to the float path."""
+"""Integer results: the last stage writes its bands straight into a uint8/uint16 image, bit-identical to the float
+path."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ def test_import_remaster_is_lazy():
 
 def test_registering_every_installed_plugin_imports_no_torch():
     code = ("from remaster.plugin.host import PluginHost\nhost = PluginHost().ensure_loaded()\n"
-            "assert not host.errors, host.errors\nassert 'realesrgan-x4plus' in host.stages and 'gfpgan' in host.stages")
+            "assert not host.errors, host.errors\n"
+            "assert 'realesrgan-x4plus' in host.stages and 'gfpgan' in host.stages")
     assert loaded_after(code) == []
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from remaster import Param, PluginError, StageInfo, StageKind, StageSpec, UnknownStageError, hookimpl
+from remaster.plugin import Preset, PresetRegistry
 from remaster.plugin.host import PluginHost
 from remaster.plugin.registries import StageRegistry
-from remaster.plugin import Preset, PresetRegistry
 
 
-def make_distribution(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+def make_distribution(site: Path, dist: str, version: str, modules: dict[str, str],
+                      entry_points: dict[str, str]) -> None:
     """Lay out an installed distribution (dist-info + modules) the way pip would."""
     info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
@@ -68,8 +69,9 @@ def test_entry_point_plugin_is_loaded_with_its_version_and_stages(site):
     assert spec.plugin == "good"
     # Registration is cheap: the implementation module is imported only on first use.
     assert "good_stage_impl" not in sys.modules
-    from remaster import Remasterer
     import numpy as np
+
+    from remaster import Remasterer
 
     out = Remasterer(["invert"], host=host).run(np.zeros((4, 5, 3), np.uint8))
     assert (out == 255).all()

@@ -14,8 +14,8 @@ import torch
 
 import remaster.pipeline.devices as devices
 from remaster import Image, Remasterer, RunContext, Stage, StageInfo, Tiling, UsageError
-from remaster.pipeline.devices import Capability, choose_precision, resolve_precision
 from remaster.io.image import Meta
+from remaster.pipeline.devices import Capability, choose_precision, resolve_precision
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda:0")

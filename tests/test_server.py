@@ -23,9 +23,9 @@ import pytest
 from PIL import Image as PILImage
 
 from remaster import Remasterer, io
-from remaster.server.client import FALLBACK_PRESETS, Client, ServerError, dialog_presets, encode_png, preset_pipeline
 from remaster.plugin import Preset, hookimpl
 from remaster.plugin.host import PluginHost
+from remaster.server.client import FALLBACK_PRESETS, Client, ServerError, dialog_presets, encode_png, preset_pipeline
 from remaster.server.presets import available_presets
 
 MAX_PIXELS = 4_200_000

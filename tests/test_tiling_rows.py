@@ -35,7 +35,8 @@ def collect(height: int, width: int, channels: int = 3) -> tuple[torch.Tensor, l
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4])
-@pytest.mark.parametrize("tile,overlap,feather,batch", [(16, 4, None, 1), (16, 4, 0, 1), (11, 3, 2, 3), (7, 2, None, 2)])
+@pytest.mark.parametrize("tile,overlap,feather,batch",
+                         [(16, 4, None, 1), (16, 4, 0, 1), (11, 3, 2, 3), (7, 2, None, 2)])
 @pytest.mark.parametrize("multiple_of", [1, 4])
 def test_emitted_rows_equal_the_full_buffer_bit_for_bit(scale, tile, overlap, feather, batch, multiple_of):
     pixels = torch.rand(1, 3, 30, 40, generator=torch.Generator().manual_seed(scale * 100 + tile))

@@ -15,8 +15,8 @@ import torch
 from skimage import data
 
 from remaster import Remasterer, io
-from remaster.pipeline import transfer
 from remaster.io.intbuffer import IntegerBuffer
+from remaster.pipeline import transfer
 from remaster.pipeline.stage import Stage
 from remaster.plugin.specs import StageInfo, Tiling
 

@@ -10,8 +10,8 @@ import pickle
 import random
 import re
 import sys
-import threading
 import textwrap
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any

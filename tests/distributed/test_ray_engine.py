@@ -15,7 +15,15 @@ import pytest
 from PIL import Image
 
 import remaster
-from ray_support import NEEDS_RAY, is_loopback, listening_sockets, outputs, process_tree, tiny_folder, worker_environment
+from ray_support import (
+    NEEDS_RAY,
+    is_loopback,
+    listening_sockets,
+    outputs,
+    process_tree,
+    tiny_folder,
+    worker_environment,
+)
 from reliability_support import temp_files
 from remaster import PipelineOptions
 from remaster.cli import main

@@ -1,4 +1,5 @@
-"""Ctrl-C of a real ``remaster ... --engine ray`` process: the local run's behaviour, and the cluster it started gone."""
+"""Ctrl-C of a real ``remaster ... --engine ray`` process: the local run's behaviour, and the cluster it started
+gone."""
 
 from __future__ import annotations
 

@@ -18,9 +18,8 @@ def main(_args=None):
     try:
         sys.path.insert(0, job["pykrita"])
         os.environ["REMASTER_SERVER_FILE"] = job["server_file"]
-        from krita import Krita
-
         import remaster_krita  # noqa: F401  (registers the extension, as Krita does at start-up)
+        from krita import Krita
         from remaster_krita import core, remaster_client
 
         app = Krita.instance()

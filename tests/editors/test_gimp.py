@@ -47,7 +47,7 @@ def test_plugin_adds_the_remastered_layer_through_the_pdb(remaster_server):
     work = Path(tempfile.mkdtemp(prefix="remaster-test-", dir=CHROOT / "tmp"))
     inside = Path("/tmp") / work.name  # the same folder as GIMP sees it
     try:
-        server = remaster_server("--device", "cpu", server_file=work / "server.json")
+        _server = remaster_server("--device", "cpu", server_file=work / "server.json")  # kept alive
         plugins = work / "home" / ".config" / "GIMP" / "3.0" / "plug-ins"
         subprocess.run([sys.executable, str(ROOT / "scripts/install_editor_plugin.py"), "gimp", str(plugins)],
                        check=True, capture_output=True)

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from remaster import Param, Stage, StageInfo, StageKind, StageSpec, hookimpl
-from remaster import Tiling
+from remaster import Param, Stage, StageInfo, StageKind, StageSpec, Tiling, hookimpl
 
 
 class _Fault(Stage):

@@ -137,7 +137,8 @@ def test_psnr_matches_scikit_image(photo, noisy):
     assert psnr(photo, noisy, data_range=255) == pytest.approx(
         peak_signal_noise_ratio(photo, noisy, data_range=255), abs=1e-4)
     as_float = photo.astype(np.float32) / 255, noisy.astype(np.float32) / 255
-    assert psnr(*as_float, data_range=1.0) == pytest.approx(peak_signal_noise_ratio(*as_float, data_range=1.0), abs=1e-4)
+    assert psnr(*as_float, data_range=1.0) == pytest.approx(peak_signal_noise_ratio(*as_float, data_range=1.0),
+                                                            abs=1e-4)
 
 
 def test_ssim_matches_scikit_image_on_the_valid_region(photo, noisy):

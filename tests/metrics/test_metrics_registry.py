@@ -11,8 +11,8 @@ import pytest
 
 from remaster import StageKind, StageSpec, hookimpl
 from remaster.errors import PluginError, UsageError
-from remaster.plugin import Param
 from remaster.metrics import MetricError, MetricSpec, UnknownMetricError, compute, get_metric, metric_specs
+from remaster.plugin import Param
 from remaster.plugin.host import BUILTIN_PLUGINS, PluginHost
 from remaster.weights import WeightsSpec
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from remaster.errors import StageParamError
-from remaster.plugin.host import PluginHost
 from remaster.pipeline.stage import RunContext, Stage
+from remaster.plugin.host import PluginHost
 from remaster.plugin.specs import Param, StageInfo, StageKind, StageSpec, Tiling
 from remaster.stages import builtin
 from remaster.testing import check_stage

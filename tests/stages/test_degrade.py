@@ -7,8 +7,8 @@ import torch
 
 from remaster import Remasterer
 from remaster.pipeline import prepare_context
-from remaster.plugin.host import PluginHost
 from remaster.pipeline.stage import RunContext
+from remaster.plugin.host import PluginHost
 from remaster.testing import check_stage, sample_pixels
 
 CTX = RunContext()

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from remaster.pipeline import prepare_context
-from remaster.plugin.host import PluginHost
 from remaster.pipeline.stage import RunContext, scaled_size
+from remaster.plugin.host import PluginHost
 from remaster.plugin.specs import StageSpec
 from remaster.testing import check_stage
 

@@ -12,8 +12,14 @@ from skimage import data
 from remaster import Remasterer
 from remaster.errors import StageError, UsageError
 from remaster.pipeline.stage import scaled_size
-from remaster.stages.highorder import (KERNEL_TYPES, RealESRGANDegradation, RealESRGANSettings, _blur_kernel,
-                                       _sinc_kernel, load_settings)
+from remaster.stages.highorder import (
+    KERNEL_TYPES,
+    RealESRGANDegradation,
+    RealESRGANSettings,
+    _blur_kernel,
+    _sinc_kernel,
+    load_settings,
+)
 
 
 @pytest.fixture(scope="module")

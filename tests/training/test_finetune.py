@@ -193,7 +193,8 @@ def test_paired_data_leaves_out_the_hr_image_of_an_unreadable_lr_file(photos, tm
     pairs = load_pairs(photos, lr_folder, scale=2, lr_min_size=8, skipped=skipped)
     assert sorted(hr.path.name for hr, _ in pairs) == ["astronaut.png", "chelsea.png"]
     assert [(item.path, item.reason.split(" (")[0]) for item in skipped] == [
-        (lr_folder / "coffee.png", "not an image"), (photos / "coffee.png", "its LR image coffee.png could not be read")]
+        (lr_folder / "coffee.png", "not an image"),
+        (photos / "coffee.png", "its LR image coffee.png could not be read")]
 
 
 def test_missing_data_folder_is_a_usage_error(compact_file, tmp_path):

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from clips import make_clip  # noqa: E402
+
 from reliability_support import mounted_tmpfs, run_cli  # noqa: E402
 
 #: Twelve seconds at 8 fps: cut in half, it is six seconds short of what its header says.

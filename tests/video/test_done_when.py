@@ -14,6 +14,7 @@ pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clips import CHAPTERS, FONT, VFR_PTS, frames_of, make_clip, packets_of  # noqa: E402
+
 from remaster import Remasterer  # noqa: E402
 from remaster.video import remaster_video  # noqa: E402
 

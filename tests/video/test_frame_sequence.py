@@ -12,6 +12,7 @@ pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clips import make_clip  # noqa: E402
+
 from remaster import FrameSequence, Image, Remasterer, RunContext, Stage  # noqa: E402
 from remaster.video import remaster_video  # noqa: E402
 

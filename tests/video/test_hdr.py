@@ -13,6 +13,7 @@ pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clips import HDR10_DISPLAY, HDR10_LIGHT, make_clip  # noqa: E402
+
 from remaster import Remasterer  # noqa: E402
 from remaster.video import remaster_video  # noqa: E402
 from remaster.video.hdr import HDR10, LightLevel, source_hdr10  # noqa: E402

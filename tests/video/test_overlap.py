@@ -23,6 +23,7 @@ av = pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clips import LONG_PTS, frames_of, make_clip  # noqa: E402
+
 from remaster import Remasterer, RunContext, Stage  # noqa: E402
 from remaster.errors import StageError  # noqa: E402
 from remaster.video import remaster_video  # noqa: E402

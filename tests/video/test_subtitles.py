@@ -13,6 +13,7 @@ pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clips import CUES, make_clip, packets_of  # noqa: E402
+
 from remaster import Remasterer  # noqa: E402
 from remaster.video import remaster_video  # noqa: E402
 

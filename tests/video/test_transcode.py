@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from clips import CHAPTERS, FONT, VFR_PTS, frames_of, make_clip, packets_of  # noqa: E402
+
 from reliability_support import run_cli  # noqa: E402
 from remaster import Remasterer  # noqa: E402
 from remaster.errors import InputError, OutputError  # noqa: E402
