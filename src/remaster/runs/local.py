@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 from remaster import io
 from remaster.errors import RemasterError
 from remaster.runs.engine import Layout, RunObserver
-from remaster.runs.plan import FOLDER_SEPARATORS, BatchItem, check_writable, collect_inputs, plan_outputs
+from remaster.runs.plan import (
+    FOLDER_SEPARATORS,
+    BatchItem,
+    check_writable,
+    collect_inputs,
+    count_phrase,
+    plan_outputs,
+)
 from remaster.runs.reading import reading
 from remaster.video.formats import is_video_name
 
@@ -102,9 +109,8 @@ class LocalEngine:
         remasterer = Remasterer(list(stages), self.options, host=self.host)
         videos = {id(item) for item in items if not item.skipped and is_video_name(item.source)}
         images = len(items) - len(videos)
-        count = " and ".join(part for part in (f"{images} image(s)" if images or not videos else "",
-                                                f"{len(videos)} video(s)" if videos else "") if part)
-        observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, {count}",
+        observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, "
+                       f"{count_phrase(images, len(videos))}",
                        [choice.name for choice in remasterer.precisions(8)])
         remasterer.prepare()  # missing weights stop the run here, before any image is read
         try:

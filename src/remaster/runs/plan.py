@@ -239,6 +239,12 @@ def check_writable(items: list[BatchItem], report: str | None = None) -> None:
                               hint="choose another folder with -o or fix its permissions")
 
 
+def count_phrase(images: int, videos: int) -> str:
+    """``"3 image(s) and 1 video(s)"`` for a run's header: each kind there is (``"0 image(s)"`` for none)."""
+    parts = [f"{images} image(s)" if images or not videos else "", f"{videos} video(s)" if videos else ""]
+    return " and ".join(part for part in parts if part)
+
+
 def summarize(items: list[BatchItem], interrupted: bool) -> dict[str, Any]:
     """What --json prints and --report writes: counts, then one entry per file tried."""
     return {"ok": sum(i.ok for i in items), "skipped": sum(i.skipped for i in items),

@@ -6,11 +6,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from contextlib import ExitStack
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from remaster.video.encode import time_base_for
+from remaster.video.encode import DecodeTimes, time_base_for
 from remaster.video.subtitles import SubtitleConverter, target_codec
 
 if TYPE_CHECKING:
@@ -42,22 +41,17 @@ def assemble(av: Any, container: Any, video: Any, parts: list[Path], sink: Any, 
 
 
 def _segment_packets(inputs: list[Any], stream: Any) -> Iterator[tuple[float, Any]]:
-    """The segments' video packets in order, for ``stream``. A segment's first packets may come without a decode
-    timestamp (Matroska stores none) or with one its encoder counted from the segment's start: each gets one just
-    after the previous packet's (never after its own presentation time), so the muxer sees them increase."""
-    last: Fraction | None = None
+    """The segments' video packets in order, for ``stream``, with decode timestamps that increase across the
+    segments (:class:`~remaster.video.encode.DecodeTimes`)."""
+    mended = DecodeTimes()
     for opened in inputs:
         source = opened.streams.video[0]
         for packet in opened.demux(source):
             if packet.size == 0:
                 continue
-            base = packet.time_base
-            if last is not None and (packet.dts is None or packet.dts * base <= last) and packet.pts is not None:
-                packet.dts = min(packet.pts, int(last / base) + 1)
-            if packet.dts is not None:
-                last = packet.dts * base
+            mended([packet])
             packet.stream = stream
-            yield float(last if last is not None else 0), packet
+            yield float(packet.dts * packet.time_base) if packet.dts is not None else 0.0, packet
 
 
 def _other_packets(container: Any, mapped: dict[Any, Any],

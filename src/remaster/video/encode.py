@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from remaster.io.image import Image
     from remaster.pipeline.remasterer import Remasterer
 
-__all__ = ["EncoderChoice", "encode_segment", "time_base_for"]
+__all__ = ["EncoderChoice", "DecodeTimes", "encode_segment", "time_base_for"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _overlapped(av: Any, crew: Crew, frames: Iterable[Any], out: Any, video: Any
         crew.put(decoded, _END)
 
     def encode(stream: Any, colour: Colour) -> None:
-        checked = _DecodeTimes()
+        checked = DecodeTimes()
         while (item := crew.get(to_encode)) is not _END:
             frame, image = item
             out.mux(checked(stream.encode(_for_encoder(av, frame, image, colour, stream))))
@@ -150,21 +150,27 @@ def _overlapped(av: Any, crew: Crew, frames: Iterable[Any], out: Any, video: Any
     tell()
 
 
-class _DecodeTimes:
-    """Encoded packets with decode timestamps the muxer takes: libx265 now and then gives the first packets of a
-    very short encode an unset one (a huge number, after the presentation time); such a packet gets the one just
-    after the previous packet's, never after its own presentation time."""
+class DecodeTimes:
+    """Packets of one stream given decode timestamps the muxer takes: increasing, never after their presentation
+    time. A packet without one (Matroska stores none: a segment read back), with one after its presentation time
+    (libx265 now and then gives the first packets of a very short encode a huge one) or with one not after the
+    previous packet's (a segment's encoder counts from the segment's start) gets the one just after the previous
+    packet's (its presentation time where it is the first; a first packet without one is left to the muxer). Times
+    are compared in seconds, so the packets of several files may follow one another."""
 
     def __init__(self) -> None:
-        self._last: int | None = None
+        self._last: Fraction | None = None
 
     def __call__(self, packets: list[Any]) -> list[Any]:
+        """``packets``, their decode timestamps mended in place."""
         for packet in packets:
-            if packet.pts is not None and (packet.dts is None or packet.dts > packet.pts
-                                           or (self._last is not None and packet.dts <= self._last)):
-                packet.dts = packet.pts if self._last is None else min(packet.pts, self._last + 1)
+            base = Fraction(packet.time_base or 1)
+            late = packet.dts is not None and packet.pts is not None and packet.dts > packet.pts
+            stale = self._last is not None and (packet.dts is None or packet.dts * base <= self._last)
+            if packet.pts is not None and (late or stale):
+                packet.dts = packet.pts if self._last is None else min(packet.pts, int(self._last / base) + 1)
             if packet.dts is not None:
-                self._last = packet.dts
+                self._last = packet.dts * base
         return packets
 
 

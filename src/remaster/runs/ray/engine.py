@@ -11,7 +11,7 @@ from typing import Any
 from remaster.pipeline.options import PipelineOptions
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.runs.engine import Layout, RunObserver
-from remaster.runs.plan import BatchItem, summarize, write_report
+from remaster.runs.plan import BatchItem, count_phrase, summarize, write_report
 from remaster.runs.ray.driver import Plan, execute, make_spec, plan_run
 from remaster.runs.ray.videos import RayVideos, is_video_item
 from remaster.video.encode import EncoderChoice
@@ -79,8 +79,7 @@ class RayEngine:
                          cli_words=self.cli_words)
         todo = [item for item in items if not item.skipped]
         videos = sum(is_video_item(item) for item in todo)
-        count = " and ".join(part for part in (f"{len(todo) - videos} image(s)" if len(todo) > videos else "",
-                                                f"{videos} video(s)" if videos else "") if part) or "0 image(s)"
+        count = count_phrase(len(todo) - videos, videos)
 
         def started(worker: dict[str, Any]) -> None:
             observer.ready(f"{worker['describe']} on {worker['device']} in each Ray worker, {count} to do", None)
