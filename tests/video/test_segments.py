@@ -166,3 +166,13 @@ def test_a_folder_run_never_takes_an_unfinished_runs_segments_as_inputs(tmp_path
     code, errors = run_cli(capsys, "run", "nearest(scale=2)", folder, "-o", tmp_path / "out", "--suffix", "_x2")
     assert code == 0 and errors == []
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["long_x2.mkv"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_network_stage_runs_every_frame_in_each_forced_precision(tmp_path, precision):
+    """Whatever this machine's ``auto`` picks: the video path with a real network stage, each CPU precision forced."""
+    source = make_clip(tmp_path / "in.mkv", pts=(0, 40, 80), audio=False, width=32, height=24)
+    report = remaster_video(source, tmp_path / "out.mkv",
+                            Remasterer("realesr-animevideov3(scale=2)", device="cpu", precision=precision))
+    assert report.frames == 3 and [stage["precision"] for stage in report.stages] == [precision]
+    assert [t for t, _ in frames_of(tmp_path / "out.mkv")] == [0, 40, 80]
