@@ -141,3 +141,32 @@ def test_a_killed_writers_temporary_file_is_cleaned_only_when_its_owner_is_gone(
     assert not orphan.exists()  # its owner is gone: cleaned
     assert young.exists() and alive.exists() and other.exists()  # maybe being written; a live run's; not ours
     assert (folder / "d.png").read_bytes() == b"new"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="temporary files are told apart by their writer's lock (fcntl)")
+def test_a_run_removes_its_outputs_temporary_files_once_their_writers_let_go_and_waits_no_longer_than_told(tmp_path):
+    import fcntl
+
+    from remaster.io.atomic import remove_temporaries
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    fresh, released, held, others = (folder / name for name in (
+        ".a.png.0123abcd.tmp", ".b.png.89abcdef.tmp", ".c.png.deadbeef.tmp", ".d.png.00000000.tmp"))
+    for path in (fresh, released, held, others):
+        path.write_bytes(b"half a picture")
+    locks = {path: os.open(path, os.O_RDONLY) for path in (released, held)}
+    for fd in locks.values():
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a writer still running holds them
+    letting_go = threading.Timer(0.3, os.close, [locks.pop(released)])  # that writer ends meanwhile
+    letting_go.start()
+    try:
+        started = time.monotonic()
+        left = remove_temporaries(folder, {"a.png", "b.png", "c.png"}, until=started + 1.0)
+        waited = time.monotonic() - started
+    finally:
+        letting_go.join()
+        os.close(locks.pop(held))
+    assert left == [held] and 1.0 <= waited < 5  # a writer alive at the deadline keeps its file
+    assert not fresh.exists() and not released.exists()  # young as they are: their writers are gone
+    assert held.exists() and others.exists()  # not one of the outputs named

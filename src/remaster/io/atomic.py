@@ -19,6 +19,7 @@ import secrets
 import stat
 import threading
 import time
+from collections.abc import Collection
 from contextlib import suppress
 from pathlib import Path
 
@@ -30,12 +31,13 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]  # None marks the platform without it; callers check
 
 __all__ = ["write_atomic", "refuse_overwrite", "check_regular", "clean_leftovers", "LEFTOVER_AGE_S", "publish",
-           "create_temporary"]
+           "create_temporary", "remove_temporaries"]
 
 #: A temporary file younger than this is never taken for a leftover (it may be being created this instant).
 LEFTOVER_AGE_S = 10.0
 #: The names :func:`write_atomic` gives its temporary files: ``.NAME.XXXXXXXX.tmp``.
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+_TEMP_TAIL = len(".XXXXXXXX.tmp")  # what follows NAME in a temporary file's name
 _cleaned: set[str] = set()  # folders already cleaned by this process
 _cleaned_lock = threading.Lock()
 
@@ -137,12 +139,52 @@ def clean_leftovers(folder: Path) -> None:
         with suppress(OSError):
             if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < LEFTOVER_AGE_S:
                 continue
-            fd = os.open(entry.path, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: its owner is alive
-                os.unlink(entry.path)
-            finally:
-                os.close(fd)
+            _remove_unowned(entry.path)
+
+
+def remove_temporaries(folder: Path, names: Collection[str], *, until: float) -> list[Path]:
+    """Remove the temporary files of the outputs named ``names`` in ``folder`` (``.NAME.XXXXXXXX.tmp``), whatever
+    their age, once no process writes them: a run that stopped its own writers removes what they left.
+
+    A temporary file still locked has a live writer: it is waited for, until the :func:`time.monotonic` time
+    ``until``, and then left to it. Without ``fcntl`` (Windows) they are removed at once.
+
+    Returns:
+        The temporary files left because their writer still held them at ``until``.
+    """
+    while True:
+        try:
+            entries = [entry.path for entry in os.scandir(folder)
+                       if _TEMP_NAME.fullmatch(entry.name) and entry.name[1:-_TEMP_TAIL] in names
+                       and entry.is_file(follow_symlinks=False)]
+        except OSError:
+            return []
+        left = [Path(path) for path in entries if not _remove_unowned(path)]
+        if not left or time.monotonic() >= until:
+            return left
+        time.sleep(0.02)
+
+
+def _remove_unowned(path: str) -> bool:
+    """Remove the temporary file ``path`` unless a live process holds its lock; whether it is gone."""
+    if fcntl is None:
+        with suppress(OSError):
+            os.unlink(path)
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # gone already, or not ours to open: nothing to wait for
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # its writer is alive
+        return False
+    else:
+        with suppress(OSError):
+            os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 def publish(temp: Path, target: Path, *, replace: bool) -> None:

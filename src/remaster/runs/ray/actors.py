@@ -9,7 +9,6 @@ to another worker.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from remaster.errors import OutputError, RemasterError
 from remaster.runs.local import item_error
 from remaster.runs.ray import storage
+from remaster.runs.ray.processes import this_process
 from remaster.runs.ray.spec import RunSpec, WorkItem
 
 __all__ = ["Worker", "remote_worker", "row"]
@@ -53,8 +53,8 @@ class Worker:
             self.remasterer = self.spec.build()
         except RemasterError as exc:
             return exc
-        return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.remasterer.device),
-                "describe": self.remasterer.describe()}
+        # Which process this is: after a Ctrl-C the driver waits for it to be gone before it removes what it left.
+        return {**this_process(), "device": str(self.remasterer.device), "describe": self.remasterer.describe()}
 
     def process(self, item: WorkItem) -> dict[str, Any]:
         """Read, run and write one item; its row, whatever happened to it."""

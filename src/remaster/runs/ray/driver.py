@@ -13,11 +13,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from remaster.errors import RemasterError
+from remaster.io.atomic import remove_temporaries
 from remaster.pipeline.options import PipelineOptions
 from remaster.plugin.syntax import StageCall
 from remaster.runs.plan import (
@@ -34,12 +36,15 @@ from remaster.runs.ray import storage
 from remaster.runs.ray.actors import remote_worker, row
 from remaster.runs.ray.cluster import check_capacity
 from remaster.runs.ray.errors import ClusterCapacityError, ClusterError
+from remaster.runs.ray.processes import WorkerProcess, wait_gone
 from remaster.runs.ray.spec import RunSpec, WorkItem, driver_environment
 
 __all__ = ["Plan", "plan_run", "execute", "make_spec", "default_workers"]
 
 #: How often a report being written during a run is rewritten, at most.
 _REPORT_EVERY_S = 1.0
+#: After a Ctrl-C, the longest the driver waits for the workers it stopped to be gone and their files to be free.
+_ABANDON_WAIT_S = 10.0
 
 
 @dataclass
@@ -163,6 +168,7 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
     actor_class = remote_worker(ray, cpus=cpus_per_worker, gpus=gpus_per_worker)
     running: dict[Any, tuple[str, Any, WorkItem | None]] = {}  # object ref -> (what, actor, item)
     alive: set[Any] = set()
+    processes: dict[Any, WorkerProcess] = {}  # actor -> its process, as it said at setup
     setup_deaths = 0
     last_report = 0.0
     waiting_since = time.monotonic()
@@ -192,9 +198,9 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
             write_report(Path(report), summarize(plan.items, interrupted=False))
             last_report = time.monotonic()
 
-    for _ in range(size):
-        start_worker()
     try:
+        for _ in range(size):
+            start_worker()
         while running:
             done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             if not done:
@@ -204,10 +210,11 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
                         f"{cpus_per_worker:g} CPU / {gpus_per_worker:g} GPU for one",
                         hint="free or add nodes, or {opt:workers}")
                 continue
-            what, actor, item = running.pop(done[0])
+            what, actor, item = running[done[0]]  # still there if Ctrl-C lands in the get: _abandon takes it up
             try:
                 value = ray.get(done[0])
             except ray.exceptions.RayActorError:  # the worker's process or node died
+                del running[done[0]]
                 alive.discard(actor)
                 ray.kill(actor, no_restart=True)
                 if item is None:
@@ -225,6 +232,7 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
                         waiting_since = time.monotonic()
                     start_worker()
                 continue
+            del running[done[0]]
             if what == "setup":
                 if isinstance(value, RemasterError):
                     raise value
@@ -232,6 +240,9 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
                     on_start(value)
                     on_start = None
                 alive.add(actor)
+                process = WorkerProcess.from_setup(value)
+                if process is not None:
+                    processes[actor] = process
             else:
                 record(value)
             if todo:
@@ -240,7 +251,12 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
                 alive.discard(actor)
                 ray.kill(actor, no_restart=True)  # nothing left for it: free its CPUs/GPU for the others' retries
     except KeyboardInterrupt:
-        _abandon(ray, running, plan, record)
+        # Every worker is stopped, not only those the driver knows to be running an item: Ctrl-C may have landed
+        # between handing an item to a worker and noting its call, or between fetching a row and recording it.
+        actors = {*alive, *(actor for _, actor, _ in running.values())}
+        unstarted = {queued.index for queued in todo if queued.attempt == 1}
+        _abandon(ray, running, actors, [processes[actor] for actor in actors if actor in processes],
+                 plan, work, unstarted, record)
         return True
     finally:
         for _, actor, _ in list(running.values()):
@@ -250,31 +266,56 @@ def execute(plan: Plan, spec: RunSpec, ray: Any, *, workers: int | None = None, 
     return False
 
 
-def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], plan: Plan,
+def _abandon(ray: Any, running: dict[Any, tuple[str, Any, WorkItem | None]], actors: set[Any],
+             processes: list[WorkerProcess], plan: Plan, work: Sequence[WorkItem], unstarted: set[int],
              record: Callable[[dict[str, Any]], None]) -> None:
-    """Ctrl-C: stop every worker, keep what finished meanwhile, and remove the temporary files of the others."""
-    for _, actor, _ in running.values():
+    """Ctrl-C: stop every worker, keep what finished meanwhile, and remove the temporary files of the others.
+
+    Ray fails a killed actor's calls before its process has exited, and a dying worker may still create a temporary
+    file in those milliseconds: the files are removed only once the workers' processes are gone (those on this
+    host; the others' files once no process holds them), waiting :data:`_ABANDON_WAIT_S` at most in all.
+    """
+    until = time.monotonic() + _ABANDON_WAIT_S
+    for actor in actors:
         ray.kill(actor, no_restart=True)
     refs = list(running)
     if refs:
-        ray.wait(refs, num_returns=len(refs), timeout=10)  # the kills land: no worker writes after this
-    for ref in refs:
-        what, _, item = running[ref]
-        if what != "item" or item is None:
-            continue
-        try:
-            record(ray.get(ref, timeout=0))
-        except Exception:  # killed mid-item: nothing of it may stay, but an output it published is complete
-            if storage.is_uri(item.target):
-                published = storage.exists(item.target)
-            else:
-                target = Path(item.target)
-                for temp in target.parent.glob(f".{target.name}.*.tmp"):
-                    temp.unlink(missing_ok=True)
-                published = target.is_file()
-            if published and not item.existed:  # written whole before the kill landed: the report says so
-                record(row(item, ok=True, extras={"recovered": "the output was complete when its worker was stopped"}))
+        ray.wait(refs, num_returns=len(refs), timeout=max(0.0, until - time.monotonic()))
+    wait_gone(processes, until=until)  # no worker writes after this
+    for ref, (what, _, item) in running.items():
+        if what == "item" and item is not None:
+            with suppress(Exception):  # killed mid-item: what it left is for _sweep
+                record(ray.get(ref, timeout=0))
     running.clear()
+    _sweep(plan, work, unstarted, record, until=until)
+
+
+def _sweep(plan: Plan, work: Sequence[WorkItem], unstarted: set[int], record: Callable[[dict[str, Any]], None], *,
+           until: float) -> None:
+    """After a Ctrl-C, for every item not done: nothing of it may stay but a complete output, which a started item
+    may have published before its worker stopped, and which the report then lists."""
+    names: dict[Path, set[str]] = collections.defaultdict(set)
+    for item in work:
+        planned = plan.items[item.index]
+        if planned.ok:
+            continue
+        local = not storage.is_uri(item.target)
+        if local:
+            names[Path(item.target).parent].add(Path(item.target).name)
+        if item.task is not None or item.existed or planned.error or item.index in unstarted:
+            continue
+        if _published(item.target):
+            record(row(item, ok=True, extras={"recovered": "the output was complete when its worker was stopped"}))
+    for folder, wanted in names.items():
+        remove_temporaries(folder, wanted, until=until)
+
+
+def _published(target: str) -> bool:
+    """The output is there (written whole or not at all); ``False`` when that cannot be told (storage unreachable)."""
+    try:
+        return storage.exists(target) if storage.is_uri(target) else Path(target).is_file()
+    except Exception:  # a Ctrl-C is being handled: the run stops with what it knows
+        return False
 
 
 def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrite: bool, quality: int | None,
