@@ -35,6 +35,10 @@ _alias_functional_tensor()
 # explicitly (the precision matrix tests), and the choice for other machines is tested by simulating them
 # (tests/test_precision.py). `REMASTER_CPU_ISA=AMX make test` runs the suite as an AMX machine would choose.
 os.environ.setdefault("REMASTER_CPU_ISA", "AVX2")
+# compile="auto" (the default) would start a low-priority process building a compiled artifact (40-50 s of CPU for a
+# real network) for the shapes a test runs, outliving the test. The suite asks for none: `auto` uses cached artifacts
+# only, and the tests that exercise background builds allow them explicitly (tests/test_compile_artifacts.py).
+os.environ.setdefault("REMASTER_COMPILE_BACKGROUND", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

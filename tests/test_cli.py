@@ -300,7 +300,7 @@ def test_half_weights_and_compile_reach_the_pipeline_and_its_report(tmp_path, ca
 
     large = write_png(tmp_path / "large.png", width=96, height=90)
     assert main(["upscale", str(large), "-o", str(tmp_path / "compiled.png"), "--model", "realesr-animevideov3",
-                 "--device", "cpu", "--precision", "fp32", "--tile", "16", "--compile",
+                 "--device", "cpu", "--precision", "fp32", "--tile", "16", "--compile", "on",
                  "--compile-backend", "aot_eager", "--json"]) == 0
     ran = json.loads(capsys.readouterr().out)["items"][0]["stages"][0]
     assert ran["compiled"] == "aot_eager" and ran["compile_seconds"] > 0
@@ -319,19 +319,19 @@ def test_gpu_options_reach_the_ray_workers_run_spec():
     from remaster.pipeline import PipelineOptions
     from remaster.runs.ray.driver import make_spec
 
-    options = PipelineOptions(precision="bf16", tile=64, half_weights=True, compile=True, compile_backend="aot_eager")
+    options = PipelineOptions(precision="bf16", tile=64, half_weights=True, compile="on", compile_backend="aot_eager")
     spec = make_spec(["nearest(scale=2)"], options, overwrite=False, quality=None, cpus_per_worker=1,
                      gpus_per_worker=0)
     built = spec.build()  # what each worker does, once
-    assert (built.half_weights, built.compile, built.compile_backend) == (True, True, "aot_eager")
+    assert (built.half_weights, built.compile, built.compile_backend) == (True, "on", "aot_eager")
     with pytest.raises(UsageError, match="fixed size"):  # checked before any cluster starts
-        PipelineOptions(tile=0, compile=True)
+        PipelineOptions(tile=0, compile="on")
 
 
 def test_compile_with_tile_0_is_a_usage_error(tmp_path, capsys):
     source = write_png(tmp_path / "in.png")
     assert main(["upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", "nearest", "--compile",
-                 "--tile", "0"]) == 2
+                 "on", "--tile", "0"]) == 2
     assert "compiling needs tiles of one fixed size" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""``Remasterer(compile=True)``: network stages compiled for one fixed tile shape, timed, with an eager fallback.
+"""``Remasterer(compile="on")``: network stages compiled for one fixed tile shape, timed, with an eager fallback.
 
 Compilation is slow, so these are few and small. Most use a counting backend
 (it records the graphs it is given and runs them as they are, like
@@ -72,7 +72,7 @@ def fresh_dynamo():
 
 def test_one_shape_compiles_for_every_tile_and_image_and_the_time_is_reported():
     backend = CountingBackend()
-    remasterer = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
+    remasterer = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile="on",
                             compile_backend=backend)
     first = remasterer.run_image(io.load(photo(24, 20)))  # several tiles, every window 14 x 14
     second = remasterer.run_image(io.load(photo(30, 16)))  # other tiles, the same window size
@@ -91,7 +91,7 @@ def test_compiled_output_matches_eager_where_no_window_is_padded(size):
     # makes 12 px windows and the fixed ones (exactly 14, no padding) only give more context.
     image = photo(size, size)
     eager = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8).run(image)
-    compiled = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
+    compiled = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile="on",
                           compile_backend="aot_eager").run(image)
     assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 1  # aot_eager may reorder float ops
 
@@ -101,7 +101,7 @@ def test_an_axis_smaller_than_the_window_is_never_padded_so_the_result_is_eagers
     image = photo(height, width)
     eager = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8).run(image)
     backend = CountingBackend()
-    compiled = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
+    compiled = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile="on",
                           compile_backend=backend).run(image)
     assert compiled.shape == eager.shape == (2 * height, 2 * width, 3)
     assert np.array_equal(compiled, eager)  # those windows ran eagerly: nothing at the edge changed
@@ -109,7 +109,7 @@ def test_an_axis_smaller_than_the_window_is_never_padded_so_the_result_is_eagers
 
 
 def test_a_failing_compilation_warns_once_and_runs_eagerly(caplog):
-    remasterer = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
+    remasterer = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile="on",
                             compile_backend=broken_backend)
     with caplog.at_level(logging.WARNING, logger="remaster"):
         first = remasterer.run_image(io.load(photo(20, 20)))
@@ -119,7 +119,7 @@ def test_a_failing_compilation_warns_once_and_runs_eagerly(caplog):
     assert first.meta.extras["stages"][0]["compiled"] == "eager"
     assert first.meta.extras["stages"][0]["compile_failed"] is True
     assert "compile_failed" not in second.meta.extras["stages"][0]
-    same_windows = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True,
+    same_windows = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile="on",
                               compile_backend=CountingBackend()).run(photo(20, 20))
     assert np.array_equal(io.to_numpy(first), same_windows)
 
@@ -127,7 +127,7 @@ def test_a_failing_compilation_warns_once_and_runs_eagerly(caplog):
 def test_stages_that_are_not_networks_run_as_before():
     image = photo(12, 12)
     plain = Remasterer(["bicubic(scale=2)"], device="cpu", precision="fp32", tile=8).run_image(io.load(image))
-    compiled = Remasterer(["bicubic(scale=2)"], device="cpu", precision="fp32", tile=8, compile=True,
+    compiled = Remasterer(["bicubic(scale=2)"], device="cpu", precision="fp32", tile=8, compile="on",
                           compile_backend=broken_backend).run_image(io.load(image))
     assert torch.equal(compiled.pixels, plain.pixels)
     assert "compiled" not in compiled.meta.extras["stages"][0]
@@ -135,7 +135,7 @@ def test_stages_that_are_not_networks_run_as_before():
 
 def test_compile_refuses_a_run_without_tiles():
     with pytest.raises(UsageError, match="fixed size"):
-        Remasterer([TinyNetwork()], device="cpu", tile=0, compile=True)
+        Remasterer([TinyNetwork()], device="cpu", tile=0, compile="on")
 
 
 def test_the_fixed_window_holds_for_any_image_size_and_tile():
@@ -163,7 +163,7 @@ def test_the_fixed_window_holds_for_any_image_size_and_tile():
 def test_inductor_compiles_a_network_stage_on_the_cpu():
     image = photo(16, 16)
     eager = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8).run(image)
-    result = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile=True).run_image(
+    result = Remasterer([TinyNetwork()], device="cpu", precision="fp32", tile=8, compile="on").run_image(
         io.load(image))
     assert result.meta.extras["stages"][0]["compiled"] == "inductor"
     assert "compile_failed" not in result.meta.extras["stages"][0]

@@ -56,7 +56,8 @@ def test_a_ref_binds_arguments_without_importing_its_module_first():
     assert str(ref) == "fractions:Fraction(denominator=...)"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["stages"], ["plugins"], ["weights", "list"], ["upscale", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["stages"], ["plugins"], ["weights", "list"], ["upscale", "--help"],
+                                  ["cache", "list"]])
 def test_the_cli_starts_without_torch(args):
     code = ("import contextlib, io\nfrom remaster.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"

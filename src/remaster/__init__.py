@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from remaster.pipeline.devices import autocast_context
     from remaster.pipeline.options import PipelineOptions
     from remaster.pipeline.remasterer import Remasterer
-    from remaster.pipeline.stage import NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
+    from remaster.pipeline.stage import CompileTarget, NetworkStage, PrepareContext, RunContext, Stage, SubPipeline
 
 try:
     __version__ = version("remaster")
@@ -73,6 +73,7 @@ _LAZY = {
     "PrepareContext": ".pipeline.stage",
     "SubPipeline": ".pipeline.stage",
     "NetworkStage": ".pipeline.stage",
+    "CompileTarget": ".pipeline.stage",
     "resolve_spec": ".pipeline.configured",
     "autocast_context": ".pipeline.devices",
 }
@@ -114,6 +115,7 @@ __all__ = [
     "PrepareContext",
     "SubPipeline",
     "NetworkStage",
+    "CompileTarget",
     "FrameSequence",
     "resolve_spec",
     "autocast_context",

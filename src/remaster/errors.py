@@ -57,6 +57,8 @@ OPTION_SPELLINGS: dict[str, tuple[str, str]] = {
     "freeze_example": ("freeze='body.0.*,body.1.*'", "--freeze 'body.0.*,body.1.*'"),
     "resume": ("resume=True", "--resume"),
     "crop_border_y": ("crop_border= / y_channel=", "--crop-border / --y-channel"),
+    "compile_off": ("compile='off'", "--compile off"),
+    "compile_on": ("compile='on'", "--compile on"),
 }
 _OPTION = re.compile(r"\{opt:(\w+)\}")
 

@@ -29,7 +29,7 @@ def test_the_compiled_stage_gives_the_eager_pixels():
     side = fixed_window_size(32, overlap)
     image = np.tile(data.astronaut()[100:160, 180:240], (2, 2, 1))[:side, :side].copy()  # exactly one window
     eager = Remasterer(MODEL, device="cpu", precision="fp32", tile=0).run(image)
-    result = Remasterer(MODEL, device="cpu", precision="fp32", tile=32, compile=True,
+    result = Remasterer(MODEL, device="cpu", precision="fp32", tile=32, compile="on",
                         compile_backend="aot_eager").run_image(io.load(image))
     ran = result.meta.extras["stages"][0]
     assert ran["compiled"] == "aot_eager" and ran["compile_seconds"] > 0 and "compile_failed" not in ran
@@ -42,10 +42,36 @@ def test_the_compiled_stage_gives_the_eager_pixels():
 def test_inductor_on_the_gpu_in_fp16_gives_the_eager_pixels_within_rounding():
     image = np.tile(data.astronaut(), (2, 2, 1))[:600, :600].copy()  # larger than one 584-pixel window
     eager = Remasterer(MODEL, device="cuda", precision="fp16", tile=512).run(image)
-    result = Remasterer(MODEL, device="cuda", precision="fp16", tile=512, compile=True).run_image(io.load(image))
+    result = Remasterer(MODEL, device="cuda", precision="fp16", tile=512, compile="on").run_image(io.load(image))
     ran = result.meta.extras["stages"][0]
     assert ran["compiled"] == "inductor" and ran["compile_seconds"] > 0
     # Eager batches four tiles, compiled runs them one by one on 584-pixel windows: fp16 rounding apart, the same
     # (the bound of tests/test_cuda.py for fp16 against fp32).
     mse = np.mean((io.to_numpy(result).astype(np.float64) - eager.astype(np.float64)) ** 2)
     assert mse == 0 or 10 * np.log10(255.0**2 / mse) >= 35
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_cached_artifact_gives_the_eager_pixels_within_45_db(tmp_path, monkeypatch, precision):
+    # compile="on" with the "export" format: the same export, cache and loading as AOTInductor's packages, quick.
+    monkeypatch.setenv("REMASTER_CACHE", str(tmp_path))
+    image = data.astronaut()[100:230, 180:357].copy()  # 130 x 177: padded to 144 x 192 for the artifact
+    eager = Remasterer(MODEL, device="cpu", precision=precision, compile="off").run(image)
+    built = Remasterer(MODEL, device="cpu", precision=precision, compile="on", compile_backend="export")
+    result = built.run_image(io.load(image))
+    ran = result.meta.extras["stages"][0]
+    assert ran["compiled"] == "export" and ran["precision"] == precision and ran["artifact"].endswith(".pt2")
+    assert result.pixels.shape[-2:] == (520, 708)
+    mse = np.mean((io.to_numpy(result).astype(np.float64) - eager.astype(np.float64)) ** 2)
+    assert mse == 0 or 10 * np.log10(255.0**2 / mse) >= 45
+
+
+def test_the_artifact_key_follows_the_weights_file(tmp_path):
+    from remaster.weights import get_manager, sha256_file
+
+    stage = Remasterer(MODEL, device="cpu", precision="fp32").stages[0].instance(
+        torch.device("cpu"), torch.float32)
+    target = stage.compile_target()
+    path = stage.network_file(get_manager())
+    assert target is not None and target.identity.endswith(sha256_file(path))
+    assert isinstance(target.network(), torch.nn.Module)

@@ -30,6 +30,8 @@ COMMANDS = (
             run="remaster.cli.listing:plugins"),
     Command("weights", help="list, download, import and check model weights",
             arguments="remaster.cli.weights:weights_arguments", run="remaster.cli.weights:weights"),
+    Command("cache", help="list and remove the compiled artifacts remaster built on this machine (--compile)",
+            arguments="remaster.cli.cache:cache_arguments", run="remaster.cli.cache:cache"),
     Command("serve", help="run the local HTTP service for the GIMP/Krita plug-ins (docs/editors.md)",
             arguments="remaster.cli.serve:serve_arguments", run="remaster.cli.serve:serve"),
     Command("eval", help="degrade HR images, upscale them with each candidate, score and compare "

@@ -36,11 +36,12 @@ def run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half-weights", action="store_true",
                         help="network stages hold their weights in fp16/bf16 when they run in it, instead of "
                              "float32 weights under autocast (docs/usage.md)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile network stages, on tiles of one fixed size (--tile, or 512); the first "
-                             "tile pays the compilation, which is reported")
-    parser.add_argument("--compile-backend", default="inductor", metavar="NAME",
-                        help="torch.compile backend for --compile (default: inductor)")
+    parser.add_argument("--compile", choices=["auto", "on", "off"],
+                        help="run network stages compiled for this machine: auto uses compiled forms already "
+                             "cached and builds missing ones in the background for later runs; on builds them "
+                             "first; off never compiles (default: auto; docs/compile.md)")
+    parser.add_argument("--compile-backend", metavar="NAME",
+                        help="inductor (default), export (no native code) or a torch.compile backend")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--overwrite", action="store_true", help="replace existing outputs, even the input itself")
     existing.add_argument("--resume", action="store_true",

@@ -73,6 +73,15 @@ def pad_to_requirements(pixels: torch.Tensor, min_size: int, multiple_of: int) -
     return F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode), (pad_h, pad_w)
 
 
+def pad_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad bottom/right by repeating the edge pixels until both sides are multiples of ``multiple`` (a compiled
+    artifact's bucket); the caller crops after. Repeating the edge changes the result at that edge least (it was
+    measured against reflection and zeros)."""
+    height, width = pixels.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    return F.pad(pixels, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else pixels
+
+
 def fill_transparent(pixels: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Colour under alpha = 0 replaced by the colour of the nearest visible pixels.
 

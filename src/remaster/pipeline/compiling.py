@@ -1,4 +1,6 @@
-"""``torch.compile`` for network stages (``Remasterer(compile=True)``, ``--compile``): timed, with an eager fallback.
+"""``torch.compile`` in the process for network stages (``compile="on"`` on CUDA, or with a ``torch.compile`` backend
+other than the artifact formats): timed, with an eager fallback. On the CPU, compiled stages run cached artifacts
+instead (:mod:`remaster.pipeline.artifact_run`).
 
 Compiling pays off only when the same shapes come back: the pipeline runs a
 compiled stage on tiles of one fixed size (:func:`remaster.pipeline.tiling.run_tiled`

@@ -14,7 +14,10 @@ from typing import Any
 import torch
 
 from remaster.errors import RemasterError, StageError
+from remaster.pipeline.artifact_build import ARTIFACT_FORMATS
+from remaster.pipeline.artifact_run import ArtifactRun, CompileSettings
 from remaster.pipeline.compiling import CompiledRun
+from remaster.pipeline.options import PipelineOptions
 from remaster.pipeline.stage import PrepareContext, Stage
 from remaster.plugin.host import PluginHost
 from remaster.plugin.specs import StageInfo, StageSpec, precision_name
@@ -72,7 +75,7 @@ class ConfiguredStage:
     #: the device or dtype changes. Registered stages get one object per (device, dtype) instead.
     given: Stage | None = field(default=None, repr=False)
     _instances: dict[tuple[torch.device, torch.dtype], Stage] = field(default_factory=dict, repr=False)
-    _compiled: dict[int, CompiledRun] = field(default_factory=dict, repr=False)
+    _compiled: dict[int, CompiledRun | ArtifactRun] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -119,9 +122,27 @@ class ConfiguredStage:
     def compiled_run(self, instance: Stage, backend: str | Callable[..., Any]) -> CompiledRun:
         """``instance``'s ``run`` compiled (once per object; compilation itself happens on the first call)."""
         compiled = self._compiled.get(id(instance))
-        if compiled is None:
+        if not isinstance(compiled, CompiledRun):
             compiled = self._compiled[id(instance)] = CompiledRun(instance.run, name=self.name, backend=backend)
         return compiled
+
+    def artifact_run(self, instance: Stage, device: torch.device, options: PipelineOptions,
+                     settings: CompileSettings | None) -> ArtifactRun | None:
+        """``instance``'s ``run`` through cached compiled artifacts (once per object), or ``None`` where they do not
+        apply: not on the CPU, a backend that compiles in the process, no settings, or a stage without a
+        :meth:`~Stage.compile_target`."""
+        known = self._compiled.get(id(instance))
+        if isinstance(known, ArtifactRun):
+            return known
+        backend = options.compile_backend
+        if settings is None or device.type != "cpu" or not isinstance(backend, str) or backend not in ARTIFACT_FORMATS:
+            return None
+        target = instance.compile_target() if hasattr(instance, "compile_target") else None
+        if target is None:
+            return None
+        run = self._compiled[id(instance)] = ArtifactRun(instance.run, target, name=self.name, mode=options.compile,
+                                                         fmt=backend, settings=settings)
+        return run
 
     def instance(self, device: torch.device, dtype: torch.dtype, context: ContextFactory | None = None) -> Stage:
         """The stage object for ``device``/``dtype``, built and prepared the first time it is asked for.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
+import platform
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ __all__ = [
     "Capability",
     "PrecisionChoice",
     "host_capability",
+    "cpu_signature",
     "autocast_context",
     "describe_device",
     "PRECISIONS",
@@ -164,6 +167,16 @@ def host_capability(device: torch.device | None = None) -> Capability:
     if device is not None and device.type == "cuda" and torch.cuda.is_available():
         cuda_bf16 = bool(torch.cuda.is_bf16_supported())
     return Capability(cpu_isa=_cpu_capability(), cuda_bf16=cuda_bf16)
+
+
+@functools.cache
+def cpu_signature() -> str:
+    """This CPU as compiled code sees it: its detected kind (never ``REMASTER_CPU_ISA``'s), its architecture and a
+    digest of its feature flags. Part of a compiled artifact's key: native code built for one CPU is never loaded
+    on another (a cache shared by machines of a cluster, a home folder moved)."""
+    flags = " ".join(sorted(_cpuinfo_flags()))
+    digest = hashlib.sha256(flags.encode()).hexdigest()[:12]
+    return f"{_detected_cpu_isa()}/{platform.machine()}/{digest}"
 
 
 def cpu_supports_fast_bf16() -> bool:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
@@ -15,9 +16,11 @@ import torch
 
 from remaster.errors import RemasterError, StageContractError, StageError
 from remaster.pipeline import devices, tiling, transfer
+from remaster.pipeline.artifact_run import BUCKET, ArtifactRun, CompileSettings
 from remaster.pipeline.channels import (
     RowSink,
     fill_transparent,
+    pad_to_multiple,
     pad_to_requirements,
     resample_to,
     row_chunks,
@@ -25,11 +28,11 @@ from remaster.pipeline.channels import (
     write_bands,
 )
 from remaster.pipeline.checks import BandChecks
-from remaster.pipeline.compiling import DEFAULT_COMPILE_TILE
+from remaster.pipeline.compiling import DEFAULT_COMPILE_TILE, CompiledRun
 from remaster.pipeline.configured import ConfiguredStage, ContextFactory
 from remaster.pipeline.options import PipelineOptions
-from remaster.pipeline.stage import RunContext, scaled_size, tile_overlap_of
-from remaster.plugin.specs import Tiling
+from remaster.pipeline.stage import RunContext, Stage, scaled_size, tile_overlap_of
+from remaster.plugin.specs import StageInfo, Tiling
 
 __all__ = ["StageExecutor", "StageOutput", "CopyEngines"]
 
@@ -54,10 +57,14 @@ class StageExecutor:
         options: The pipeline's options (tiling, compilation).
         context: Makes each stage's :class:`PrepareContext`.
         copy_engine: The copy engine for a device.
+        compiling: Where compiled artifacts live and how they are made (``None``: no artifacts; ``compile="on"``
+            then compiles in the process).
     """
 
-    def __init__(self, options: PipelineOptions, context: ContextFactory, copy_engine: CopyEngines) -> None:
+    def __init__(self, options: PipelineOptions, context: ContextFactory, copy_engine: CopyEngines,
+                 compiling: CompileSettings | None = None) -> None:
         self.options = options
+        self.compiling = compiling
         self.context = context
         self.copy_engine = copy_engine
 
@@ -177,6 +184,12 @@ class StageExecutor:
         raise StageContractError("produced NaN or Inf values", path=stage.name,
                                  hint="try {opt:precision_fp32}, or report it to the plugin's author")
 
+    def window_side(self, instance: Stage, info: StageInfo, multiple_of: int) -> int:
+        """The side of the windows a compiled stage runs on: the tile (``auto``: :data:`DEFAULT_COMPILE_TILE`)
+        with its overlap, rounded up to ``multiple_of``."""
+        tile = self.options.tile if isinstance(self.options.tile, int) else DEFAULT_COMPILE_TILE
+        return tiling.fixed_window_size(tile, tile_overlap_of(instance, info), multiple_of=multiple_of)
+
     def execute(self, stage: ConfiguredStage, pixels: torch.Tensor, ctx: RunContext,
                 rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
         """Run the stage, tiled where it may be; with ``rows``, a tiled run emits its (cropped) rows there."""
@@ -194,8 +207,27 @@ class StageExecutor:
             tileable = False
         tiled = tileable and self.options.tile != 0
         # Compiled: tiles of one fixed size, one at a time, so that a single shape compiles for every image.
-        compiled = self.options.compile and tiled and bool(getattr(instance, "compilable", False))
-        compiled_run = stage.compiled_run(instance, self.options.compile_backend) if compiled else None
+        compiled_run: ArtifactRun | CompiledRun | None = None
+        multiple = info.multiple_of
+        if tiled and self.options.compile != "off" and getattr(instance, "compilable", False):
+            artifacts = stage.artifact_run(instance, ctx.device, self.options, self.compiling)
+            if artifacts is not None:  # the CPU's cached artifacts: one shape per image, sides bucketed
+                multiple = math.lcm(info.multiple_of, BUCKET)
+                window = self.window_side(instance, info, multiple)
+                height, width = (_round_up(max(side, info.min_size), multiple) for side in pixels.shape[-2:])
+                shape = (pixels.shape[0], pixels.shape[1], min(height, window), min(width, window))
+                if artifacts.ready(shape, ctx.dtype, ctx.device):
+                    padded = pad_to_multiple(padded, multiple)
+                    pad = (padded.shape[-2] - pixels.shape[-2], padded.shape[-1] - pixels.shape[-1])
+                    compiled_run = artifacts
+                else:
+                    multiple = info.multiple_of  # eager, exactly as with compile off
+            elif self.options.compile == "on":  # torch.compile in the process (CUDA, or another backend)
+                in_process = stage.compiled_run(instance, self.options.compile_backend)
+                side = self.window_side(instance, info, info.multiple_of)
+                in_process.window = (side, side)  # other sizes run eagerly
+                compiled_run = in_process
+        compiled = compiled_run is not None
         run = compiled_run if compiled_run is not None else instance.run
         # A stage reports progress of its own only when it gets the whole image in one call; per tile, the tiler does.
         # Neither a tile, the tiler's single call, nor a padded image can be resized to the planned size of the whole.
@@ -225,9 +257,6 @@ class StageExecutor:
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
                     padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap,
                     output_bytes_per_value=4 if rows is None else 2)  # rows: into a uint8/uint16 image
-            if compiled_run is not None:
-                side = tiling.fixed_window_size(int(tile), overlap, multiple_of=info.multiple_of)
-                compiled_run.window = (side, side)  # other sizes run eagerly
             wanted_h, wanted_w = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
 
             def cropped_rows(top: int, band: torch.Tensor) -> None:
@@ -238,7 +267,7 @@ class StageExecutor:
                         rows(top + offset, chunk)
 
             result = tiling.run_with_backoff(call, padded, scale=integer_scale, tile=int(tile),
-                                             overlap=overlap, multiple_of=info.multiple_of,
+                                             overlap=overlap, multiple_of=multiple,
                                              # Batching tiles fills a GPU; on a CPU it only adds memory.
                                              batch=1 if ctx.device.type == "cpu" or compiled else 4,
                                              progress=ctx.progress, emit=cropped_rows if rows is not None else None,
@@ -251,3 +280,7 @@ class StageExecutor:
             height, width = scaled_size(pixels.shape[-2], pixels.shape[-1], scale)
             result = result[..., :height, :width]
         return result
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

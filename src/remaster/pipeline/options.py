@@ -14,10 +14,12 @@ from typing import Any
 from remaster.errors import UsageError
 from remaster.plugin.specs import PRECISION_NAMES
 
-__all__ = ["PipelineOptions", "DEFAULT_MAX_OUTPUT_PIXELS", "OPTION_NAMES", "precision_request"]
+__all__ = ["PipelineOptions", "COMPILE_MODES", "DEFAULT_MAX_OUTPUT_PIXELS", "OPTION_NAMES", "precision_request"]
 
 #: Largest output, in pixels, a run may produce unless raised; checked before any work.
 DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000
+#: The values of :attr:`PipelineOptions.compile`.
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,19 @@ class PipelineOptions:
             when they run in it and compute without autocast, instead of float32 weights under autocast: the
             two ways of running in reduced precision, to measure against each other (docs/usage.md). No effect
             on stages that run in fp32.
-        compile: ``torch.compile`` the stages that declare themselves compilable (:attr:`Stage.compilable`:
-            network stages), run on tiles of one fixed size so that only one shape compiles; the first tile
-            pays the compilation, reported as ``compile_seconds`` in ``meta.extras["stages"]``. If compiling
+        compile: ``"auto"`` (the default), ``"on"`` or ``"off"``: whether network stages (:attr:`Stage.compilable`)
+            run compiled. On the CPU a compiled stage runs a cached artifact built on this machine for its
+            network, input shape and precision (docs/compile.md): ``auto`` uses one that is cached and otherwise
+            runs eagerly while a low-priority process builds it for later runs, so no job waits for a compile;
+            ``on`` builds a missing one before the image runs; ``off`` always runs eagerly. On CUDA, ``on`` is
+            ``torch.compile`` in the process (the first tile pays it) and ``auto`` runs eagerly. Compiled
+            stages run on tiles of one fixed size (images smaller than a tile padded by at most 15 pixels, then
+            cropped); what ran is in ``meta.extras["stages"]`` (``compiled``, ``compile_seconds``). If compiling
             fails the stage runs eagerly, with one warning.
-        compile_backend: The ``torch.compile`` backend (``"inductor"``, the default, needs a C++ compiler on
-            the CPU; ``"aot_eager"`` and ``"eager"`` compile nothing and serve for tests).
+        compile_backend: How to compile: ``"inductor"`` (the default: AOTInductor packages on the CPU, which
+            need a C++ compiler; ``torch.compile``'s inductor on CUDA); ``"export"`` (``torch.export`` programs
+            cached like the packages but without native code: quick, for tests); any other ``torch.compile``
+            backend (``"aot_eager"``, a callable) compiles in the process, on any device.
 
     Raises:
         UsageError: a value that cannot work (an unknown precision, a negative tile, compiling untiled).
@@ -54,7 +63,7 @@ class PipelineOptions:
     max_pixels: int | None = None
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
     half_weights: bool = False
-    compile: bool = False
+    compile: str = "auto"
     compile_backend: str | Callable[..., Any] = "inductor"
 
     def __post_init__(self) -> None:
@@ -64,11 +73,15 @@ class PipelineOptions:
         tile = self.tile
         if not (tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 0)):
             raise UsageError(f"tile must be 'auto' or a size in pixels, not {tile!r}")
-        if self.compile and tile == 0:
+        mode = self.compile.strip().lower() if isinstance(self.compile, str) else self.compile
+        if mode not in COMPILE_MODES:
+            raise UsageError(f"compile must be 'auto', 'on' or 'off', not {self.compile!r}",
+                             hint="{opt:compile_on} compiles before running, {opt:compile_off} never compiles")
+        object.__setattr__(self, "compile", mode)
+        if mode == "on" and tile == 0:
             raise UsageError("compiling needs tiles of one fixed size, not --tile 0",
                              hint="give a tile size (e.g. {opt:tile_512}) or leave the tile auto when compiling")
         object.__setattr__(self, "half_weights", bool(self.half_weights))
-        object.__setattr__(self, "compile", bool(self.compile))
 
     def replace(self, **changes: Any) -> PipelineOptions:
         """These options with ``changes`` (field names) applied.

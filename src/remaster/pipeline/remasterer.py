@@ -25,6 +25,7 @@ from remaster.io.encoding import saves_integers
 from remaster.io.image import Image
 from remaster.io.intbuffer import IntegerBuffer
 from remaster.pipeline import devices, transfer
+from remaster.pipeline.artifact_run import CompileSettings
 from remaster.pipeline.channels import RowSink, to_gray
 from remaster.pipeline.checks import CallerStop
 from remaster.pipeline.configured import (
@@ -106,7 +107,8 @@ class Remasterer:
         self._noted: set[tuple[int, str]] = set()
         self._plans: dict[tuple[str, int], Plan] = {}
         self._copy_engines: dict[torch.device, transfer.CopyEngine | None] = {}
-        self._executor = StageExecutor(self.options, self._prepare_context, self._copy_engine)
+        self._executor = StageExecutor(self.options, self._prepare_context, self._copy_engine,
+                                       CompileSettings.from_environment())
         self.sequence: FrameSequence | None = None  # for_sequence() sets it on its view
         self.plan_for(8)  # a stage that cannot run on its device at all fails now, not after loading images
 
@@ -126,7 +128,7 @@ class Remasterer:
         return self.options.half_weights
 
     @property
-    def compile(self) -> bool:
+    def compile(self) -> str:
         """:attr:`PipelineOptions.compile`."""
         return self.options.compile
 

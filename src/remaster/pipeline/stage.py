@@ -42,6 +42,7 @@ __all__ = [
     "PrepareContext",
     "SubPipeline",
     "NetworkStage",
+    "CompileTarget",
     "scaled_size",
     "tile_overlap_of",
 ]
@@ -182,8 +183,10 @@ class Stage:
             pipeline's autocast does the reduced-precision work.
         compilable: ``True`` for a stage whose :meth:`run` is a network's forward
             pass that ``torch.compile`` can trace (no host round trips, no
-            per-call Python state). ``Remasterer(compile=True)`` compiles such a
-            stage's ``run`` for fixed-size tiles; other stages run eagerly.
+            per-call Python state). With ``compile="on"`` (or ``"auto"`` and an
+            artifact cached) such a stage runs compiled on fixed-size tiles;
+            other stages run eagerly. On the CPU the compiled form is a cached
+            artifact, which needs :meth:`compile_target` too.
     """
 
     tile_overlap: int | None = None
@@ -208,6 +211,31 @@ class Stage:
         The input tensor must not be modified in place.
         """
         raise NotImplementedError
+
+    def compile_target(self) -> CompileTarget | None:
+        """What a compiled artifact of this stage is built from, or ``None`` (the default: no artifacts; with
+        ``compile="on"`` a compilable stage is then compiled in the process).
+
+        Called after :meth:`prepare`, before any :meth:`run` of the image, and must be cheap: the network itself
+        is only asked for (:attr:`CompileTarget.network`) when an artifact is built.
+        """
+        return None
+
+
+@dataclass(frozen=True)
+class CompileTarget:
+    """The network a compilable stage runs, for building (and finding) its compiled artifact.
+
+    Attributes:
+        identity: Changes whenever the network's structure or weights do (e.g. its class and its weights file's
+            sha256); part of the artifact's key with the shape, precision, torch version and CPU.
+        network: Returns the module :meth:`Stage.run` calls: it takes ``(N, C, H, W)`` float32 pixels
+            (channels-last) and returns the output pixels. Weights as the stage holds them; the pipeline copies
+            and converts them to the compute precision for the artifact.
+    """
+
+    identity: str
+    network: Callable[[], torch.nn.Module]
 
 
 @runtime_checkable

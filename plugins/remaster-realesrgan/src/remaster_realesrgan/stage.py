@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from remaster import PrepareContext, RunContext, Stage, StageError
-from remaster.weights import WeightsManager, find_and_load_network, get_manager, load_network
+from remaster import CompileTarget, PrepareContext, RunContext, Stage, StageError
+from remaster.weights import WeightsManager, find_and_load_network, get_manager, load_network, sha256_file
 
 #: What the errors of a file spandrel does not know suggest.
 _SUPPORTED = "ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported"
@@ -63,6 +63,7 @@ class SpandrelUpscaler(Stage):
         self._weights_manager: WeightsManager | None = None
         # The exact float32 weights, kept (on the host) once the network was converted to half weights.
         self._float_weights: dict[str, torch.Tensor] | None = None
+        self._identity: str | None = None  # for compiled artifacts: what network this is
 
     #: run() is one forward pass of the network: Remasterer(compile=True) may compile it.
     compilable = True
@@ -110,6 +111,16 @@ class SpandrelUpscaler(Stage):
                 model.load_state_dict(self._float_weights)
             self.weights_dtype = None
         self._progress = None  # measured with the dtype it runs in
+
+    def compile_target(self) -> CompileTarget | None:
+        """The network for compiled artifacts, identified by its architecture and its weights file's sha256
+        (``None`` for a network handed over already loaded: there is no file to identify it by)."""
+        if self._identity is None:
+            if self._path is None and not self._weights:
+                return None
+            path = self.weights_path()
+            self._identity = f"{type(self._descriptor.model).__name__}:{sha256_file(path)}"
+        return CompileTarget(identity=self._identity, network=lambda: self._descriptor.model)
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         if self.weights_dtype is not None:
