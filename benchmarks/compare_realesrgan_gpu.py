@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             network = Remasterer(model, device="cuda", precision="fp32", tile=0).prepare().stages[0]
-            descriptor_model = network.instance(torch.device("cuda"), torch.float32)._descriptor.model
+            descriptor_model = network.instance(torch.device("cuda"), torch.float32).descriptor.model
             pth = Path(tmp) / f"{model}.pth"
             if peers is None:
                 torch.save({"params_ema": load_state_dict(get_manager().ensure(compare._weights_name(model)))}, pth)

@@ -79,7 +79,7 @@ def main() -> int:
         peak = peak_flops / median_seconds(conv, max(5, args.repeats))
         remasterer = Remasterer([args.model], device="cpu", precision=precision, tile=0).prepare()
         network = remasterer.stages[0].instance(torch.device("cpu"), dtype)
-        flops = conv_flops(network._descriptor.model, args.size, args.size, "cpu")
+        flops = conv_flops(network.descriptor.model, args.size, args.size, "cpu")
         seconds = median_seconds(lambda: remasterer.run_image(image), args.repeats)
         rows.append((precision, peak, flops, seconds))
     load_after = load()

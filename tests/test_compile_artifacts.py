@@ -360,3 +360,44 @@ def test_the_cli_takes_compile_auto_on_off_and_reports_what_ran(cache, tmp_path,
     assert json.loads(capsys.readouterr().out)["items"][0]["stages"][0].get("compiled") is None
     assert main(["upscale", str(source), "-o", str(tmp_path / "c.png"), "--compile", "sometimes"]) == 2
     assert "--compile: invalid choice" in capsys.readouterr().err
+
+
+def test_under_tile_auto_a_side_up_to_1024_runs_whole_and_a_longer_one_in_equal_windows(cache):
+    from remaster.pipeline.artifact_run import compiled_tile
+
+    assert compiled_tile(300, 200, 72, 16) == 304  # whole: one window of the padded image
+    assert compiled_tile(1024, 10, 72, 16) == 1024
+    tile = compiled_tile(2500, 1000, 72, 16)  # three windows of at most 1024 along 2512
+    assert tile == 848 and tile + 72 <= 1024 and 3 * tile >= 2512
+    result = run(TinyNetwork(), photo(40, 1100), compile="on")
+    assert result.pixels.shape[-2:] == (80, 2200)
+    (record,) = ArtifactStore(cache).records()
+    assert record.shape == [1, 3, 48, 576]  # 1104 in two windows: a tile of 552 (560 in 16s) + 2 x 3 context, in 16s
+    eager = io.to_numpy(run(TinyNetwork(), photo(40, 1100), compile="off")).astype(int)
+    assert np.abs(io.to_numpy(result).astype(int) - eager)[:-4, :-4].max() <= 1  # the padded edges aside
+
+
+def test_a_build_waiting_for_a_busy_run_starts_when_it_ends_or_idles():
+    import subprocess
+    import sys
+
+    from remaster.pipeline.artifact_build import wait_until_quiet
+
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    spin = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        started = time.monotonic()
+        wait_until_quiet(idle.pid, every=0.3)
+        assert time.monotonic() - started < 5  # idle: at once (one look)
+        started = time.monotonic()
+        wait_until_quiet(busy.pid, every=0.3)
+        assert time.monotonic() - started >= 0.6  # waited while it computed
+        busy.wait(10)
+        started = time.monotonic()
+        wait_until_quiet(busy.pid, every=0.3)
+        assert time.monotonic() - started < 1  # ended: no wait
+    finally:
+        idle.kill()
+        busy.kill()
+        idle.wait(10)

@@ -6,6 +6,10 @@ inductor itself is exercised on a tiny network in tests/test_compile.py.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +79,29 @@ def test_the_artifact_key_follows_the_weights_file(tmp_path):
     path = stage.network_file(get_manager())
     assert target is not None and target.identity.endswith(sha256_file(path))
     assert isinstance(target.network(), torch.nn.Module)
+
+
+def test_a_run_served_by_a_cached_artifact_never_imports_spandrel(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.fromarray(data.astronaut()[:48, :64].copy()).save(source)
+    env = {**os.environ, "REMASTER_CACHE": str(tmp_path / "cache")}
+    weights = Path(os.environ["REMASTER_CACHE"]) / "weights"  # the session's converted weights, not made again
+    if weights.is_dir():
+        shutil.copytree(weights, tmp_path / "cache" / "weights")
+    code = ("import sys\nfrom remaster.cli import main\n"
+            "code = main(sys.argv[1:])\n"
+            "print('spandrel' in sys.modules)\nsys.exit(code)")
+    command = [sys.executable, "-c", code, "upscale", str(source), "-o", str(tmp_path / "out.png"), "--model", MODEL,
+               "--device", "cpu", "--precision", "fp32", "--compile-backend", "export", "--overwrite", "-q"]
+    built = subprocess.run([*command, "--compile", "on"], capture_output=True, text=True, env=env, timeout=300)
+    assert built.returncode == 0, built.stderr
+    served = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.strip().splitlines()[-1] == "False"  # the default, auto, found the artifact
+    eager = subprocess.run([*command, "--compile", "off"], capture_output=True, text=True, env=env, timeout=300)
+    assert eager.returncode == 0 and eager.stdout.strip().splitlines()[-1] == "True"

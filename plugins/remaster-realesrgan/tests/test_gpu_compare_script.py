@@ -48,7 +48,7 @@ def test_sizes_peaks_and_flops(script):
     from remaster import Remasterer
 
     stage = Remasterer("realesr-animevideov3", device="cpu", precision="fp32", tile=0).prepare().stages[0]
-    network = stage.instance(torch.device("cpu"), torch.float32)._descriptor.model
+    network = stage.instance(torch.device("cpu"), torch.float32).descriptor.model
     flops = script.conv_flops(network, 160, 120, torch.device("cpu"), sample=16)
     # SRVGGNetCompact: 3x3 convolutions 3->64, 16 x 64->64 and 64->48 at the input's size; 2 FLOPs per multiply-add.
     assert flops == 2 * 9 * (3 * 64 + 16 * 64 * 64 + 64 * 48) * 160 * 120

@@ -30,7 +30,7 @@ def test_half_weights_hold_the_network_in_bf16_and_report_it():
     result = remasterer.run_image(io.load(crop()))
     assert result.meta.extras["stages"][0] == {"stage": MODEL, "device": "cpu", "precision": "bf16",
                                                 "weights": "bf16"}
-    network = remasterer.stages[0].instance(torch.device("cpu"), torch.bfloat16)._descriptor.model
+    network = remasterer.stages[0].instance(torch.device("cpu"), torch.bfloat16).descriptor.model
     assert {p.dtype for p in network.parameters()} == {torch.bfloat16}
     fp32 = Remasterer(MODEL, device="cpu", precision="fp32", tile=0).run(crop())
     autocast = Remasterer(MODEL, device="cpu", precision="bf16", tile=0).run(crop())

@@ -33,13 +33,16 @@ from remaster.plugin.specs import precision_name
 from remaster.weights.artifacts import ARTIFACTS_DIR, ArtifactStore
 from remaster.weights.cache import cache_dir
 
-__all__ = ["ArtifactRun", "CompileSettings", "BUCKET", "BACKGROUND_ENV"]
+__all__ = ["ArtifactRun", "CompileSettings", "BUCKET", "BACKGROUND_ENV", "MAX_WINDOW", "compiled_tile"]
 
 log = logging.getLogger("remaster.pipeline")
 
 #: A side shorter than the compiled window is padded up to a multiple of this (at most 15 pixels, then cropped):
 #: few shapes to build, little work added.
 BUCKET = 16
+#: The largest window side a compiled stage runs under ``--tile auto``: a side up to this runs whole (padded to a
+#: multiple of :data:`BUCKET`), a longer one in equal windows of at most this.
+MAX_WINDOW = 1024
 #: Set to ``0`` to never start background builds (``auto`` then uses cached artifacts only); the test suite does.
 BACKGROUND_ENV = "REMASTER_COMPILE_BACKGROUND"
 #: How often ``auto`` looks in the cache again for an artifact a background build is making.
@@ -69,6 +72,21 @@ class CompileSettings:
         return cls(store=ArtifactStore(cache_dir() / ARTIFACTS_DIR),
                    background=os.environ.get(BACKGROUND_ENV, "").strip() != "0",
                    compiler=shutil.which(compiler) or shutil.which("c++"))
+
+
+def compiled_tile(height: int, width: int, context: int, multiple: int) -> int:
+    """The tile of a compiled stage under ``--tile auto`` for an image of ``height`` x ``width`` (padded to
+    ``multiple``), ``context`` being what the tiler adds around a tile: the whole image when its longer side fits
+    in :data:`MAX_WINDOW`, else the core of equal windows of at most that side. Little more work than eager: no
+    window is much larger than what it must cover."""
+    longest = max(height, width)
+    longest += -longest % multiple
+    if longest <= MAX_WINDOW:
+        return longest
+    core = max(multiple, MAX_WINDOW - context)
+    count = -(-longest // core)
+    tile = -(-longest // count)
+    return tile + -tile % multiple
 
 
 #: Said once per process: no C++ compiler, so ``auto`` stays eager.

@@ -16,7 +16,7 @@ import torch
 
 from remaster.errors import RemasterError, StageContractError, StageError
 from remaster.pipeline import devices, tiling, transfer
-from remaster.pipeline.artifact_run import BUCKET, ArtifactRun, CompileSettings
+from remaster.pipeline.artifact_run import BUCKET, ArtifactRun, CompileSettings, compiled_tile
 from remaster.pipeline.channels import (
     RowSink,
     fill_transparent,
@@ -208,13 +208,16 @@ class StageExecutor:
         tiled = tileable and self.options.tile != 0
         # Compiled: tiles of one fixed size, one at a time, so that a single shape compiles for every image.
         compiled_run: ArtifactRun | CompiledRun | None = None
-        multiple = info.multiple_of
+        multiple, window_tile = info.multiple_of, 0
         if tiled and self.options.compile != "off" and getattr(instance, "compilable", False):
             artifacts = stage.artifact_run(instance, ctx.device, self.options, self.compiling)
             if artifacts is not None:  # the CPU's cached artifacts: one shape per image, sides bucketed
                 multiple = math.lcm(info.multiple_of, BUCKET)
-                window = self.window_side(instance, info, multiple)
                 height, width = (_round_up(max(side, info.min_size), multiple) for side in pixels.shape[-2:])
+                overlap = tile_overlap_of(instance, info)
+                window_tile = self.options.tile if isinstance(self.options.tile, int) else compiled_tile(
+                    height, width, tiling.fixed_window_size(0, overlap), multiple)
+                window = tiling.fixed_window_size(window_tile, overlap, multiple_of=multiple)
                 shape = (pixels.shape[0], pixels.shape[1], min(height, window), min(width, window))
                 if artifacts.ready(shape, ctx.dtype, ctx.device):
                     padded = pad_to_multiple(padded, multiple)
@@ -253,7 +256,9 @@ class StageExecutor:
             integer_scale = int(scale)
             overlap = tile_overlap_of(instance, info)  # the built stage knows its parameters; the spec does not
             tile = self.options.tile
-            if tile == "auto":
+            if tile == "auto" and isinstance(compiled_run, ArtifactRun):
+                tile = window_tile
+            elif tile == "auto":
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
                     padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap,
                     output_bytes_per_value=4 if rows is None else 2)  # rows: into a uint8/uint16 image

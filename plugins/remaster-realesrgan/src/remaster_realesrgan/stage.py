@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 import torch
 
 from remaster import CompileTarget, PrepareContext, RunContext, Stage, StageError
-from remaster.weights import WeightsManager, find_and_load_network, get_manager, load_network, sha256_file
+from remaster.weights import WeightsManager, get_manager, load_network, sha256_file
 
+#: spandrel's version, part of a compiled artifact's identity (read without importing spandrel).
+_SPANDREL = importlib.metadata.version("spandrel")
 #: What the errors of a file spandrel does not know suggest.
 _SUPPORTED = "ESRGAN/Real-ESRGAN family .pth and .safetensors files are supported"
 
@@ -64,6 +68,9 @@ class SpandrelUpscaler(Stage):
         # The exact float32 weights, kept (on the host) once the network was converted to half weights.
         self._float_weights: dict[str, torch.Tensor] | None = None
         self._identity: str | None = None  # for compiled artifacts: what network this is
+        self._prepared: PrepareContext | None = None
+        self._file: Path | None = None  # the packaged network's verified file, until the network is built
+        self._building = threading.Lock()
 
     #: run() is one forward pass of the network: Remasterer(compile=True) may compile it.
     compilable = True
@@ -88,50 +95,80 @@ class SpandrelUpscaler(Stage):
         return self.network_file(weights or self._weights_manager or get_manager())
 
     def prepare(self, ctx: PrepareContext) -> None:
+        """Check the weights (a missing or damaged file fails here, before any image runs) and note where and how
+        the network will run. A model file (``--model PATH``) is loaded now; the packaged networks are built on
+        first use, so that a run served entirely by a cached compiled artifact never imports spandrel."""
         self._weights_manager = ctx.weights
+        self._prepared = ctx
+        half = ctx.half_weights and ctx.dtype in (torch.float16, torch.bfloat16)
+        # Asked for: weights in the compute precision, and no autocast (the pipeline sees weights_dtype).
+        self.weights_dtype = ctx.dtype if half else None
+        self._progress = None  # measured with the dtype it runs in
+        if self._descriptor is None and self._path is not None:
+            self._descriptor = load_descriptor(self._path, expect_scale=self._native_scale)
         if self._descriptor is None:
-            if self._path is not None:
-                self._descriptor = load_descriptor(self._path, expect_scale=self._native_scale)
-            else:  # the cached file's sha256 is checked while spandrel is imported
-                path, descriptor = find_and_load_network(lambda: self.network_file(ctx.weights), hint=_SUPPORTED)
-                self._descriptor = _checked(descriptor, path, expect_scale=self._native_scale)
+            self._file = self.network_file(ctx.weights)  # verified: its sha256 is the pinned one
+        else:
+            self._place(ctx)
+
+    @torch.compiler.disable  # built outside any graph torch.compile traces through run()
+    def _network(self) -> Any:
+        """The spandrel descriptor, built (and placed as :meth:`prepare` said) the first time it is needed."""
+        with self._building:
+            if self._descriptor is None:
+                assert self._prepared is not None, "prepare() first"
+                path = self._file or self.network_file(self._prepared.weights)
+                descriptor = _checked(load_network(path, hint=_SUPPORTED), path, expect_scale=self._native_scale)
+                self._descriptor = descriptor
+                self._place(self._prepared)
+            return self._descriptor
+
+    def _place(self, ctx: PrepareContext) -> None:
         model = self._descriptor.model
-        if ctx.half_weights and ctx.dtype in (torch.float16, torch.bfloat16):
-            # Asked for: weights in the compute precision, and no autocast (the pipeline sees weights_dtype).
+        if self.weights_dtype is not None:
             if self._float_weights is None:
                 self._float_weights = {name: value.detach().to("cpu", copy=True)
                                        for name, value in model.state_dict().items()}
             model.to(device=ctx.device, dtype=ctx.dtype, memory_format=torch.channels_last)
-            self.weights_dtype = ctx.dtype
         else:
             # Weights stay float32: the pipeline runs us under autocast for bf16/fp16, which keeps
             # accumulations and the output in a safe precision. channels_last is faster on CPU and CUDA.
             model.to(device=ctx.device, dtype=torch.float32, memory_format=torch.channels_last)
             if self._float_weights is not None:  # back from half weights: rounding them up is not exact
                 model.load_state_dict(self._float_weights)
-            self.weights_dtype = None
-        self._progress = None  # measured with the dtype it runs in
+
+    @property
+    def descriptor(self) -> Any:
+        """The spandrel model descriptor (built now if it was not yet)."""
+        return self._network()
 
     def compile_target(self) -> CompileTarget | None:
-        """The network for compiled artifacts, identified by its architecture and its weights file's sha256
-        (``None`` for a network handed over already loaded: there is no file to identify it by)."""
+        """The network for compiled artifacts, identified by its weights: the pinned sha256 of a packaged network
+        (checked by :meth:`prepare`), a model file's own sha256; ``None`` for a network handed over already loaded
+        (there is no file to identify it by). Cheap: the network itself is built only if an artifact is."""
         if self._identity is None:
-            if self._path is None and not self._weights:
+            if self._path is not None:
+                digest: str | None = sha256_file(self._path)
+            elif self._file is not None and self._weights_manager is not None:
+                name = next((n for n in self._weights if self._weights_manager.path(n) == self._file), None)
+                digest = self._weights_manager.expected_sha256(name) if name else None
+                digest = digest or sha256_file(self._file)
+            else:
                 return None
-            path = self.weights_path()
-            self._identity = f"{type(self._descriptor.model).__name__}:{sha256_file(path)}"
-        return CompileTarget(identity=self._identity, network=lambda: self._descriptor.model)
+            self._identity = f"spandrel-{_SPANDREL}:x{self._native_scale or 0}:{digest}"
+        return CompileTarget(identity=self._identity, network=lambda: self._network().model)
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        descriptor = self._network()
         if self.weights_dtype is not None:
             pixels = pixels.to(self.weights_dtype)
         pixels = pixels.contiguous(memory_format=torch.channels_last)
         if ctx.progress is None or pixels.shape[-2] * pixels.shape[-1] < _PROGRESS_FROM_PIXELS:
-            return self._descriptor(pixels).float()
+            return descriptor(pixels).float()
         if self._progress is None:
-            self._progress = ConvolutionProgress(self._descriptor, pixels)
+            self._progress = ConvolutionProgress(descriptor, pixels)
         with self._progress.reporting(ctx.progress):
-            return self._descriptor(pixels).float()
+            return descriptor(pixels).float()
 
 
 #: Below this input size a forward pass is quick enough that in-pass progress is not worth its hooks.
