@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 PYTEST_ARGS ?=
 
-.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp ffmpeg-env browser-env test-web
+.PHONY: demo test install bench gpu-check gpu-compare gpu-bundle clean test-krita test-gimp editors-env krita-env gimp-env install-krita install-gimp ffmpeg-env browser-env vulkan-env test-web
 
 install: $(STAMP)
 
@@ -99,6 +99,17 @@ browser-env:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	      $(BROWSER_PACKAGES); } >/dev/null || echo "browser-env: apt-get could not install $(BROWSER_PACKAGES)"; \
 	else echo "browser-env: chromium is missing; run: sudo apt-get install $(BROWSER_PACKAGES)"; fi
+
+# A Vulkan loader and Mesa's drivers, lavapipe among them (a Vulkan implementation on the CPU), so that the Vulkan
+# tests (plugins/remaster-realesrgan/tests/test_vulkan.py) run here for correctness; they skip without. Never fails.
+VULKAN_PACKAGES := libvulkan1 mesa-vulkan-drivers
+
+vulkan-env:
+	@if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && ls /usr/lib/*/libvulkan.so.1 /lib/*/libvulkan.so.1 2>/dev/null | grep -q .; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      $(VULKAN_PACKAGES); } >/dev/null || echo "vulkan-env: apt-get could not install $(VULKAN_PACKAGES)"; \
+	else echo "vulkan-env: lavapipe is missing; run: sudo apt-get install $(VULKAN_PACKAGES)"; fi
 
 test-web: $(STAMP) browser-env
 	$(BIN)/python -m pytest tests/web tests/test_server_web.py $(PYTEST_ARGS)

@@ -36,7 +36,7 @@ def eval_arguments(evaluate: argparse.ArgumentParser) -> None:
                           help="pixels cut from each edge before scoring (SR papers: the scale factor)")
     evaluate.add_argument("--y-channel", action="store_true",
                           help="PSNR/SSIM on BT.601 luma, as SR papers report them")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or vulkan[:N] (default: auto)")
     evaluate.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                           help="compute precision of the candidates (default: auto)")
     evaluate.add_argument("--tile", default="auto", metavar="N|auto", help="tile size for the candidates")

@@ -30,7 +30,9 @@ def run_options(parser: argparse.ArgumentParser) -> None:
                         help="output file (one input) or folder")
     parser.add_argument("--tile", default="auto", metavar="N|auto",
                         help="tile size in pixels, 'auto' (tile only when memory needs it) or 0 (never)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda, cuda:N, vulkan or vulkan:N (network stages through ncnn on any "
+                             "Vulkan GPU; auto never picks a CPU Vulkan); default: auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="compute precision; fp32 gives exact results (default: auto)")
     parser.add_argument("--half-weights", action="store_true",

@@ -17,7 +17,7 @@ def serve_arguments(serve: argparse.ArgumentParser) -> None:
     """The ``serve`` command's arguments: the local HTTP service the GIMP and Krita plug-ins talk to."""
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default: 8765)")
-    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or vulkan[:N] (default: auto)")
     serve.add_argument("--max-pixels", type=int, metavar="N", help="largest input accepted, in pixels "
                                                                     "(default: 64,000,000)")
     serve.add_argument("--max-output-pixels", type=int, metavar="N", help="largest result allowed, in pixels")

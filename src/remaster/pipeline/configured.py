@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -22,14 +22,19 @@ from remaster.pipeline.stage import PrepareContext, Stage
 from remaster.plugin.host import PluginHost
 from remaster.plugin.specs import StageInfo, StageSpec, precision_name
 from remaster.plugin.syntax import names_model_file
+from remaster.plugin.vulkan import VulkanDevice
 
 __all__ = ["ConfiguredStage", "ContextFactory", "DEFAULT_UPSCALER", "FALLBACK_UPSCALER", "default_upscaler",
            "resolve_spec", "from_stage_object"]
 
 log = logging.getLogger("remaster.pipeline")
 
-#: Makes the :class:`PrepareContext` of a stage on a device and dtype: the running pipeline's host, weights, options.
-ContextFactory = Callable[[torch.device, torch.dtype], PrepareContext]
+class ContextFactory(Protocol):
+    """Makes the :class:`PrepareContext` of a stage on a device and dtype (and Vulkan device, for a stage that
+    computes there): the running pipeline's host, weights, options."""
+
+    def __call__(self, device: torch.device, dtype: torch.dtype, *,
+                 vulkan: VulkanDevice | None = None) -> PrepareContext: ...
 
 #: What ``Remasterer()`` and ``remaster upscale`` run when no stages or model are given.
 DEFAULT_UPSCALER = "realesrgan-x4plus"
@@ -74,7 +79,7 @@ class ConfiguredStage:
     #: The stage object a user made (``Remasterer([MyStage()])``): the only one there is, prepared again when
     #: the device or dtype changes. Registered stages get one object per (device, dtype) instead.
     given: Stage | None = field(default=None, repr=False)
-    _instances: dict[tuple[torch.device, torch.dtype], Stage] = field(default_factory=dict, repr=False)
+    _instances: dict[tuple[torch.device, torch.dtype, int | None], Stage] = field(default_factory=dict, repr=False)
     _compiled: dict[int, CompiledRun | ArtifactRun] = field(default_factory=dict, repr=False)
 
     @property
@@ -105,12 +110,13 @@ class ConfiguredStage:
                    if any(p.name == k and p.default != v for p in self.spec.params)}
         return self.name + (f"({', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else "")
 
-    def run_notes(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    def run_notes(self, device: torch.device, dtype: torch.dtype,
+                  vulkan: VulkanDevice | None = None) -> dict[str, Any]:
         """What ``meta.extras["stages"]`` says about how the last run in ``dtype`` went, besides device and precision:
         ``weights`` (``"fp16"``/``"bf16"``) when the stage ran with half weights; with ``compile``, ``compiled``
         (the backend, or ``"eager"`` after a failure) and ``compile_seconds`` on the run that compiled."""
         notes: dict[str, Any] = {}
-        instance = self._instances.get((device, dtype))
+        instance = self._instances.get((device, dtype, None if vulkan is None else vulkan.index))
         weights = getattr(instance, "weights_dtype", None)
         if weights is not None and weights == dtype != torch.float32:
             notes["weights"] = precision_name(weights)
@@ -144,20 +150,23 @@ class ConfiguredStage:
                                                          fmt=backend, settings=settings)
         return run
 
-    def instance(self, device: torch.device, dtype: torch.dtype, context: ContextFactory | None = None) -> Stage:
+    def instance(self, device: torch.device, dtype: torch.dtype, context: ContextFactory | None = None, *,
+                 vulkan: VulkanDevice | None = None) -> Stage:
         """The stage object for ``device``/``dtype``, built and prepared the first time it is asked for.
 
-        Each (device, dtype) has its own prepared object, kept for the pipeline's life: a folder of 8- and 16-bit
-        images (bf16 and fp32 under ``auto`` on some CPUs), or an fp32 retry after NaN, prepares each once, not
-        once per image. A stage object the user made is the exception: there is one, prepared again on a change.
+        Each (device, dtype, Vulkan device) has its own prepared object, kept for the pipeline's life: a folder of
+        8- and 16-bit images (bf16 and fp32 under ``auto`` on some CPUs), or an fp32 retry after NaN, prepares each
+        once, not once per image. A stage object the user made is the exception: there is one, prepared again on a
+        change.
 
         ``context`` makes the :class:`PrepareContext` (the running :class:`Remasterer`'s host, weights and
-        limits); without one, :attr:`context`.
+        limits); without one, :attr:`context`. ``vulkan``: the Vulkan device the stage computes on (``device``
+        is then the CPU, where its pixels live).
 
         Raises:
             StageError: the stage could not be built or prepared.
         """
-        key = (device, dtype)
+        key = (device, dtype, None if vulkan is None else vulkan.index)
         known = self._instances.get(key)
         if known is not None:
             return known
@@ -177,7 +186,8 @@ class ConfiguredStage:
             if make_context is None:
                 raise StageError("has no pipeline to be prepared in", path=self.name,
                                  hint="configure it through a Remasterer")
-            stage.prepare(make_context(device, dtype))
+            # A context factory from before Vulkan takes no ``vulkan``: it is passed only where there is one.
+            stage.prepare(make_context(device, dtype) if vulkan is None else make_context(device, dtype, vulkan=vulkan))
         except RemasterError:
             raise
         except Exception as exc:  # a plugin's own failure while loading its model: name the stage

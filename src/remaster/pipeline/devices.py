@@ -14,17 +14,22 @@ import hashlib
 import os
 import platform
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from remaster.errors import UsageError
+from remaster.errors import RemasterError, UsageError
 from remaster.pipeline.options import precision_request
 from remaster.plugin.specs import Precision, precision_name
+from remaster.plugin.vulkan import VulkanDevice
 
 __all__ = [
+    "parse_device",
     "resolve_device",
+    "pick_vulkan",
+    "describe_target",
     "cpu_supports_fast_bf16",
     "resolve_precision",
     "choose_precision",
@@ -41,26 +46,39 @@ __all__ = [
 #: Precision names accepted on the command line and in the API.
 #: Precision names to torch dtypes (:func:`torch_dtype`); :func:`remaster.plugin.specs.precision_name` goes back.
 PRECISIONS: dict[Precision, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
-_DEVICE_HINT = "use auto, cpu, cuda or cuda:N"
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|vulkan)(?::(\d+))?$")
+_DEVICE_HINT = "use auto, cpu, cuda, cuda:N, vulkan or vulkan:N"
 
 
-def resolve_device(requested: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a usable device.
-
-    ``"auto"`` picks the current CUDA device when there is one, else the CPU.
+def parse_device(requested: str | torch.device = "auto") -> tuple[str, int | None]:
+    """``"vulkan:1"`` → ``("vulkan", 1)``: the kind (auto, cpu, cuda, vulkan) and index of a device name, checked
+    for its form only (nothing is probed).
 
     Raises:
-        UsageError: for an unknown name, or a CUDA device that is not there.
+        UsageError: for anything else (``"gpu"``, ``"cuda:x"``, ``"auto:0"``, ``"vulkan:-1"``).
     """
     text = str(requested).strip().lower()
     match = _DEVICE_RE.match(text)
     if match is None or (match.group(1) == "auto" and match.group(2) is not None):
         raise UsageError(f"unknown device {str(requested)!r}", hint=_DEVICE_HINT)
-    kind, index = match.group(1), match.group(2)
+    return match.group(1), None if match.group(2) is None else int(match.group(2))
+
+
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"vulkan[:N]"`` into the torch device of the
+    pipeline's tensors.
+
+    ``"auto"`` picks the current CUDA device when there is one, else the CPU (a Vulkan device, which
+    :func:`pick_vulkan` chooses, computes on host tensors: its pipeline's tensors are on the CPU too).
+
+    Raises:
+        UsageError: for an unknown name, or a CUDA device that is not there.
+    """
+    kind, index = parse_device(requested)
+    text = str(requested).strip().lower()
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cpu":
+    if kind in ("cpu", "vulkan"):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UsageError(
@@ -70,13 +88,66 @@ def resolve_device(requested: str | torch.device = "auto") -> torch.device:
     if index is None:
         return torch.device("cuda", torch.cuda.current_device())
     count = torch.cuda.device_count()
-    if int(index) >= count:
+    if index >= count:
         raise UsageError(
             f"device {text!r} does not exist: there {'is' if count == 1 else 'are'} {count} CUDA "
             f"device{'' if count == 1 else 's'}",
             hint=f"use cuda:0 to cuda:{count - 1}" if count > 1 else "use cuda or cuda:0",
         )
-    return torch.device("cuda", int(index))
+    return torch.device("cuda", index)
+
+
+#: The order in which ``auto`` prefers Vulkan GPUs; CPU implementations and virtual devices are never picked.
+_AUTO_VULKAN_ORDER = ("discrete", "integrated")
+
+
+def pick_vulkan(requested: str | torch.device, list_devices: Callable[[], Sequence[VulkanDevice]], *,
+                runs_on_vulkan: bool) -> VulkanDevice | None:
+    """The Vulkan device a pipeline's Vulkan stages compute on, or ``None`` (they run where the others do).
+
+    ``vulkan[:N]`` takes device N (default 0), CPU implementations (lavapipe, SwiftShader) included: that is how
+    the Vulkan path is tested on a machine without a GPU. ``auto`` takes one only when there is no CUDA device and
+    ``runs_on_vulkan`` (a stage of the pipeline declares :attr:`StageInfo.vulkan`), and only a real GPU (discrete
+    before integrated), never a CPU implementation; when Vulkan cannot be used it keeps the CPU, silently.
+
+    Args:
+        requested: The device name (``PipelineOptions.device``).
+        list_devices: The Vulkan devices (:meth:`PluginHost.vulkan_devices`), asked only when needed.
+        runs_on_vulkan: Whether any stage of the pipeline runs on Vulkan.
+
+    Raises:
+        UsageError: ``vulkan[:N]`` where Vulkan cannot be used (the runtime's reason), there is no Vulkan device,
+            or no device N.
+    """
+    kind, index = parse_device(requested)
+    if kind == "auto":
+        if not runs_on_vulkan or torch.cuda.is_available():
+            return None
+        try:
+            found = list_devices()
+        except RemasterError:
+            return None
+        for wanted in _AUTO_VULKAN_ORDER:
+            for device in found:
+                if device.kind == wanted and device.real_gpu:
+                    return device
+        return None
+    if kind != "vulkan":
+        return None
+    found = tuple(list_devices())
+    text = str(requested).strip().lower()
+    if not found:
+        raise UsageError(f"device {text!r} was requested but the Vulkan runtime sees no device",
+                         hint="install your GPU's Vulkan driver (on a machine without one, Mesa's lavapipe: "
+                              "apt-get install mesa-vulkan-drivers), or use {opt:device_cpu}")
+    wanted_index = 0 if index is None else index
+    for device in found:
+        if device.index == wanted_index:
+            return device
+    count = len(found)
+    raise UsageError(f"device {text!r} does not exist: there {'is' if count == 1 else 'are'} {count} Vulkan "
+                     f"device{'' if count == 1 else 's'} ({', '.join(d.describe() for d in found)})",
+                     hint=f"use vulkan:0 to vulkan:{count - 1}" if count > 1 else "use vulkan or vulkan:0")
 
 
 def _cpuinfo_flags() -> set[str]:
@@ -220,7 +291,8 @@ class PrecisionChoice:
 
 
 def choose_precision(requested: str, device: torch.device, supported: tuple[str | torch.dtype, ...], *,
-                     bit_depth: int = 8, capability: Capability | None = None) -> PrecisionChoice:
+                     bit_depth: int = 8, capability: Capability | None = None,
+                     vulkan: VulkanDevice | None = None) -> PrecisionChoice:
     """Choose the compute precision of one stage for one image; never fails for a supported stage.
 
     Args:
@@ -229,6 +301,8 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
         supported: Precisions the stage supports (:attr:`StageInfo.dtypes`: names or torch dtypes).
         bit_depth: Bits per sample of the image (:attr:`Meta.bit_depth`: 8, 16, or 32 for float).
         capability: What the host computes fast (default: :func:`host_capability`).
+        vulkan: The Vulkan device the stage computes on, if it does (``device`` is then the CPU, where its
+            pixels live): fp16 where the device has it, else fp32; bf16 is refused.
 
     ``auto`` picks the fastest precision that the stage supports, the device runs
     natively and the input's bit depth survives: fp16 on CUDA (bf16 when the stage
@@ -238,9 +312,11 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
     and :attr:`PrecisionChoice.note` says why.
 
     Raises:
-        UsageError: for an unknown name, or a stage with no precision that runs on ``device``.
+        UsageError: for an unknown name, a stage with no precision that runs on ``device``, or bf16 on Vulkan.
     """
     name = precision_request(requested)
+    if vulkan is not None:
+        return _vulkan_precision(name, vulkan, supported, bit_depth)
     capability = capability or host_capability(device)
     dtypes = tuple(torch_dtype(precision_name(dtype)) for dtype in supported)
     runnable = tuple(dtype for dtype in dtypes if not (dtype is torch.float16 and device.type == "cpu"))
@@ -272,6 +348,22 @@ def choose_precision(requested: str, device: torch.device, supported: tuple[str 
     return PrecisionChoice(fallback, name)
 
 
+def _vulkan_precision(name: str, vulkan: VulkanDevice, supported: tuple[str | torch.dtype, ...],
+                      bit_depth: int) -> PrecisionChoice:
+    """:func:`choose_precision` on a Vulkan device: fp32, or fp16 where the device stores and computes it."""
+    if name == "bf16":
+        raise UsageError(f"bf16 does not run on Vulkan ({vulkan}): ncnn computes in fp32 or fp16",
+                         hint="use {opt:precision_fp32}, or fp16 where the device has it")
+    names = {precision_name(dtype) for dtype in supported}
+    fp16 = vulkan.fp16 and "fp16" in names
+    if name == "fp16" and not fp16:
+        why = f"{vulkan} ({vulkan.name}) has no fp16" if not vulkan.fp16 else "the stage supports no fp16"
+        return PrecisionChoice(torch.float32, name, f"{why}; runs in fp32")
+    if name == "fp16" or (name == "auto" and fp16 and bit_depth <= AUTO_REDUCED_MAX_BITS):
+        return PrecisionChoice(torch.float16, name)
+    return PrecisionChoice(torch.float32, name)
+
+
 def resolve_precision(requested: str, device: torch.device, supported: tuple[str | torch.dtype, ...], *,
                       bit_depth: int = 8, capability: Capability | None = None) -> torch.dtype:
     """Like :func:`choose_precision`, but strict: for code that runs one network of its own (fine-tuning).
@@ -294,6 +386,13 @@ def autocast_context(device: torch.device, dtype: torch.dtype) -> contextlib.Abs
     if dtype in (torch.float16, torch.bfloat16):
         return torch.autocast(device.type, dtype=dtype)
     return contextlib.nullcontext()
+
+
+def describe_target(device: torch.device, vulkan: VulkanDevice | None) -> str:
+    """:func:`describe_device`, or the Vulkan device's line when the pipeline's network stages run there."""
+    if vulkan is None:
+        return describe_device(device)
+    return f"{vulkan.describe()}; other stages on the {describe_device(device)}"
 
 
 def describe_device(device: torch.device) -> str:

@@ -194,7 +194,7 @@ class StageExecutor:
                 rows: tiling.RowsFn | None = None) -> torch.Tensor | None:
         """Run the stage, tiled where it may be; with ``rows``, a tiled run emits its (cropped) rows there."""
         info = stage.info
-        instance = stage.instance(ctx.device, ctx.dtype, self.context)
+        instance = stage.instance(ctx.device, ctx.dtype, self.context, vulkan=ctx.vulkan)
         padded, pad = pad_to_requirements(pixels, info.min_size, info.multiple_of)
         scale = stage.run_scale
         tileable = scale >= 1 and float(scale).is_integer() and (
@@ -209,7 +209,8 @@ class StageExecutor:
         # Compiled: tiles of one fixed size, one at a time, so that a single shape compiles for every image.
         compiled_run: ArtifactRun | CompiledRun | None = None
         multiple, window_tile = info.multiple_of, 0
-        if tiled and self.options.compile != "off" and getattr(instance, "compilable", False):
+        if (tiled and self.options.compile != "off" and getattr(instance, "compilable", False)
+                and ctx.vulkan is None):  # a stage on Vulkan runs its own runtime's network, never torch's
             artifacts = stage.artifact_run(instance, ctx.device, self.options, self.compiling)
             if artifacts is not None:  # the CPU's cached artifacts: one shape per image, sides bucketed
                 multiple = math.lcm(info.multiple_of, BUCKET)
@@ -238,9 +239,10 @@ class StageExecutor:
         tile_ctx = replace(ctx, progress=None, out_size=None, sequence=None)
         whole_ctx = ctx if not (any(pad) or tiled) else replace(ctx, out_size=None)
 
-        # A stage holding its weights in the compute precision casts for itself (half weights): no autocast.
+        # A stage holding its weights in the compute precision casts for itself (half weights): no autocast; nor
+        # for a stage on Vulkan, whose runtime computes in ctx.dtype on the device.
         casts_itself = getattr(instance, "weights_dtype", None) == ctx.dtype != torch.float32
-        autocast_dtype = torch.float32 if casts_itself else ctx.dtype
+        autocast_dtype = torch.float32 if casts_itself or ctx.vulkan is not None else ctx.dtype
 
         def call(x: torch.Tensor) -> torch.Tensor:
             whole = x.shape[-2:] == padded.shape[-2:] and x.shape[0] == padded.shape[0]
@@ -258,6 +260,8 @@ class StageExecutor:
             tile = self.options.tile
             if tile == "auto" and isinstance(compiled_run, ArtifactRun):
                 tile = window_tile
+            elif tile == "auto" and ctx.vulkan is not None:  # the device's memory is not asked yet: a fixed size
+                tile = tiling.VULKAN_TILE
             elif tile == "auto":
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
                     padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap,

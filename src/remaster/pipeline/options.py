@@ -27,10 +27,15 @@ class PipelineOptions:
     """How a pipeline runs: device, precision, tiling, limits, weights and compilation.
 
     Attributes:
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a ``torch.device`` is accepted and kept
-            as its name).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"vulkan"`` or ``"vulkan:N"`` (a
+            ``torch.device`` is accepted and kept as its name). On ``vulkan[:N]`` the stages that declare
+            ``StageInfo.vulkan`` (the packaged Real-ESRGAN models, through ncnn) compute on that Vulkan device,
+            CPU implementations such as lavapipe included, and everything else runs on the CPU; ``auto`` takes
+            CUDA when there is a CUDA device, else a real Vulkan GPU when a stage runs there (never a CPU
+            Vulkan), else the CPU (docs/usage.md, "Devices").
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``; ``auto`` picks per device and CPU
-            capability among what each stage supports.
+            capability among what each stage supports. On Vulkan: fp16 where the device has it, else fp32;
+            ``bf16`` is refused there.
         tile: ``"auto"`` (tile only when memory requires it), a tile size in pixels, or ``0`` to never tile.
         max_pixels: Largest input accepted, in pixels (``None``: the ``REMASTER_MAX_PIXELS`` environment
             variable or Pillow's default).

@@ -42,6 +42,7 @@ from remaster.plugin.host import PluginHost, get_host
 from remaster.plugin.sequence import FrameSequence
 from remaster.plugin.specs import precision_name
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
+from remaster.plugin.vulkan import VulkanDevice
 from remaster.weights import get_manager
 
 __all__ = ["Remasterer", "prepare_context"]
@@ -50,20 +51,26 @@ log = logging.getLogger("remaster.pipeline")
 
 
 def prepare_context(device: torch.device, dtype: torch.dtype, *, host: PluginHost,
-                    options: PipelineOptions | None = None) -> PrepareContext:
-    """The :class:`PrepareContext` for a stage on ``device``/``dtype`` in a pipeline over ``host`` with ``options``.
+                    options: PipelineOptions | None = None, vulkan: VulkanDevice | None = None,
+                    pipeline_vulkan: VulkanDevice | None = None) -> PrepareContext:
+    """The :class:`PrepareContext` for a stage on ``device``/``dtype`` (computing on ``vulkan``, if given) in a
+    pipeline over ``host`` with ``options``.
 
     A pipeline the stage builds (:meth:`PrepareContext.pipeline`) inherits the options on ``device``, precision
-    aside (each inner stage chooses its own from what the user asked for, per image).
+    aside (each inner stage chooses its own from what the user asked for, per image) — on the running pipeline's
+    Vulkan device, ``pipeline_vulkan``, when it has one (``vulkan`` by default): a face stage that runs on the CPU
+    in a Vulkan pipeline still upscales its background on Vulkan.
     """
-    inherited = (options or PipelineOptions()).replace(device=str(device), precision="auto")
+    inherit = pipeline_vulkan or vulkan
+    inherited = (options or PipelineOptions()).replace(device=str(inherit if inherit is not None else device),
+                                                       precision="auto")
 
     def build(stages: str | Sequence[StageCall | str | Stage], **overrides: Any) -> Remasterer:
         return Remasterer(stages, inherited.replace(**overrides), host=host)
 
     return PrepareContext(device=device, dtype=dtype, precision=precision_name(dtype),
                           weights=get_manager(host), host=host, build_pipeline=build,
-                          half_weights=inherited.half_weights)
+                          half_weights=inherited.half_weights, vulkan=vulkan)
 
 
 class Remasterer:
@@ -99,8 +106,12 @@ class Remasterer:
             raise UsageError("the pipeline has no stages")
         self.stages: list[ConfiguredStage] = [self._configure(item) for item in items]
         self.device = devices.resolve_device(self.options.device)
+        #: The Vulkan device the stages that declare ``StageInfo.vulkan`` compute on (their tensors stay on
+        #: :attr:`device`, the CPU), or ``None``.
+        self.vulkan = devices.pick_vulkan(self.options.device, self.host.vulkan_devices,
+                                          runs_on_vulkan=any(stage.info.vulkan for stage in self.stages))
         self.precision = self.options.precision
-        if self.precision == "fp16" and self.device.type == "cpu":
+        if self.precision == "fp16" and self.device.type == "cpu" and self.vulkan is None:
             raise UsageError("fp16 is not supported on CPU, use bf16 or fp32",
                              hint="fp16 is for CUDA devices ({opt:device_cuda})")
         self.max_pixels = self.options.max_pixels if self.options.max_pixels is not None else io.max_pixels_from_env()
@@ -110,7 +121,11 @@ class Remasterer:
         self._executor = StageExecutor(self.options, self._prepare_context, self._copy_engine,
                                        CompileSettings.from_environment())
         self.sequence: FrameSequence | None = None  # for_sequence() sets it on its view
-        self.plan_for(8)  # a stage that cannot run on its device at all fails now, not after loading images
+        # A stage that cannot run on its device at all fails now, not after loading images; one that cannot run
+        # on Vulkan says so once and runs on the CPU.
+        for step in self.plan_for(8).steps:
+            if step.note is not None:
+                log.warning("%s: %s", step.stage.name, step.note)
 
     @property
     def tile(self) -> int | str:
@@ -149,7 +164,8 @@ class Remasterer:
         return ConfiguredStage(spec, spec.resolve_params(item.params), self._prepare_context)
 
     def __repr__(self) -> str:
-        return f"Remasterer({' | '.join(map(str, self.stages))!r}, device={str(self.device)!r})"
+        device = self.vulkan if self.vulkan is not None else self.device
+        return f"Remasterer({' | '.join(map(str, self.stages))!r}, device={str(device)!r})"
 
     # -- planning -------------------------------------------------------------
 
@@ -224,7 +240,8 @@ class Remasterer:
         requested = self.precision if precision is None else precision_request(precision)
         plan = self._plans.get((requested, bit_depth))
         if plan is None:
-            plan = self._plans[(requested, bit_depth)] = make_plan(self.stages, self.device, requested, bit_depth)
+            plan = self._plans[(requested, bit_depth)] = make_plan(self.stages, self.device, requested, bit_depth,
+                                                                            self.vulkan)
         return plan
 
     def precisions(self, bit_depth: int = 8) -> list[devices.PrecisionChoice]:
@@ -266,7 +283,7 @@ class Remasterer:
             StageError: a stage could not be built.
         """
         for step in self.plan_for(8).steps:
-            step.stage.instance(step.device, step.dtype)
+            step.stage.instance(step.device, step.dtype, vulkan=step.vulkan)
         return self
 
     def run(self, img: Any, *, progress: Callable[[float], None] | None = None) -> Any:
@@ -407,7 +424,8 @@ class Remasterer:
                 log.warning("%s: %s (--precision %s applies to the stages that support it)",
                             stage.name, note, plan.requested)
             ctx = RunContext(device=step.device, dtype=step.dtype, precision=plan.requested,
-                             bit_depth=image.meta.bit_depth, out_size=sizes[index], sequence=sequence)
+                             bit_depth=image.meta.bit_depth, out_size=sizes[index], sequence=sequence,
+                             vulkan=step.vulkan)
             assert pixels is not None  # only the last stage writes into the sink
             try:
                 last = index == total - 1
@@ -417,7 +435,8 @@ class Remasterer:
             except CallerStop as stop:
                 raise stop.error from None
             extras.update(ctx.report)
-            ran.append({**ran_report(stage, step.device, ran_dtype), **stage.run_notes(step.device, ran_dtype)})
+            ran.append({**ran_report(stage, step.device, ran_dtype, step.vulkan),
+                        **stage.run_notes(step.device, ran_dtype, step.vulkan)})
         extras["stages"] = ran
         meta = type(image.meta)(**{**image.meta.__dict__, "extras": extras})
         if writer is not None:
@@ -429,8 +448,10 @@ class Remasterer:
         result.meta = meta
         return result
 
-    def _prepare_context(self, device: torch.device, dtype: torch.dtype) -> PrepareContext:
-        return prepare_context(device, dtype, host=self.host, options=self.options)
+    def _prepare_context(self, device: torch.device, dtype: torch.dtype, *,
+                         vulkan: VulkanDevice | None = None) -> PrepareContext:
+        return prepare_context(device, dtype, host=self.host, options=self.options, vulkan=vulkan,
+                               pipeline_vulkan=self.vulkan)
 
     def _copy_engine(self, device: torch.device) -> transfer.CopyEngine | None:
         """The pinned-memory copy engine for ``device`` (one per device and pipeline: it owns a CUDA stream)."""

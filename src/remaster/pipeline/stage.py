@@ -27,6 +27,7 @@ import torch
 from remaster.errors import StageContractError
 from remaster.plugin.sequence import FrameSequence
 from remaster.plugin.specs import StageInfo
+from remaster.plugin.vulkan import VulkanDevice
 
 if TYPE_CHECKING:  # types only, and only from layers below this one (the pipeline, above, is never imported)
     from pathlib import Path
@@ -77,6 +78,9 @@ class RunContext:
             a face stage's tracks. ``None`` for a still image, and, like
             ``progress``, for tiles and for the alpha pass (they are not frames):
             a stage then behaves as it does on any image.
+        vulkan: The Vulkan device the stage computes on, for a stage that declares :attr:`StageInfo.vulkan` in a
+            pipeline on Vulkan; ``None`` otherwise. :attr:`device` is then the CPU: the pixels are host
+            tensors, which the stage hands to its Vulkan runtime and whose result it returns as a host tensor.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -87,6 +91,7 @@ class RunContext:
     bit_depth: int = 8
     out_size: tuple[int, int] | None = None
     sequence: FrameSequence | None = None
+    vulkan: VulkanDevice | None = None
 
 
 class SubPipeline(Protocol):
@@ -138,6 +143,10 @@ class PrepareContext:
             when that is fp16 or bf16, computes in it, and sets
             :attr:`Stage.weights_dtype`; when prepared again for fp32 (a 16-bit
             image, a NaN retry) it goes back to its exact float32 weights.
+        vulkan: The Vulkan device to compute on (see :attr:`RunContext.vulkan`): set only for a stage that
+            declares :attr:`StageInfo.vulkan`, in a pipeline on Vulkan. :attr:`device` is then the CPU and
+            :attr:`dtype` fp32 or fp16. A pipeline a stage builds (:meth:`pipeline`) runs on the running
+            pipeline's Vulkan device whenever it has one, whether or not the stage itself computes there.
     """
 
     device: torch.device
@@ -147,6 +156,7 @@ class PrepareContext:
     host: PluginHost
     build_pipeline: Callable[..., SubPipeline] = field(repr=False)
     half_weights: bool = False
+    vulkan: VulkanDevice | None = None
 
     def pipeline(self, stages: str | Sequence[StageCall | str | Stage], **options: Any) -> SubPipeline:
         """A pipeline of the stage's own (e.g. a face stage's background upscaler): a :class:`~remaster.Remasterer`.

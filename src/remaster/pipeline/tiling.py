@@ -52,7 +52,8 @@ import torch
 
 from remaster.errors import StageContractError
 
-__all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory", "fixed_window_size"]
+__all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory", "fixed_window_size",
+           "VULKAN_TILE"]
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +416,12 @@ def _available_memory(device: torch.device) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+#: The tile side (input pixels) of a stage on Vulkan under ``tile="auto"``: the device's memory is not asked yet.
+#: An x4 RRDBNet tile of 256² holds a few hundred MB of activations, which any GPU with 1 GiB has; the tiler halves
+#: it on out-of-memory as on CUDA.
+VULKAN_TILE = 256
 
 
 def auto_tile_size(

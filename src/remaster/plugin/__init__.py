@@ -47,6 +47,7 @@ from remaster.plugin.syntax import (
     parse_stage,
     split_top_level,
 )
+from remaster.plugin.vulkan import VulkanDevice
 from remaster.plugin.weights import WeightsRegistry, WeightsSpec
 
 __all__ = [
@@ -92,4 +93,5 @@ __all__ = [
     "PluginHost",
     "PluginInfo",
     "get_host",
+    "VulkanDevice",
 ]

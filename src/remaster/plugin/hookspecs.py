@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # types only: the hooks' signatures name them, nothing here n
     from remaster.plugin.presets import Preset
     from remaster.plugin.specs import StageSpec
     from remaster.plugin.syntax import StageCall
+    from remaster.plugin.vulkan import VulkanDevice
     from remaster.plugin.weights import WeightsSpec
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "remaster_add_options",
     "remaster_upscale_pipeline",
     "remaster_item_note",
+    "remaster_vulkan_devices",
 ]
 
 @hookspec
@@ -144,4 +146,16 @@ def remaster_item_note(extras: dict[str, Any]) -> str | None:
 
     ``extras`` is what the image's stages reported (``ImageMeta.extras``); say
     something only about what your stages reported.
+    """
+
+
+@hookspec(firstresult=True)
+def remaster_vulkan_devices() -> Sequence[VulkanDevice] | None:
+    """The Vulkan devices the plugin's runtime sees (software ones included), or ``None`` for a plugin that runs
+    nothing on Vulkan; the first plugin that answers decides.
+
+    Called only when a pipeline is asked for ``vulkan[:N]``, or for ``auto`` without CUDA while one of its stages
+    declares :attr:`StageInfo.vulkan`; importing the runtime belongs here, not at registration. Cache the answer:
+    it is asked for each pipeline built. Raise :class:`remaster.errors.UsageError` saying why Vulkan cannot be
+    used at all (no Vulkan loader, the runtime not installed) and what to do; ``auto`` then keeps the CPU.
     """

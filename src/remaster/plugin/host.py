@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-from remaster.errors import InputError, PluginError, RemasterError, StageError
+from remaster.errors import InputError, PluginError, RemasterError, StageError, UsageError
 from remaster.plugin import hookspecs
 from remaster.plugin.commands import CommandRegistry
 from remaster.plugin.metrics import MetricRegistry
@@ -31,6 +31,7 @@ from remaster.plugin.presets import PresetRegistry
 from remaster.plugin.registries import SpecRegistry, StageRegistry
 from remaster.plugin.specs import StageSpec
 from remaster.plugin.syntax import is_existing_file
+from remaster.plugin.vulkan import VulkanDevice
 from remaster.plugin.weights import WeightsRegistry
 
 __all__ = ["PluginInfo", "PluginHost", "get_host", "replace_host", "BUILTIN_PLUGINS"]
@@ -258,6 +259,33 @@ class PluginHost:
                                   path=impl.plugin_name, hint=exc.hint) from None
         raise StageError("no installed plugin can run this model file", path=path,
                          hint="remaster-realesrgan runs ESRGAN-family upscalers; see 'remaster plugins'")
+
+    def vulkan_devices(self) -> tuple[VulkanDevice, ...]:
+        """The Vulkan devices of the first plugin whose runtime answers (:func:`hookspecs.remaster_vulkan_devices`),
+        software implementations included; the pipeline chooses among them.
+
+        Raises:
+            UsageError: no installed plugin runs anything on Vulkan, or its runtime said why Vulkan cannot be
+                used here (no loader, the runtime not installed).
+            PluginError: the plugin's hook failed in another way, or answered something that is not a list of
+                :class:`VulkanDevice`.
+        """
+        self.ensure_loaded()
+        try:
+            answer = self.manager.hook.remaster_vulkan_devices()
+        except RemasterError:
+            raise
+        except Exception as exc:  # a broken plugin gets named, not a traceback
+            raise PluginError(f"raised {type(exc).__name__} while listing Vulkan devices: {exc}",
+                              hint="use {opt:device_cpu}, and report it to the plugin's authors") from exc
+        if answer is None:
+            raise UsageError("no installed plugin runs stages on Vulkan",
+                             hint="pip install 'remaster-realesrgan[vulkan]', or use {opt:device_cpu}")
+        devices = tuple(answer)
+        if not all(isinstance(device, VulkanDevice) for device in devices):
+            raise PluginError("answered the Vulkan device list with something other than VulkanDevice values",
+                              hint="report it to the plugin's authors")
+        return devices
 
     def plugin_info(self, plugin_name: str | None) -> PluginInfo:
         """What is known of the plugin ``plugin_name`` (an empty record for a name that is not loaded)."""

@@ -186,6 +186,10 @@ class StageInfo:
             ``"bf16"``, ``"fp16"``; the pipeline only picks from these. Torch
             dtypes (``torch.bfloat16``) are accepted too and stored as names.
         devices: Device types the stage supports (``"cpu"``, ``"cuda"``).
+        vulkan: The stage computes on a Vulkan device when the pipeline runs on one (``device="vulkan[:N]"``):
+            it is then prepared and run with :attr:`PrepareContext.vulkan` / :attr:`RunContext.vulkan` set to
+            that device, while its pixels stay host tensors (``ctx.device`` is the CPU) that it hands to its
+            runtime itself. In a Vulkan pipeline a stage without it runs on the CPU, with a one-line note.
         deterministic_seed: The stage takes a ``seed`` parameter and gives the
             same output for the same seed.
         resample: The stage always runs at ``scale`` (a network's native
@@ -210,6 +214,7 @@ class StageInfo:
     alpha: AlphaHandling = "resize"
     dtypes: tuple[str, ...] = ("fp32",)
     devices: tuple[str, ...] = ("cpu", "cuda")
+    vulkan: bool = False
     deterministic_seed: bool = False
     resample: bool = False
     fill_transparent: bool = False

@@ -103,13 +103,13 @@ class LocalEngine:
 
     def run(self, items: list[BatchItem], stages: Sequence[StageCall], observer: RunObserver) -> bool:
         """Build the pipeline, then run it over the items; see :meth:`Engine.run`."""
-        from remaster.pipeline.devices import describe_device
+        from remaster.pipeline.devices import describe_target
         from remaster.pipeline.remasterer import Remasterer
 
         remasterer = Remasterer(list(stages), self.options, host=self.host)
         videos = {id(item) for item in items if not item.skipped and is_video_name(item.source)}
         images = len(items) - len(videos)
-        observer.ready(f"{remasterer.describe()} on {describe_device(remasterer.device)}, "
+        observer.ready(f"{remasterer.describe()} on {describe_target(remasterer.device, remasterer.vulkan)}, "
                        f"{count_phrase(images, len(videos))}",
                        [choice.name for choice in remasterer.precisions(8)])
         remasterer.prepare()  # missing weights stop the run here, before any image is read

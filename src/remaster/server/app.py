@@ -120,7 +120,10 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     host = host.ensure_loaded() if host is not None else get_host()
     device = devices.resolve_device(config.options.device)
     max_pixels = config.options.max_pixels if config.options.max_pixels is not None else DEFAULT_MAX_PIXELS
-    device_text = devices.describe_device(device)
+    # The Vulkan device the network stages will compute on, if any: a --device vulkan that cannot work stops here.
+    vulkan = devices.pick_vulkan(config.options.device, host.vulkan_devices,
+                                 runs_on_vulkan=any(spec.info.vulkan for spec in host.stages))
+    device_text = devices.describe_target(device, vulkan)
     allowed_files = tuple(Path(folder).expanduser().resolve() for folder in config.allow_files)
 
     async def health(request: Request) -> Response:

@@ -27,6 +27,8 @@ class KnownModel:
         weights: Weights names in order of preference; the first one in the
             cache wins, else the last one that can be produced offline.
         multiple_of: Input size requirement (pixel-unshuffle models need 2 or 4).
+        ncnn: The packaged ncnn model of the same network (``remaster_realesrgan.ncnn.packaged_models``), which
+            runs it on Vulkan; ``None``: the stage does not run on Vulkan.
     """
 
     stage: str
@@ -34,15 +36,16 @@ class KnownModel:
     scale: int
     weights: tuple[str, ...]
     multiple_of: int = 1
+    ncnn: str | None = None
 
 
 MODELS: tuple[KnownModel, ...] = (
     KnownModel("realesrgan-x4plus", "Real-ESRGAN x4plus (RRDBNet, 23 blocks): photos, the default", 4,
-               ("realesrgan-x4plus-official", "realesrgan-x4plus")),
+               ("realesrgan-x4plus-official", "realesrgan-x4plus"), ncnn="x4plus"),
     KnownModel("realesrgan-x4plus-anime", "Real-ESRGAN x4plus anime (RRDBNet, 6 blocks): illustrations", 4,
-               ("realesrgan-x4plus-anime-official", "realesrgan-x4plus-anime")),
+               ("realesrgan-x4plus-anime-official", "realesrgan-x4plus-anime"), ncnn="x4plus-anime"),
     KnownModel("realesr-animevideov3", "Real-ESRGAN animevideov3 (compact, fast): anime, video frames", 4,
-               ("realesr-animevideov3-official", "realesr-animevideov3")),
+               ("realesr-animevideov3-official", "realesr-animevideov3"), ncnn="animevideov3-x4"),
     KnownModel("realesrgan-x2plus", "Real-ESRGAN x2plus (RRDBNet with pixel-unshuffle): photos, x2", 2,
                ("realesrgan-x2plus-official",), multiple_of=2),
     KnownModel("realesr-general-x4v3", "Real-ESRGAN general x4v3 (compact): photos, fast", 4,

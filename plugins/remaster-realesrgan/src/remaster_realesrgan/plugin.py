@@ -7,7 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from remaster import MODEL_FILE_SUFFIXES
-from remaster.plugin import Param, Preset, Ref, StageInfo, StageKind, StageSpec, Tiling, WeightsSpec, hookimpl
+from remaster.plugin import (
+    Param,
+    Preset,
+    Ref,
+    StageInfo,
+    StageKind,
+    StageSpec,
+    Tiling,
+    VulkanDevice,
+    WeightsSpec,
+    hookimpl,
+)
 
 from .catalogue import MODELS, WEIGHTS
 
@@ -20,10 +31,12 @@ _DTYPES = ("fp32", "bf16", "fp16")
 _STAGE = "remaster_realesrgan.stage:SpandrelUpscaler"
 
 
-def upscaler_info(scale: int, multiple_of: int = 1) -> StageInfo:
-    """Capabilities shared by every Real-ESRGAN-family network stage."""
+def upscaler_info(scale: int, multiple_of: int = 1, *, vulkan: bool = False) -> StageInfo:
+    """Capabilities shared by every Real-ESRGAN-family network stage; ``vulkan`` for those with a packaged ncnn
+    model, which run on Vulkan."""
     return StageInfo(scale=scale, scale_param="scale", resample=True, in_channels=(3,), multiple_of=multiple_of,
-                     tiling=Tiling.SUPPORTED, tile_overlap=TILE_OVERLAP, alpha="process", dtypes=_DTYPES)
+                     tiling=Tiling.SUPPORTED, tile_overlap=TILE_OVERLAP, alpha="process", dtypes=_DTYPES,
+                     vulkan=vulkan)
 
 
 def upscaler_params(scale: int) -> tuple[Param, ...]:
@@ -41,10 +54,10 @@ def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
         register(StageSpec(
             name=model.stage,
             kind=StageKind.UPSCALER,
-            factory=Ref(_STAGE, weights=model.weights, native_scale=model.scale),
+            factory=Ref(_STAGE, weights=model.weights, native_scale=model.scale, ncnn=model.ncnn),
             summary=model.summary,
             params=upscaler_params(model.scale),
-            info=upscaler_info(model.scale, model.multiple_of),
+            info=upscaler_info(model.scale, model.multiple_of, vulkan=model.ncnn is not None),
         ))
 
 
@@ -101,3 +114,11 @@ def remaster_register_presets(register: Callable[[Preset], None]) -> None:
                     description="Real-ESRGAN x4plus: four times the size, for photos"))
     register(Preset(name="upscale-x2", label="upscale x2", pipeline="realesrgan-x4plus(scale=2)", order=20,
                     description="Real-ESRGAN x4plus resampled to twice the size"))
+
+
+@hookimpl
+def remaster_vulkan_devices() -> tuple[VulkanDevice, ...]:
+    """The Vulkan devices ncnn sees; ncnn (and the Vulkan loader) are looked for only now."""
+    from .vulkan import vulkan_devices
+
+    return vulkan_devices()

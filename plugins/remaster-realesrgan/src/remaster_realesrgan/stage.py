@@ -8,12 +8,16 @@ import itertools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from remaster import CompileTarget, PrepareContext, RunContext, Stage, StageError
+from remaster.plugin import VulkanDevice
 from remaster.weights import WeightsManager, get_manager, load_network, sha256_file
+
+if TYPE_CHECKING:
+    from .vulkan import NcnnNetwork
 
 #: spandrel's version, part of a compiled artifact's identity (read without importing spandrel).
 _SPANDREL = importlib.metadata.version("spandrel")
@@ -52,13 +56,17 @@ class SpandrelUpscaler(Stage):
         path: A model file to build the network from (for ``--model PATH``).
         descriptor: An already loaded spandrel model (for a ``--model PATH`` whose layout alone said too little).
         native_scale: The network's factor, checked against what the file holds.
+        ncnn: The packaged ncnn model of the same network (``"x4plus"``, ...), which runs it when the stage is
+            prepared for a Vulkan device (:attr:`PrepareContext.vulkan`); ``None`` for stages that do not run there.
         scale: Requested output factor (used by the pipeline).
         alpha: How alpha passes (used by the pipeline).
     """
 
     def __init__(self, *, weights: tuple[str, ...] = (), path: Path | None = None, descriptor: Any = None,
-                 native_scale: int | None = None, **params: Any):
+                 native_scale: int | None = None, ncnn: str | None = None, **params: Any):
         super().__init__(**params)
+        self._ncnn_model = ncnn
+        self._vulkan: NcnnNetwork | None = None  # the ncnn network, when prepared for a Vulkan device
         self._weights = weights
         self._path = path
         self._native_scale = native_scale
@@ -100,6 +108,10 @@ class SpandrelUpscaler(Stage):
         first use, so that a run served entirely by a cached compiled artifact never imports spandrel."""
         self._weights_manager = ctx.weights
         self._prepared = ctx
+        vulkan = getattr(ctx, "vulkan", None)
+        if vulkan is not None:
+            self._prepare_vulkan(ctx, vulkan)
+            return
         half = ctx.half_weights and ctx.dtype in (torch.float16, torch.bfloat16)
         # Asked for: weights in the compute precision, and no autocast (the pipeline sees weights_dtype).
         self.weights_dtype = ctx.dtype if half else None
@@ -110,6 +122,25 @@ class SpandrelUpscaler(Stage):
             self._file = self.network_file(ctx.weights)  # verified: its sha256 is the pinned one
         else:
             self._place(ctx)
+
+    def _prepare_vulkan(self, ctx: PrepareContext, vulkan: VulkanDevice) -> None:
+        """Load the packaged ncnn model on ``vulkan`` (once: the pipeline keeps one prepared object per device and
+        precision). No PyTorch network is built; the pipeline gives host tiles and gets host tiles back."""
+        from .vulkan import NcnnNetwork
+
+        if self._ncnn_model is None:
+            raise StageError(f"has no ncnn model, so it does not run on {vulkan}", path=self.spec_name,
+                             hint="use {opt:device_cpu}, or a packaged model (realesrgan-x4plus, "
+                                  "realesrgan-x4plus-anime, realesr-animevideov3)")
+        self.compilable = False  # this instance runs ncnn, which torch cannot compile
+        self.weights_dtype = None
+        self._vulkan = NcnnNetwork(self._ncnn_model, vulkan, ctx.precision, stage=self.spec_name)
+
+    @property
+    def spec_name(self) -> str:
+        """The stage's name for messages (its spec's, where the registry set one)."""
+        spec = getattr(self, "spec", None)
+        return str(getattr(spec, "name", None) or "realesrgan")
 
     @torch.compiler.disable  # built outside any graph torch.compile traces through run()
     def _network(self) -> Any:
@@ -159,6 +190,8 @@ class SpandrelUpscaler(Stage):
         return CompileTarget(identity=self._identity, network=lambda: self._network().model)
 
     def run(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
+        if self._vulkan is not None:
+            return self._vulkan(pixels)
         descriptor = self._network()
         if self.weights_dtype is not None:
             pixels = pixels.to(self.weights_dtype)
