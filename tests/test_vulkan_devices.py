@@ -258,3 +258,9 @@ def test_the_core_imports_no_vulkan_runtime():
             "print(sorted(name for name in sys.modules if name.split('.')[0] in ('ncnn', 'remaster_realesrgan')))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "'ncnn'" not in done.stdout and "remaster_realesrgan.vulkan" not in done.stdout
+
+
+def test_work_that_only_pytorch_does_refuses_vulkan():
+    with pytest.raises(UsageError, match="fine-tuning runs with PyTorch, which does not compute on 'vulkan:1'"):
+        resolve_device("vulkan:1", torch_only="fine-tuning")
+    assert resolve_device("cpu", torch_only="fine-tuning") == CPU

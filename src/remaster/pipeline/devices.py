@@ -64,18 +64,25 @@ def parse_device(requested: str | torch.device = "auto") -> tuple[str, int | Non
     return match.group(1), None if match.group(2) is None else int(match.group(2))
 
 
-def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+def resolve_device(requested: str | torch.device = "auto", *, torch_only: str | None = None) -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"vulkan[:N]"`` into the torch device of the
     pipeline's tensors.
 
     ``"auto"`` picks the current CUDA device when there is one, else the CPU (a Vulkan device, which
     :func:`pick_vulkan` chooses, computes on host tensors: its pipeline's tensors are on the CPU too).
 
+    Args:
+        requested: The device name.
+        torch_only: What asks, for work that only PyTorch does (``"fine-tuning"``): ``vulkan`` is then refused.
+
     Raises:
-        UsageError: for an unknown name, or a CUDA device that is not there.
+        UsageError: for an unknown name, a CUDA device that is not there, or ``vulkan`` with ``torch_only``.
     """
     kind, index = parse_device(requested)
     text = str(requested).strip().lower()
+    if kind == "vulkan" and torch_only is not None:
+        raise UsageError(f"{torch_only} runs with PyTorch, which does not compute on {text!r}",
+                         hint="use {opt:device_cpu} or {opt:device_cuda}")
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
     if kind in ("cpu", "vulkan"):

@@ -195,7 +195,7 @@ class _Run:
     """One fine-tuning run: set-up, the training step, validation, checkpoints."""
 
     def __init__(self, options: FinetuneOptions, host: PluginHost | None = None):
-        from remaster.pipeline.devices import parse_device, resolve_device, resolve_precision
+        from remaster.pipeline.devices import resolve_device, resolve_precision
         from remaster.plugin.host import get_host
         from remaster.weights import get_manager
 
@@ -205,10 +205,7 @@ class _Run:
         self.dir = Path(options.output)
         self.weights = parse_losses(options.losses)
         self.kind, self.lr_dir = _degradation_kind(options.degradation)
-        if parse_device(options.device)[0] == "vulkan":
-            raise UsageError(f"fine-tuning trains with PyTorch, which does not run on {options.device!r}",
-                             hint="use {opt:device_cpu} or {opt:device_cuda}; run the result on Vulkan afterwards")
-        self.device = resolve_device(options.device)
+        self.device = resolve_device(options.device, torch_only="fine-tuning")
         self.dtype = resolve_precision(options.precision, self.device,
                                        (torch.float32, torch.bfloat16, torch.float16))
         self.hash = options.config_hash()
