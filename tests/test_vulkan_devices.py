@@ -264,3 +264,49 @@ def test_work_that_only_pytorch_does_refuses_vulkan():
     with pytest.raises(UsageError, match="fine-tuning runs with PyTorch, which does not compute on 'vulkan:1'"):
         resolve_device("vulkan:1", torch_only="fine-tuning")
     assert resolve_device("cpu", torch_only="fine-tuning") == CPU
+
+
+class Shapes(Stage):
+    """Doubles its input (nearest); records each input's size; "runs out of memory" above ``limit`` pixels a side."""
+
+    sizes: list[tuple[int, int]] = []
+    limit = 10_000
+
+    def run(self, pixels, ctx):
+        Shapes.sizes.append(tuple(pixels.shape[-2:]))
+        if max(pixels.shape[-2:]) > Shapes.limit:
+            raise MemoryError("out of memory on vulkan:0 (simulated)")
+        return pixels.repeat_interleave(2, -2).repeat_interleave(2, -1)
+
+
+class ShapesPlugin(FakeVulkan):
+    @hookimpl
+    def remaster_register_stages(self, register):
+        register(StageSpec(name="vk-x2", kind=StageKind.UPSCALER, factory=lambda **_: Shapes(),
+                           info=StageInfo(scale=2, in_channels=(3,), tile_overlap=8, vulkan=True)))
+
+
+def shapes_pipeline(**options) -> Remasterer:
+    host = PluginHost(load_entry_points=False, extra_plugins=(ShapesPlugin(RADEON),)).ensure_loaded()
+    return Remasterer("vk-x2", host=host, device="vulkan:2", **options)
+
+
+def test_auto_tiles_on_vulkan_are_a_fixed_size():
+    from remaster.pipeline.tiling import VULKAN_TILE
+
+    Shapes.sizes.clear()
+    image = torch.rand(1, 3, 600, 300)
+    out = shapes_pipeline(precision="fp32").run(image)
+    assert torch.allclose(out, image.repeat_interleave(2, -2).repeat_interleave(2, -1), atol=1e-6)  # blended tiles
+    assert len(Shapes.sizes) > 1 and max(max(size) for size in Shapes.sizes) <= VULKAN_TILE + 2 * 8
+
+
+def test_out_of_memory_on_vulkan_halves_the_tile(monkeypatch, caplog):
+    Shapes.sizes.clear()
+    monkeypatch.setattr(Shapes, "limit", 100)
+    image = torch.rand(1, 3, 300, 300)
+    with caplog.at_level(logging.WARNING):
+        out = shapes_pipeline(precision="fp32").run(image)
+    assert torch.allclose(out, image.repeat_interleave(2, -2).repeat_interleave(2, -1), atol=1e-6)  # blended tiles
+    assert max(Shapes.sizes[0]) > 100 and max(Shapes.sizes[-1]) <= 100  # tried 256, ended on smaller tiles
+    assert "out of memory with tile size 256" in caplog.text and "retrying with tile size 64" in caplog.text
