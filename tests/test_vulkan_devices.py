@@ -212,6 +212,11 @@ def test_a_sub_pipeline_of_a_vulkan_stage_inherits_the_vulkan_device():
     ctx = prepare_context(CPU, torch.float16, host=host, vulkan=RADEON)
     assert ctx.vulkan == RADEON
     assert ctx.pipeline("vk-net").vulkan == RADEON  # type: ignore[attr-defined]
+    # A stage on the CPU in a Vulkan pipeline (a face stage) gets no device, but its own pipeline runs on Vulkan.
+    ctx = prepare_context(CPU, torch.float32, host=host, pipeline_vulkan=RADEON)
+    assert ctx.vulkan is None
+    assert ctx.pipeline("vk-net").vulkan == RADEON  # type: ignore[attr-defined]
+    assert prepare_context(CPU, torch.float32, host=host).pipeline("vk-net").vulkan is None  # type: ignore[attr-defined]
 
 
 def test_auto_on_a_machine_with_only_lavapipe_keeps_the_cpu(no_cuda):

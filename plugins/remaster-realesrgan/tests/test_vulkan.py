@@ -99,6 +99,16 @@ def test_fp16_where_the_device_has_it(pipelines):
     assert psnr(rio.to_numpy(out), pipelines(ANIME, "cpu").run(image)) >= 40.0
 
 
+def test_16_bit_keeps_its_depth_on_vulkan(pipelines):
+    deep = (photo(24).astype(np.uint32) * 257).astype(np.uint16)
+    pipeline = pipelines(ANIME, "vulkan", "auto")
+    out = pipeline.run_image(rio.load(deep))
+    assert out.meta.extras["stages"][0]["precision"] == "fp32"  # auto keeps fp32 for 16-bit inputs, fp16 or not
+    ours, cpu = rio.to_numpy(out), pipelines(ANIME, "cpu").run(deep)
+    assert ours.dtype == cpu.dtype == np.uint16 and len(np.unique(ours)) > 5_000
+    assert psnr(ours, cpu) >= BAR_DB
+
+
 def test_bf16_is_refused_with_one_line():
     with pytest.raises(UsageError, match=f"{ANIME}: bf16 does not run on Vulkan") as info:
         Remasterer(ANIME, device="vulkan", precision="bf16")
