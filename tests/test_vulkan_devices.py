@@ -315,3 +315,9 @@ def test_out_of_memory_on_vulkan_halves_the_tile(monkeypatch, caplog):
     assert torch.allclose(out, image.repeat_interleave(2, -2).repeat_interleave(2, -1), atol=1e-6)  # blended tiles
     assert max(Shapes.sizes[0]) > 100 and max(Shapes.sizes[-1]) <= 100  # tried 256, ended on smaller tiles
     assert "out of memory with tile size 256" in caplog.text and "retrying with tile size 64" in caplog.text
+
+
+def test_listings_say_which_stages_run_on_vulkan():
+    host = host_with(LAVAPIPE)
+    assert host.stages.get("vk-net").as_json()["vulkan"] is True
+    assert host.stages.get("bicubic").as_json()["vulkan"] is False

@@ -291,6 +291,7 @@ class StageSpec:
         return {
             "name": self.name, "kind": self.kind.value, "plugin": self.plugin, "summary": self.summary,
             "scale": self.info.scale_param or self.info.scale, "tiling": self.info.tiling.value,
+            "vulkan": self.info.vulkan,
             "params": [{"name": p.name, "type": p.type.__name__, "default": p.default, "help": p.help,
                         "choices": list(p.choices) if p.choices else None, "min": p.min, "max": p.max,
                         "names_file": p.names_file}
