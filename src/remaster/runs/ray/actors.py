@@ -54,7 +54,8 @@ class Worker:
         except RemasterError as exc:
             return exc
         # Which process this is: after a Ctrl-C the driver waits for it to be gone before it removes what it left.
-        return {**this_process(), "device": str(self.remasterer.device), "describe": self.remasterer.describe()}
+        device = self.remasterer.vulkan or self.remasterer.device  # vulkan:N where the network stages run there
+        return {**this_process(), "device": str(device), "describe": self.remasterer.describe()}
 
     def process(self, item: WorkItem) -> dict[str, Any]:
         """Read, run and write one item; its row, whatever happened to it."""
