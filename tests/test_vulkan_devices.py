@@ -321,3 +321,45 @@ def test_listings_say_which_stages_run_on_vulkan():
     host = host_with(LAVAPIPE)
     assert host.stages.get("vk-net").as_json()["vulkan"] is True
     assert host.stages.get("bicubic").as_json()["vulkan"] is False
+
+
+def test_remaster_devices_lists_them_and_says_what_auto_takes(process_host, no_cuda, capsys):
+    import json
+
+    from remaster.cli import main
+
+    process_host(host_with(LAVAPIPE, INTEL))
+    assert main(["devices", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [device["device"] for device in listed["vulkan"]] == ["vulkan:0", "vulkan:3"]
+    assert listed["vulkan"][0]["software"] is True and listed["cuda"] == [] and listed["vulkan_error"] is None
+    # The default upscaler of this host (no Real-ESRGAN plugin: lanczos) does not run on Vulkan: auto keeps the CPU.
+    assert listed["auto"] == "cpu"
+    assert main(["devices"]) == 0
+    text = capsys.readouterr().out
+    assert "vulkan:0 (llvmpipe (LLVM 15.0.6, 256 bits), CPU implementation, fp16)  (not taken by auto: a CPU " \
+           "implementation)" in text
+    assert text.rstrip().endswith("auto: cpu (for lanczos)")
+
+
+def test_remaster_devices_without_vulkan_says_why(process_host, capsys):
+    from remaster.cli import main
+
+    process_host(host_with(fails=True))
+    assert main(["devices"]) == 0
+    assert "vulkan: none (no Vulkan loader on this machine (install libvulkan1))" in capsys.readouterr().out
+
+
+class FakeDefault(FakeVulkan):
+    @hookimpl
+    def remaster_register_stages(self, register):
+        register(StageSpec(name="realesrgan-x4plus", kind=StageKind.UPSCALER, factory=lambda **_: Recorder(),
+                           info=StageInfo(scale=4, in_channels=(3,), dtypes=ALL, vulkan=True)))
+
+
+def test_remaster_devices_auto_takes_a_gpu_for_a_default_upscaler_on_vulkan(process_host, no_cuda, capsys):
+    from remaster.cli import main
+
+    process_host(PluginHost(load_entry_points=False, extra_plugins=(FakeDefault(LAVAPIPE, INTEL),)))
+    assert main(["devices"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("auto: vulkan:3 (for realesrgan-x4plus)")

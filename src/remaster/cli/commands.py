@@ -28,6 +28,8 @@ COMMANDS = (
             run="remaster.cli.listing:stages"),
     Command("plugins", help="list plugins with their versions and what each registered",
             run="remaster.cli.listing:plugins"),
+    Command("devices", help="list the CPU, CUDA and Vulkan devices and what --device auto takes",
+            run="remaster.cli.devices:devices"),
     Command("weights", help="list, download, import and check model weights",
             arguments="remaster.cli.weights:weights_arguments", run="remaster.cli.weights:weights"),
     Command("cache", help="list and remove the compiled artifacts remaster built on this machine (--compile)",
