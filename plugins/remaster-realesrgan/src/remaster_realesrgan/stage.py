@@ -111,7 +111,6 @@ class SpandrelUpscaler(Stage):
         else:
             self._place(ctx)
 
-    @torch.compiler.disable  # built outside any graph torch.compile traces through run()
     def _network(self) -> Any:
         """The spandrel descriptor, built (and placed as :meth:`prepare` said) the first time it is needed."""
         with self._building:
