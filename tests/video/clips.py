@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from remaster.video.encode import DecodeTimes
+
 #: Variable frame rate: the gaps between frames differ (milliseconds).
 VFR_PTS = (0, 40, 80, 200, 233, 300, 420, 433)
 
@@ -100,6 +102,9 @@ def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich,
         if cues is not None:
             text = out.add_stream_from_template(cues.streams[0])
             text.metadata.update({"language": "eng", "title": "English"})
+        # libx265 now and then gives the first packets of a very short encode a garbage decode timestamp, which the
+        # muxer refuses: the clip is mended as remaster mends its own encodes.
+        mend = DecodeTimes()
         for index, stamp in enumerate(pts):
             if patches:
                 rgb = np.zeros((height, width, 3), np.uint8)
@@ -115,8 +120,8 @@ def _make_clip(av, path, width, height, pts, deep, audio, colour, patches, rich,
             kwargs = {} if colour is None else {"dst_colorspace": colour[0], "dst_color_range": colour[1]}
             frame = frame.reformat(format=video.pix_fmt, **kwargs)
             frame.pts, frame.time_base = stamp, Fraction(1, 1000)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+            out.mux(mend(video.encode(frame)))
+        out.mux(mend(video.encode(None)))
         if sound is not None:
             size = 960 if opus else 1024  # samples per frame each encoder takes
             for index in range(24):

@@ -103,8 +103,14 @@ def build_artifact(network: torch.nn.Module, *, fmt: str, stage: str, shape: tup
 def load_artifact(path: Path, fmt: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The callable an artifact file holds (verified by the store before it gets here)."""
     if fmt == "inductor":
-        runner: Callable[[torch.Tensor], torch.Tensor] = torch._inductor.aoti_load_package(str(path))
-        return runner
+        # The package loader itself: torch._inductor.aoti_load_package wraps it, but importing torch._inductor
+        # imports torch._dynamo (0.9 s of start-up here) for nothing a one-tensor network needs.
+        loader_class = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+        if loader_class is None:  # pragma: no cover - a torch without it
+            runner: Callable[[torch.Tensor], torch.Tensor] = torch._inductor.aoti_load_package(str(path))
+            return runner
+        loader = loader_class(str(path), "model", False, 1, -1)
+        return lambda pixels: loader.boxed_run([pixels])[0]
     return torch.export.load(path).module()
 
 

@@ -129,6 +129,10 @@ class ConfiguredStage:
         """``instance``'s ``run`` compiled (once per object; compilation itself happens on the first call)."""
         compiled = self._compiled.get(id(instance))
         if not isinstance(compiled, CompiledRun):
+            # A stage that builds its network on first use (its compile target) builds it now, outside the graph.
+            target = instance.compile_target() if hasattr(instance, "compile_target") else None
+            if target is not None:
+                target.network()
             compiled = self._compiled[id(instance)] = CompiledRun(instance.run, name=self.name, backend=backend)
         return compiled
 

@@ -104,6 +104,9 @@ def resolve_device(requested: str | torch.device = "auto", *, torch_only: str | 
     return torch.device("cuda", index)
 
 
+#: Set to ``0`` so that ``--device auto`` never looks for Vulkan devices (a driver that misbehaves when probed);
+#: ``--device vulkan`` still works.
+VULKAN_AUTO_ENV = "REMASTER_VULKAN_AUTO"
 #: The order in which ``auto`` prefers Vulkan GPUs; CPU implementations and virtual devices are never picked.
 _AUTO_VULKAN_ORDER = ("discrete", "integrated")
 
@@ -128,7 +131,7 @@ def pick_vulkan(requested: str | torch.device, list_devices: Callable[[], Sequen
     """
     kind, index = parse_device(requested)
     if kind == "auto":
-        if not runs_on_vulkan or torch.cuda.is_available():
+        if not runs_on_vulkan or torch.cuda.is_available() or os.environ.get(VULKAN_AUTO_ENV, "").strip() == "0":
             return None
         try:
             found = list_devices()

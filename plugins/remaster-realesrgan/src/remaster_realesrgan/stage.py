@@ -142,7 +142,6 @@ class SpandrelUpscaler(Stage):
         spec = getattr(self, "spec", None)
         return str(getattr(spec, "name", None) or "realesrgan")
 
-    @torch.compiler.disable  # built outside any graph torch.compile traces through run()
     def _network(self) -> Any:
         """The spandrel descriptor, built (and placed as :meth:`prepare` said) the first time it is needed."""
         with self._building:
