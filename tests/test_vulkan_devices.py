@@ -93,6 +93,15 @@ def test_auto_asks_nothing_without_a_vulkan_stage_or_with_cuda(monkeypatch):
     assert pick_vulkan("cpu", never, runs_on_vulkan=True) is None
 
 
+def test_remaster_vulkan_auto_0_stops_auto_from_looking_but_not_an_explicit_vulkan(no_cuda, monkeypatch):
+    def never():
+        raise AssertionError("the Vulkan devices were listed")
+
+    monkeypatch.setenv("REMASTER_VULKAN_AUTO", "0")
+    assert pick_vulkan("auto", never, runs_on_vulkan=True) is None
+    assert pick_vulkan("vulkan", listing(LAVAPIPE), runs_on_vulkan=True) == LAVAPIPE
+
+
 def test_auto_keeps_the_cpu_where_vulkan_cannot_be_used(no_cuda):
     assert pick_vulkan("auto", no_loader, runs_on_vulkan=True) is None
 
