@@ -29,7 +29,6 @@ import datetime
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,18 +40,9 @@ BEGIN, END = "<!-- compile-cpu:begin -->", "<!-- compile-cpu:end -->"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from compare_realesrgan_gpu import conv_flops  # noqa: E402
+from conv_peak import median_seconds  # noqa: E402  (the peak is measured as conv_peak.py measures it)
 from doc_sections import publish  # noqa: E402
 from startup import cpu, load  # noqa: E402
-
-
-def median_seconds(call, repeats: int) -> float:
-    call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def per_tile(models: list[str], size: int, repeats: int, cache: Path) -> tuple[str, list[str]]:

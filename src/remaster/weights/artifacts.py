@@ -23,7 +23,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -203,14 +203,9 @@ class ArtifactStore:
     # -- internals -----------------------------------------------------------------------------------------------
 
     def _check_folder(self) -> str | None:
-        try:
-            info = self.root.lstat()
-        except FileNotFoundError:
-            return "does not exist"
-        if not stat.S_ISDIR(info.st_mode):
-            return "is not a folder"
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
-            return "belongs to another user"
+        info, problem = _owned(self.root, stat.S_ISDIR, "a folder", missing="does not exist")
+        if info is None:
+            return problem
         if info.st_mode & 0o077:
             os.chmod(self.root, 0o700)  # ours, but open to others (an older umask): made private, then trusted
             if self.root.lstat().st_mode & 0o077:
@@ -253,16 +248,25 @@ class ArtifactStore:
             os.close(fd)
 
 
-def _check_file(path: Path, record: ArtifactRecord) -> str | None:
-    """Why ``path`` may not be loaded as ``record``'s artifact, or ``None``."""
+def _owned(path: Path, is_kind: Callable[[int], bool], kind: str, *,
+           missing: str) -> tuple[os.stat_result | None, str | None]:
+    """``path``'s status when it exists, is of ``kind`` (not a link) and belongs to this user; else why not."""
     try:
         info = path.lstat()
     except FileNotFoundError:
-        return "is missing"
-    if not stat.S_ISREG(info.st_mode):
-        return "is not a regular file"
+        return None, missing
+    if not is_kind(info.st_mode):
+        return None, f"is not {kind}"
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        return "belongs to another user"
+        return None, "belongs to another user"
+    return info, None
+
+
+def _check_file(path: Path, record: ArtifactRecord) -> str | None:
+    """Why ``path`` may not be loaded as ``record``'s artifact, or ``None``."""
+    info, problem = _owned(path, stat.S_ISREG, "a regular file", missing="is missing")
+    if info is None:
+        return problem
     if info.st_mode & 0o022:
         return "is writable by other users"
     if info.st_size != record.size or sha256_file(path) != record.sha256:
