@@ -300,12 +300,31 @@ class ShapesPlugin(FakeVulkan):
                            info=StageInfo(scale=2, in_channels=(3,), tile_overlap=8, vulkan=True)))
 
 
-def shapes_pipeline(**options) -> Remasterer:
-    host = PluginHost(load_entry_points=False, extra_plugins=(ShapesPlugin(RADEON),)).ensure_loaded()
+#: A GPU whose driver does not say how much memory it has.
+UNSAID = VulkanDevice(2, "a GPU that keeps its memory to itself", "discrete", fp16=True)
+
+
+def shapes_pipeline(device: VulkanDevice = UNSAID, **options) -> Remasterer:
+    host = PluginHost(load_entry_points=False, extra_plugins=(ShapesPlugin(device),)).ensure_loaded()
     return Remasterer("vk-x2", host=host, device="vulkan:2", **options)
 
 
-def test_auto_tiles_on_vulkan_are_a_fixed_size():
+def test_auto_tiles_on_vulkan_are_sized_from_the_devices_memory():
+    from remaster.pipeline.tiling import vulkan_tile_size
+
+    assert vulkan_tile_size((1, 3, 600, 300), memory_bytes=8 * 2**30, scale=4) == 0  # fits whole
+    small = vulkan_tile_size((1, 3, 4000, 3000), memory_bytes=2**30, scale=4, overlap=24)
+    large = vulkan_tile_size((1, 3, 4000, 3000), memory_bytes=8 * 2**30, scale=4, overlap=24)
+    assert 64 <= small < large <= 2048 and small % 32 == 0 and large % 32 == 0
+    assert vulkan_tile_size((1, 3, 4000, 3000), memory_bytes=None, scale=4) == 256  # not said: a fixed size
+    Shapes.sizes.clear()
+    image = torch.rand(1, 3, 600, 300)
+    out = shapes_pipeline(RADEON, precision="fp32").run(image)  # 8 GiB: one call for the whole image
+    assert torch.allclose(out, image.repeat_interleave(2, -2).repeat_interleave(2, -1), atol=1e-6)
+    assert Shapes.sizes == [(600, 300)]
+
+
+def test_auto_tiles_on_vulkan_are_a_fixed_size_where_the_memory_is_not_said():
     from remaster.pipeline.tiling import VULKAN_TILE
 
     Shapes.sizes.clear()

@@ -260,8 +260,9 @@ class StageExecutor:
             tile = self.options.tile
             if tile == "auto" and isinstance(compiled_run, ArtifactRun):
                 tile = window_tile
-            elif tile == "auto" and ctx.vulkan is not None:  # the device's memory is not asked yet: a fixed size
-                tile = tiling.VULKAN_TILE
+            elif tile == "auto" and ctx.vulkan is not None:  # from the device's memory, where it says
+                tile = tiling.vulkan_tile_size(padded.shape, memory_bytes=ctx.vulkan.memory_bytes,
+                                               scale=integer_scale, overlap=overlap)
             elif tile == "auto":
                 tile = DEFAULT_COMPILE_TILE if compiled else tiling.auto_tile_size(
                     padded.shape, device=ctx.device, scale=integer_scale, overlap=overlap,

@@ -53,7 +53,7 @@ import torch
 from remaster.errors import StageContractError
 
 __all__ = ["RowsFn", "run_tiled", "run_with_backoff", "auto_tile_size", "is_out_of_memory", "fixed_window_size",
-           "VULKAN_TILE"]
+           "VULKAN_TILE", "vulkan_tile_size"]
 
 log = logging.getLogger(__name__)
 
@@ -418,10 +418,30 @@ def _available_memory(device: torch.device) -> int | None:
     return None
 
 
-#: The tile side (input pixels) of a stage on Vulkan under ``tile="auto"``: the device's memory is not asked yet.
+#: The tile side (input pixels) of a stage on Vulkan under ``tile="auto"`` where the device does not say its memory.
 #: An x4 RRDBNet tile of 256² holds a few hundred MB of activations, which any GPU with 1 GiB has; the tiler halves
 #: it on out-of-memory as on CUDA.
 VULKAN_TILE = 256
+
+
+def vulkan_tile_size(pixels_shape: Sequence[int], *, memory_bytes: int | None, scale: int, overlap: int = 0,
+                     bytes_per_output_pixel: int = DEFAULT_BYTES_PER_OUTPUT_PIXEL,
+                     memory_fraction: float = DEFAULT_MEMORY_FRACTION) -> int:
+    """:func:`auto_tile_size` for a stage on a Vulkan device with ``memory_bytes`` of device memory: the output
+    stays on the host, so only a tile's working memory counts. :data:`VULKAN_TILE` where the memory is unknown.
+
+    Returns:
+        0 when the whole image fits, otherwise a multiple of 32 between 64 and 2048.
+    """
+    if not memory_bytes:
+        return VULKAN_TILE
+    height, width = int(pixels_shape[-2]), int(pixels_shape[-1])
+    per_input_pixel = bytes_per_output_pixel * scale * scale
+    budget = memory_bytes * memory_fraction
+    if height * width * per_input_pixel <= budget:
+        return 0
+    side = math.isqrt(max(0, int(budget / per_input_pixel))) - 2 * (overlap + overlap // 2)
+    return min(2048, max(64, side // 32 * 32))
 
 
 def auto_tile_size(
