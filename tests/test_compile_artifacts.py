@@ -401,3 +401,23 @@ def test_a_build_waiting_for_a_busy_run_starts_when_it_ends_or_idles():
         idle.kill()
         busy.kill()
         idle.wait(10)
+
+
+def test_the_background_builder_refuses_a_network_file_that_is_not_the_one_handed_to_it(cache):
+    import subprocess
+    import sys
+
+    store = ArtifactStore(cache)
+    folder = store.ensure_folder()
+    network_file = folder / ".handed.network.pt"
+    torch.save(_network(), network_file)
+    os.chmod(network_file, 0o600)
+    request = folder / ".handed.request.json"
+    key = "0" * 64
+    request.write_text(json.dumps({"network": str(network_file), "format": "export", "stage": "tinynetwork",
+                                   "network_file": {"sha256": "f" * 64, "size": network_file.stat().st_size},
+                                   "shape": [1, 3, 16, 16], "precision": "fp32", "store": str(cache), "key": key}))
+    builder = subprocess.run([sys.executable, "-m", "remaster.pipeline.artifact_build", str(request)],
+                             capture_output=True, text=True, timeout=120)  # its own process: it lowers its priority
+    assert builder.returncode == 1 and "does not match its recorded sha256" in builder.stdout  # loaded nothing
+    assert store.records() == [] and not network_file.exists() and not request.exists()

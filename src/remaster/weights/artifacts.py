@@ -107,12 +107,17 @@ class ArtifactStore:
         if record is None:
             return None
         path = self.root / record.file
-        problem = self._check_folder() or _check_file(path, record)
+        problem = self.problem_with(path, sha256=record.sha256, size=record.size)
         if problem is None:
             return path
         log.warning("compiled artifact %s %s; it was removed and will be built again", path, problem)
         self.remove([key])
         return None
+
+    def problem_with(self, path: Path, *, sha256: str, size: int) -> str | None:
+        """Why ``path`` may not be loaded as a file remaster wrote into this private folder with ``sha256`` and
+        ``size`` (the folder's own checks first), or ``None``."""
+        return self._check_folder() or _check_file(path, sha256=sha256, size=size)
 
     def path_for(self, record_file: str) -> Path:
         """Where an artifact named ``record_file`` lives."""
@@ -262,14 +267,14 @@ def _owned(path: Path, is_kind: Callable[[int], bool], kind: str, *,
     return info, None
 
 
-def _check_file(path: Path, record: ArtifactRecord) -> str | None:
-    """Why ``path`` may not be loaded as ``record``'s artifact, or ``None``."""
+def _check_file(path: Path, *, sha256: str, size: int) -> str | None:
+    """Why ``path`` may not be loaded as the file with ``sha256`` and ``size``, or ``None``."""
     info, problem = _owned(path, stat.S_ISREG, "a regular file", missing="is missing")
     if info is None:
         return problem
     if info.st_mode & 0o022:
         return "is writable by other users"
-    if info.st_size != record.size or sha256_file(path) != record.sha256:
+    if info.st_size != size or sha256_file(path) != sha256:
         return "does not match its recorded sha256"
     return None
 
