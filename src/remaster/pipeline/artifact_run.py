@@ -113,8 +113,9 @@ class ArtifactRun:
         self._looked: dict[str, float] = {}
         self._requested: set[str] = set()
         self.failed = False
+        self._files: dict[tuple[tuple[int, ...], torch.dtype], str] = {}
         self._report: dict[str, Any] = {}
-        self._used = False
+        self._used: str | None = None  # the artifact the image since the last report ran with
 
     def ready(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> bool:
         """Whether calls of ``shape``/``dtype`` run an artifact: loads a cached one, builds one now (``on``), or
@@ -128,7 +129,6 @@ class ArtifactRun:
                 _told_no_compiler.append(True)
                 log.warning("no C++ compiler (g++) found: network stages run without compiling; install g++ "
                             "to let remaster compile them for this CPU")
-            self._report["compiled"] = "eager"
             self._report["compile_skipped"] = "no C++ compiler"
             return False
         key = artifact_key(fmt=self.fmt, stage=self.name, identity=self._target.identity, shape=shape, dtype=dtype,
@@ -151,11 +151,12 @@ class ArtifactRun:
             self._fail("building or loading", exc)
             return False
         self._runners[shape, dtype] = runner
-        self._report["artifact"] = str(path)
+        self._files[shape, dtype] = str(path)
         return True
 
     def __call__(self, pixels: torch.Tensor, ctx: RunContext) -> torch.Tensor:
-        runner = None if self.failed else self._runners.get((tuple(pixels.shape), ctx.dtype))
+        call = (tuple(pixels.shape), ctx.dtype)
+        runner = None if self.failed else self._runners.get(call)
         if runner is None:
             return self._eager(pixels, ctx)
         try:
@@ -163,7 +164,7 @@ class ArtifactRun:
         except Exception as exc:
             self._fail("running", exc)
             return self._eager(pixels, ctx)
-        self._used = True
+        self._used = self._files[call]
         return out
 
     def take_report(self) -> dict[str, Any]:
@@ -172,11 +173,11 @@ class ArtifactRun:
         ``compile_failed`` after a failure."""
         report = dict(self._report)
         report["compiled"] = self.fmt if self._used and not self.failed else "eager"
-        if not self._used:
-            report.pop("artifact", None)
+        if self._used and not self.failed:
+            report["artifact"] = self._used
         for once in ("compile_seconds", "compile_failed", "compile_pending"):
             self._report.pop(once, None)
-        self._used = False
+        self._used = None
         return report
 
     def _build_now(self, key: str, shape: tuple[int, ...], dtype: torch.dtype) -> Path | None:
