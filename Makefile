@@ -64,14 +64,14 @@ gpu-bundle: $(STAMP)
 
 # Editors for the plug-in tests (docs/editors.md). Neither step fails the build: without Krita or the GIMP 3
 # chroot the editor tests skip and say why. The chroot (~700 MB, a few minutes once) lives outside git.
-KRITA_PACKAGES := krita python3-pyqt5 xvfb xauth
+KRITA_PACKAGES := krita python3-pyqt5
 GIMP_CHROOT ?= /var/cache/remaster/gimp3-trixie
 export REMASTER_GIMP_CHROOT := $(GIMP_CHROOT)
 
 editors-env: krita-env gimp-env
 
 krita-env:
-	@if command -v kritarunner >/dev/null && command -v xvfb-run >/dev/null; then :; \
+	@if command -v kritarunner >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	      $(KRITA_PACKAGES); } >/dev/null || echo "krita-env: apt-get could not install $(KRITA_PACKAGES)"; \
