@@ -52,7 +52,8 @@ def _info_from_the_built_network(path: Path) -> StageInfo:
     return StageInfo(scale=descriptor.scale, scale_param="scale", resample=True,
                      in_channels=(descriptor.input_channels,), min_size=max(1, size.minimum),
                      multiple_of=max(1, size.multiple_of), tiling=Tiling.SUPPORTED, tile_overlap=TILE_OVERLAP,
-                     alpha="process", dtypes=dtypes)
+                     alpha="process", dtypes=dtypes,
+                     vulkan=descriptor.architecture.id in ("ESRGAN", "Compact"))  # both are converted for ncnn
 
 
 @pytest.mark.parametrize("name, net, write", [

@@ -182,3 +182,81 @@ def test_a_stage_without_an_ncnn_model_runs_on_the_cpu_with_a_note(caplog):
     pipeline = Remasterer(f"{ANIME} | bicubic(scale=0.5)", device="vulkan", precision="fp32")
     assert [step["device"] for step in pipeline.stage_plan()] == ["vulkan:0", "cpu"]
     assert any("bicubic: does not run on Vulkan; runs on the CPU" in r.getMessage() for r in caplog.records)
+
+
+# -- model files, converted for ncnn on first use -----------------------------------------------------------------
+
+
+def _tiny_x2_file(path):
+    """A Real-ESRGAN x2 layout (pixel unshuffle in front of an RRDB trunk) with random weights, as a .pth."""
+    import torch
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    network = ESRGAN(in_nc=12, out_nc=3, num_filters=8, num_blocks=1, scale=4, shuffle_factor=2)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(torch.rand(parameter.shape, generator=generator) * 0.2 - 0.1)
+    torch.save({"params_ema": network.state_dict()}, path)
+    return path
+
+
+def test_a_model_file_converted_for_vulkan_gives_the_cpu_result(tmp_path):
+    """`remaster upscale photo.png -o out.png --model FILE --device vulkan` for an ESRGAN-family file with real
+    weights (x4plus-anime's, an RRDB network) and a pixel-unshuffle x2 one: the CPU's fp32 result, and the
+    conversion kept in the weights cache with its record."""
+    import shutil
+
+    from remaster.weights import get_manager
+
+    anime = tmp_path / "anime.safetensors"
+    shutil.copyfile(get_manager().ensure("realesrgan-x4plus-anime"), anime)
+    tiny = _tiny_x2_file(tmp_path / "tiny_x2.pth")
+    source = tmp_path / "photo.png"
+    PILImage.fromarray(photo(16)).save(source)
+    for model, scale in ((anime, 4), (tiny, 2)):
+        outputs = {}
+        for device in ("vulkan", "cpu"):
+            outputs[device] = tmp_path / f"{model.stem}-{device}.png"
+            assert main(["upscale", str(source), "-o", str(outputs[device]), "--model", str(model),
+                         "--device", device, "--precision", "fp32"]) == 0
+        ours, cpu = (np.asarray(PILImage.open(outputs[device])) for device in ("vulkan", "cpu"))
+        assert ours.shape == (16 * scale, 16 * scale, 3)
+        assert psnr(ours, cpu) >= BAR_DB, f"{model.name}: {psnr(ours, cpu):.1f} dB"
+        from remaster.weights import sha256_file
+
+        record = get_manager().folder / "ncnn" / f"{sha256_file(model)}-v1.json"
+        assert record.is_file(), f"no conversion record for {model.name}"
+
+
+def test_odd_sizes_for_a_pixel_unshuffle_model_are_padded_as_spandrel_pads_them(tmp_path):
+    """The ncnn graph needs sides that are multiples of 2 here: the runner pads by reflection and crops, as
+    spandrel does on the CPU (the pipeline usually pads to the stage's multiple before; this is the runner's own
+    guarantee)."""
+    import torch
+
+    from remaster_realesrgan.converted import converted_model
+    from remaster_realesrgan.stage import load_descriptor
+
+    path = _tiny_x2_file(tmp_path / "tiny_x2.pth")
+    descriptor = load_descriptor(path)
+    made = converted_model(tmp_path / "ncnn", source=path, descriptor=lambda: descriptor, stage="tiny")
+    network = vulkan.NcnnNetwork((made.param, made.weights), DEVICES[0], "fp32", scale=made.scale,
+                                 pad_multiple=made.pad_multiple)
+    pixels = torch.rand((1, 3, 13, 17), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = descriptor(pixels).numpy()
+    got = network(pixels).numpy()
+    assert got.shape == want.shape == (1, 3, 26, 34)
+    assert psnr(got.clip(0, 1), want.clip(0, 1)) >= BAR_DB
+
+
+def test_an_esrgan_plus_file_runs_on_the_cpu_with_a_note(tmp_path, caplog):
+    import torch
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    path = tmp_path / "plus.pth"
+    torch.save(ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4, plus=True).state_dict(), path)
+    pipeline = Remasterer(str(path), device="vulkan", precision="fp32")
+    assert [step["device"] for step in pipeline.stage_plan()] == ["cpu"]
+    assert any("plus: does not run on Vulkan; runs on the CPU" in r.getMessage() for r in caplog.records)

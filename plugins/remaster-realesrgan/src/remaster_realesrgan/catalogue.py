@@ -28,7 +28,7 @@ class KnownModel:
             cache wins, else the last one that can be produced offline.
         multiple_of: Input size requirement (pixel-unshuffle models need 2 or 4).
         ncnn: The packaged ncnn model of the same network (``remaster_realesrgan.ncnn.packaged_models``), which
-            runs it on Vulkan; ``None``: the stage does not run on Vulkan.
+            runs it on Vulkan; ``None``: on Vulkan the weights file is converted for ncnn on first use.
     """
 
     stage: str
@@ -38,6 +38,10 @@ class KnownModel:
     multiple_of: int = 1
     ncnn: str | None = None
 
+
+#: spandrel architecture ids whose networks run on Vulkan (converted for ncnn: remaster_realesrgan.ncnn_export);
+#: ESRGAN+ ("plus") files excepted.
+VULKAN_ARCHITECTURES = ("ESRGAN", "Compact")
 
 MODELS: tuple[KnownModel, ...] = (
     KnownModel("realesrgan-x4plus", "Real-ESRGAN x4plus (RRDBNet, 23 blocks): photos, the default", 4,

