@@ -391,3 +391,71 @@ def test_remaster_devices_auto_takes_a_gpu_for_a_default_upscaler_on_vulkan(proc
     process_host(PluginHost(load_entry_points=False, extra_plugins=(FakeDefault(LAVAPIPE, INTEL),)))
     assert main(["devices"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("auto: vulkan:3 (for realesrgan-x4plus)")
+
+
+# --- the server ------------------------------------------------------------------------------------------------------
+
+
+def server_request(app, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None):
+    """One request straight into the ASGI app (no socket): its status and JSON body."""
+    import asyncio
+    import json
+
+    headers = {"host": "127.0.0.1", "authorization": "Bearer token", "content-length": str(len(body)),
+               **(headers or {})}
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8765)}
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive():
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(b"".join(message.get("body", b"") for message in sent[1:]))
+
+
+def planned_on_server(host: PluginHost, device: str, pipeline: str) -> tuple[str, list[dict]]:
+    """What ``remaster serve --device DEVICE`` says of its device, and the stages it plans for a job."""
+    import io
+    import json
+
+    from PIL import Image as PILImage
+
+    from remaster.pipeline.options import PipelineOptions
+    from remaster.server.app import ServerConfig, build_app
+    from remaster.server.jobs import JobQueue
+
+    app = build_app(ServerConfig(options=PipelineOptions(device=device)), JobQueue(), token="token", origins=set(),
+                    host=host)  # the queue's worker is not started: the job stays queued, with its plan
+    status, health = server_request(app, "GET", "/v1/health")
+    assert status == 200, health
+    png = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(png, format="PNG")
+    status, job = server_request(app, "POST", "/v1/jobs", png.getvalue(), {
+        "content-type": "image/png", "x-remaster-options": json.dumps({"pipeline": pipeline})})
+    assert status == 202, job
+    return health["device"], job["stages"]
+
+
+def test_the_server_gives_its_jobs_the_vulkan_device_it_names():
+    """Before, the jobs got the torch device, the CPU for Vulkan: the health said vulkan, the network ran on the CPU
+    (the real device: tests/test_server_vulkan.py)."""
+    said, stages = planned_on_server(host_with(LAVAPIPE, RADEON), "vulkan:2", "vk-net | bicubic(scale=2)")
+    assert said.startswith("vulkan:2 (AMD Radeon RX 7600")
+    assert [stage["device"] for stage in stages] == ["vulkan:2", "cpu"]
+
+
+def test_a_server_on_auto_runs_on_the_gpu_it_took_only_the_pipelines_with_vulkan_stages(no_cuda, caplog):
+    host = host_with(LAVAPIPE, INTEL)
+    said, stages = planned_on_server(host, "auto", "vk-net")
+    assert said.startswith("vulkan:3 (Intel(R) UHD Graphics 620") and stages[0]["device"] == "vulkan:3"
+    with caplog.at_level(logging.WARNING, logger="remaster.pipeline"):
+        assert planned_on_server(host, "auto", "bicubic")[1] == [{"stage": "bicubic", "device": "cpu",
+                                                                  "precision": "fp32"}]
+    assert "does not run on Vulkan" not in caplog.text  # no note for a pipeline that was never meant for Vulkan

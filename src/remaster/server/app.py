@@ -124,6 +124,10 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
     vulkan = devices.pick_vulkan(config.options.device, host.vulkan_devices,
                                  runs_on_vulkan=any(spec.info.vulkan for spec in host.stages))
     device_text = devices.describe_target(device, vulkan)
+    # The device name the jobs' pipelines get. Vulkan computes on host tensors, so ``device`` is the CPU there: a
+    # job given str(device) ran its network on the CPU. Where Vulkan was picked, they get the name asked for
+    # (vulkan[:N]; auto, which takes that device for the pipelines with Vulkan stages only).
+    job_device = config.options.device if vulkan is not None else str(device)
     allowed_files = tuple(Path(folder).expanduser().resolve() for folder in config.allow_files)
 
     async def health(request: Request) -> Response:
@@ -148,7 +152,7 @@ def build_app(config: ServerConfig, queue: JobQueue, *, token: str, origins: set
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
         refuse_client_files(calls, host, allowed_files)
         try:
-            remasterer = Remasterer(calls, config.options.replace(device=str(device), tile=tile,
+            remasterer = Remasterer(calls, config.options.replace(device=job_device, tile=tile,
                                                                   max_pixels=max_pixels), host=host)
         except RemasterError as exc:
             raise HTTPError.from_remaster(exc, status_for(exc)) from None
