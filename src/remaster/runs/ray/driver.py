@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from remaster.errors import RemasterError
+from remaster.errors import RemasterError, UsageError
 from remaster.io.atomic import remove_temporaries
 from remaster.pipeline.options import PipelineOptions
 from remaster.plugin.syntax import StageCall
@@ -318,14 +318,34 @@ def _published(target: str) -> bool:
         return False
 
 
+def _on_the_cpu(options: PipelineOptions) -> PipelineOptions:
+    """``options`` as the driver can always build them: on its CPU (fp16, which CPUs do not run, as fp32)."""
+    return options.replace(device="cpu", precision="fp32" if options.precision == "fp16" else options.precision)
+
+
+def describe_pipeline(stages: Sequence[StageCall], options: PipelineOptions) -> str:
+    """The pipeline as it describes itself (a video's manifest records it as its job), built in the driver.
+
+    With the run's own options where the driver has their device; a driver without it (a CPU head node of GPU
+    workers, or of Vulkan ones) describes it on its CPU rather than refusing a run its workers can do.
+    """
+    from remaster.pipeline.remasterer import Remasterer
+
+    try:
+        return Remasterer(list(stages), options).describe()
+    except UsageError:
+        if options.device == "cpu":
+            raise
+        return Remasterer(list(stages), _on_the_cpu(options)).describe()
+
+
 def make_spec(stages: Sequence[StageCall], options: PipelineOptions, *, overwrite: bool, quality: int | None,
               cpus_per_worker: float, gpus_per_worker: float, cli_words: bool = False) -> RunSpec:
     """The workers' :class:`RunSpec`, checked here first: a misspelt stage fails before any cluster starts."""
     from remaster.pipeline.remasterer import Remasterer
 
     # Built on the CPU only to check names and parameters (nothing is loaded); the workers pick their own device.
-    Remasterer(list(stages), options.replace(device="cpu", precision="fp32" if options.precision == "fp16"
-                                             else options.precision))
+    Remasterer(list(stages), _on_the_cpu(options))
     env = {**driver_environment(), **{key: os.environ[key] for key in storage.ENV_PASSED if key in os.environ}}
     # A worker without a GPU share must not take a GPU it happens to see on its node.
     if gpus_per_worker == 0 and options.device == "auto":

@@ -12,7 +12,7 @@ from remaster.pipeline.options import PipelineOptions
 from remaster.plugin.syntax import StageCall, parse_pipeline, parse_stage
 from remaster.runs.engine import Layout, RunObserver
 from remaster.runs.plan import BatchItem, count_phrase, summarize, write_report
-from remaster.runs.ray.driver import Plan, execute, make_spec, plan_run
+from remaster.runs.ray.driver import Plan, describe_pipeline, execute, make_spec, plan_run
 from remaster.runs.ray.videos import RayVideos, is_video_item
 from remaster.video.encode import EncoderChoice
 
@@ -84,9 +84,7 @@ class RayEngine:
         def started(worker: dict[str, Any]) -> None:
             observer.ready(f"{worker['describe']} on {worker['device']} in each Ray worker, {count} to do", None)
 
-        from remaster.pipeline.remasterer import Remasterer
-
-        segments = RayVideos(plan, Remasterer(list(stages), spec.options).describe() if videos else "", self.choice,
+        segments = RayVideos(plan, describe_pipeline(stages, spec.options) if videos else "", self.choice,
                              overwrite=self.overwrite, resume=self.resume, cli_words=self.cli_words,
                              observer=observer)
         work, settled = segments.work()
