@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -421,3 +422,45 @@ def test_the_background_builder_refuses_a_network_file_that_is_not_the_one_hande
                              capture_output=True, text=True, timeout=120)  # its own process: it lowers its priority
     assert builder.returncode == 1 and "does not match its recorded sha256" in builder.stdout  # loaded nothing
     assert store.records() == [] and not network_file.exists() and not request.exists()
+
+
+def _hand_over(cache: Path, modules: list[str], key: str = "1" * 64) -> tuple[Path, Path, str]:
+    """A network file and a request as start_background_build writes them (the right sha256), naming ``modules``."""
+    import hashlib
+
+    folder = ArtifactStore(cache).ensure_folder()
+    network_file = folder / ".handed.network.pt"
+    torch.save(_network(), network_file)
+    os.chmod(network_file, 0o600)
+    data = network_file.read_bytes()
+    request = folder / ".handed.request.json"
+    request.write_text(json.dumps({"network": str(network_file), "format": "export", "stage": "tinynetwork",
+                                   "network_file": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)},
+                                   "modules": modules, "shape": [1, 3, 16, 16], "precision": "fp32",
+                                   "store": str(cache), "key": key}))
+    return network_file, request, key
+
+
+def _build(request: Path) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "remaster.pipeline.artifact_build", str(request)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_background_builder_unpickles_only_the_module_classes_it_was_told_of(cache):
+    names = ["torch.nn.modules.conv:Conv2d", "torch.nn.modules.activation:LeakyReLU",
+             "torch.nn.modules.container:Sequential", "torch.nn.modules.pixelshuffle:PixelShuffle"]
+    network_file, request, key = _hand_over(cache, names)
+    assert _build(request).returncode == 0 and ArtifactStore(cache).verified(key) is not None  # the real hand-over
+    network_file, request, key = _hand_over(cache, names[:-1], "2" * 64)  # PixelShuffle is in the file, not allowed
+    builder = _build(request)
+    assert builder.returncode != 0 and "PixelShuffle" in builder.stderr  # weights_only refused it: nothing built
+    assert ArtifactStore(cache).verified(key) is None and not network_file.exists() and not request.exists()
+
+
+def test_the_background_builder_refuses_a_request_naming_anything_but_a_module_class(cache):
+    network_file, request, key = _hand_over(cache, ["torch.nn.modules.conv:Conv2d", "os:system"])
+    builder = _build(request)
+    assert builder.returncode == 1 and "names os:system, which is not a torch.nn.Module class" in builder.stdout
+    assert ArtifactStore(cache).verified(key) is None and not network_file.exists() and not request.exists()

@@ -11,7 +11,9 @@ session (it outlives the command that asked for it, so the next run finds the ar
 (``SCHED_IDLE`` where there is one, else ``nice 19``), holding the artifact's build lock so that one process builds
 it. Where the asking process's threads already take every core, the build first waits (``--after PID``) until that
 process has ended or gone idle: even at the lowest priority a compiler beside it slowed it. The network reaches it
-as a file ``torch.save`` wrote into the private artifacts folder, deleted once read.
+as a file ``torch.save`` wrote into the private artifacts folder, deleted once read; it is read with
+``weights_only=True``, allowing only the ``torch.nn.Module`` classes the asking process named in the request, so that
+nothing else in the file (a function to call, any other object) is ever unpickled.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from remaster.weights.artifacts import ANY_BUILD, ArtifactRecord, ArtifactStore
 from remaster.weights.cache import sha256_file
 
 __all__ = ["ARTIFACT_FORMATS", "artifact_key", "build_artifact", "load_artifact", "start_background_build",
-           "CastNetwork", "main", "wait_until_quiet"]
+           "CastNetwork", "main", "module_classes", "wait_until_quiet"]
 
 log = logging.getLogger("remaster.pipeline")
 
@@ -139,10 +141,11 @@ def start_background_build(network: torch.nn.Module, *, fmt: str, stage: str, sh
         with os.fdopen(fd, "wb") as file:
             file.write(data)
         handed = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        modules = sorted({f"{type(module).__module__}:{type(module).__qualname__}" for module in network.modules()})
         request = folder / f".{key[:32]}.{os.getpid()}.request.json"
-        request.write_text(json.dumps({"network": str(module_file), "network_file": handed, "format": fmt,
-                                       "stage": stage, "shape": list(shape), "precision": precision_name(dtype),
-                                       "store": str(store.root), "key": key}))
+        request.write_text(json.dumps({"network": str(module_file), "network_file": handed, "modules": modules,
+                                       "format": fmt, "stage": stage, "shape": list(shape),
+                                       "precision": precision_name(dtype), "store": str(store.root), "key": key}))
         os.chmod(request, 0o600)
         # With no core to spare, even the lowest priority slows the run (measured: a folder 20% slower on 2 cores
         # with 2 threads): the build then waits until this process has ended or is idle.
@@ -195,6 +198,25 @@ def wait_until_quiet(pid: int, *, every: float = 2.0, busy: float = 0.2, limit: 
         last = now
 
 
+def module_classes(names: list[str]) -> tuple[list[Callable[..., Any]], str | None]:
+    """The ``torch.nn.Module`` classes named ``module:qualname``; the first name that is not one (else ``None``)."""
+    import importlib
+
+    classes: list[Callable[..., Any]] = []
+    for name in names:
+        module_name, _, qualname = name.partition(":")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError, ValueError):
+            return classes, name
+        if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
+            return classes, name
+        classes.append(found)
+    return classes, None
+
+
 def main(argv: list[str] | None = None) -> int:
     """The background build: ``python -m remaster.pipeline.artifact_build [--after PID] REQUEST``."""
     args = list(argv if argv is not None else sys.argv[1:])
@@ -209,14 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the builder's slot and the artifact's lock came with the process: held until it exits
         if store.verified(request["key"]) is not None:
             return 0
-        # A whole module (its class is the stage's own) cannot be read with weights_only=True. It is loaded only
-        # as the artifacts are: written a moment ago by the process that asked, into the private 0700 folder,
-        # owned by this user, writable by no one else, with the sha256 that process recorded.
+        # Checked as the artifacts are (written a moment ago by the process that asked, into the private 0700 folder,
+        # owned by this user, writable by no one else, with the sha256 that process recorded), then read with
+        # weights_only=True and only the module classes that process named allowed.
         problem = store.problem_with(network_file, **request["network_file"])
-        if problem is not None:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} refused {network_file.name}: it {problem}", flush=True)
+        classes, refused = module_classes(request.get("modules", []))
+        if problem is not None or refused:
+            why = problem or f"names {refused}, which is not a torch.nn.Module class"
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} refused {network_file.name}: it {why}", flush=True)
             return 1
-        network = torch.load(network_file, weights_only=False)
+        with torch.serialization.safe_globals(list[Any](classes)):
+            network = torch.load(network_file, weights_only=True)
         network_file.unlink(missing_ok=True)
         if request["format"] == "inductor":
             torch._inductor.config.compile_threads = 1
