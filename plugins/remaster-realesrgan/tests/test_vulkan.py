@@ -260,3 +260,14 @@ def test_an_esrgan_plus_file_runs_on_the_cpu_with_a_note(tmp_path, caplog):
     pipeline = Remasterer(str(path), device="vulkan", precision="fp32")
     assert [step["device"] for step in pipeline.stage_plan()] == ["cpu"]
     assert any("plus: does not run on Vulkan; runs on the CPU" in r.getMessage() for r in caplog.records)
+
+
+def test_a_converted_model_file_in_fp16_where_the_device_has_it(tmp_path):
+    """fp32 weights in the converted file; ncnn narrows them to fp16 itself on a device with fp16 (forced here,
+    whatever ``auto`` would pick)."""
+    path = _tiny_x2_file(tmp_path / "tiny_x2.pth")
+    image = photo(16).astype(np.float32) / 255
+    cpu = Remasterer(str(path), device="cpu", precision="fp32").run(image)
+    out = Remasterer(str(path), device="vulkan", precision="fp16").run_image(rio.load(image))
+    assert out.meta.extras["stages"][0]["precision"] == ("fp16" if DEVICES[0].fp16 else "fp32")
+    assert psnr(rio.to_numpy(out), cpu) >= 40.0  # the fp16 bar of test_fp16_where_the_device_has_it

@@ -190,8 +190,7 @@ class ConfiguredStage:
             if make_context is None:
                 raise StageError("has no pipeline to be prepared in", path=self.name,
                                  hint="configure it through a Remasterer")
-            # A context factory from before Vulkan takes no ``vulkan``: it is passed only where there is one.
-            stage.prepare(make_context(device, dtype) if vulkan is None else make_context(device, dtype, vulkan=vulkan))
+            stage.prepare(make_context(device, dtype, vulkan=vulkan))
         except RemasterError:
             raise
         except Exception as exc:  # a plugin's own failure while loading its model: name the stage
